@@ -1,0 +1,45 @@
+"""The ``mmfree`` command.
+
+Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``; the module is
+imported only when its command runs, so that ``mmfree generate`` works where no HDL tools are installed.
+"""
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main"]
+
+#: subcommand → (module under mmfree.host, one-line help)
+COMMANDS = {
+    "doctor": ("doctor", "show which toolchain parts are present, and how to get the missing ones"),
+    "generate": ("generate_cmd", "generate text from a model"),
+}
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="mmfree", description="FPGA accelerators for MatMul-free language models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(f"mmfree.host.{module}").add_arguments(p)
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    module = importlib.import_module(f"mmfree.host.{args._module}")
+    try:
+        return module.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, OSError) as error:
+        print(f"mmfree {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

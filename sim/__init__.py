@@ -1,0 +1,1 @@
+"""cocotb benches, the virtual board and the simulator toolchain glue."""
