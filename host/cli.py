@@ -14,6 +14,7 @@ __all__ = ["main"]
 COMMANDS = {
     "doctor": ("doctor", "show which toolchain parts are present, and how to get the missing ones"),
     "generate": ("generate_cmd", "generate text from a model"),
+    "train": ("train_cmd", "quantization-aware training of a small model on a text file (needs the train extra)"),
 }
 
 
