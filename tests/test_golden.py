@@ -1,0 +1,99 @@
+"""Golden model: exactness of its integer steps, recurrent consistency, and fidelity to the float reference."""
+
+import math
+from dataclasses import replace
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from mmfree.host.golden import Formats, GoldenModel
+from mmfree.host.model import ModelConfig, random_model
+from mmfree.host.reference import FloatReference
+
+CONFIG = ModelConfig(vocab_size=120, hidden_size=64, num_layers=2, intermediate_size=96)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model(CONFIG, seed=11)
+
+
+@pytest.fixture(scope="module")
+def golden(model):
+    return GoldenModel(model)
+
+
+def test_quantizer_is_exact_rounding_of_truncated_values(golden):
+    proj = golden.layers[0]["i"]
+    rng = np.random.default_rng(5)
+    rows = np.concatenate([
+        rng.integers(-2**31, 2**31, (20, CONFIG.hidden_size)),
+        rng.integers(-3, 4, (5, CONFIG.hidden_size)),
+        np.full((1, CONFIG.hidden_size), -2**31), np.full((1, CONFIG.hidden_size), 2**31 - 1),
+        np.zeros((1, CONFIG.hidden_size), dtype=np.int64),
+    ])
+    q, peak = golden.quantize(proj, rows)
+    for row, qrow, m in zip(rows, q, peak.tolist()):
+        p = [int(v) * int(c) for v, c in zip(row, proj.combined)]
+        assert m == max(abs(v) for v in p)
+        k = max(0, m.bit_length() - golden.formats.quant_bits)
+        top = max(m >> k, 1)
+        expected = [int(math.copysign(math.floor(Fraction(127 * (abs(v) >> k), top) + Fraction(1, 2)), v)) if v else 0
+                    for v in p]
+        assert qrow.tolist() == expected
+        assert np.all(np.abs(qrow) <= 127)
+
+
+def test_accumulators_are_exact_integer_products(golden, model):
+    proj = golden.layers[1]["gate"]
+    rng = np.random.default_rng(6)
+    v = rng.integers(-2**20, 2**20, (8, CONFIG.hidden_size))
+    acc, scales = golden.bitlinear(proj, v)
+    q, _ = golden.quantize(proj, v)
+    assert np.array_equal(acc, q @ model.layers[1].gate_proj.codes.astype(np.int64).T)
+    assert len(scales) == 8 and all(s.mant > 0 for s in scales)
+
+
+def test_teacher_forced_equals_recurrent_bit_exactly(golden):
+    tokens = np.random.default_rng(1).integers(0, CONFIG.vocab_size, 16)
+    acc, scales, state = golden.forward_int(tokens)
+    step_state = None
+    for t, token in enumerate(tokens):
+        step_acc, step_scales, step_state = golden.forward_int([token], step_state)
+        assert np.array_equal(step_acc[0], acc[t])
+        assert step_scales[0] == scales[t]
+    assert np.array_equal(step_state, state)
+
+
+def test_tracks_float_reference(model, golden):
+    tokens = np.random.default_rng(2).integers(0, CONFIG.vocab_size, 48)
+    ref_logits, ref_state = FloatReference(model).forward(tokens)
+    gold_logits, gold_state = golden.forward(tokens)
+    cos = np.sum(ref_logits * gold_logits, 1) / np.linalg.norm(ref_logits, axis=1) / np.linalg.norm(gold_logits, axis=1)
+    assert cos.min() > 0.999
+    h = gold_state / 2**golden.formats.state_frac
+    assert np.max(np.abs(h - ref_state)) < 0.05 * np.max(np.abs(ref_state))
+
+
+def test_extreme_inputs_saturate_without_overflow(model):
+    big = random_model(CONFIG, seed=11)
+    big.embeddings = model.embeddings * 1e6
+    big.embeddings[3] = 0.0
+    golden = GoldenModel(big)
+    f = golden.formats
+    x = golden.embed([0, 3])
+    assert np.all(np.abs(x) <= 2**(f.residual_bits - 1))
+    assert np.all(x[1] == 0)
+    with np.errstate(all="raise"):
+        acc, scales, state = golden.forward_int([0, 3, 5])
+    assert np.all(np.abs(state) <= 2**(f.state_bits - 1))
+    assert all(math.isfinite(float(s)) for s in scales)
+    # an all-zero input vector quantizes to zeros and gets a zero scale
+    q, peak = golden.quantize(golden.head, np.zeros((1, CONFIG.hidden_size), dtype=np.int64))
+    assert not q.any() and peak[0] == 0
+
+
+def test_formats_are_checked(model):
+    with pytest.raises(ValueError, match="sigmoid_segment_bits"):
+        GoldenModel(model, replace(Formats(), act_frac=2))
