@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["round_shift", "saturate", "bit_length", "Scalar", "rsqrt", "SigmoidTable"]
+__all__ = ["round_shift", "saturate", "bit_length", "Scalar", "rsqrt", "rsqrt_scalar", "SigmoidTable"]
 
 
 def round_shift(x, shift):
@@ -88,12 +88,30 @@ class Scalar:
     def __mul__(self, other):
         return Scalar.normalize(self.mant * other.mant, self.exp + other.exp, self.bits)
 
+    def __add__(self, other):
+        """The exact sum, rounded once to ``bits`` bits."""
+        if not other.mant or not self.mant:
+            return self if self.mant else other
+        low = min(self.exp, other.exp)
+        # an addend below half an ulp of the other cannot change the rounded sum
+        if abs(self.exp - other.exp) > self.bits + 1:
+            return self if self.exp > other.exp else other
+        return Scalar.normalize((self.mant << (self.exp - low)) + (other.mant << (other.exp - low)), low, self.bits)
+
     def scaled(self, power):
         """Multiply by ``2^power`` (exact)."""
         return Scalar(self.mant, self.exp + power if self.mant else 0, self.bits)
 
     def __float__(self):
         return math.ldexp(self.mant, self.exp)
+
+
+def rsqrt_scalar(value):
+    """``1/sqrt(value)`` of a :class:`Scalar`: :func:`rsqrt` of its mantissa (doubled if its exponent is odd)."""
+    mant, exp = value.mant, value.exp
+    if exp & 1:
+        mant, exp = mant << 1, exp - 1
+    return rsqrt(mant, value.bits).scaled(-(exp // 2))
 
 
 def rsqrt(value, bits):

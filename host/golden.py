@@ -8,16 +8,18 @@ absmax quantization, which ignores positive scaling, so
 
 * the int8 input is ``q = round(127 · p / max|p|)`` with ``p = v ⊙ c``, where ``v`` is the integer input vector
   and ``c`` the product of the norm weights in front of the projection (a constant vector);
-* the output scale is ``β · max|p| / (127 · rms(v ⊙ w))``, with ``w`` the first norm's weight (or 1); every RMS
-  factor in between cancels. ε is dropped: it only matters for vectors with mean square below ~1e-4, and its
-  measured effect is in ``docs/numerics.md``.
+* the output scale is ``β/127 · max|p| · ρ`` where ρ is the product of the RMSNorms' ``1/sqrt(ms + ε)`` factors.
+  For one norm over ``v`` that is ``1/sqrt(A + ε)``, ``A = mean(v²)``; for a norm over ``a`` whose result, times
+  some vector, feeds the projection's own norm, it is ``1/sqrt(B + ε·(A + ε))`` with ``A = mean(a²)`` and ``B``
+  the mean square of what the second norm sees, scaled back by ``sqrt(A + ε)``. Mean squares need the true scale
+  of ``v`` (its *unit*, a per-vector :class:`~mmfree.host.fixed.Scalar`); everything else is scale-free.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import Scalar, SigmoidTable, bit_length, round_shift, rsqrt, saturate
+from .fixed import Scalar, SigmoidTable, bit_length, round_shift, rsqrt_scalar, saturate
 
 __all__ = ["Formats", "GoldenModel"]
 
@@ -26,20 +28,21 @@ __all__ = ["Formats", "GoldenModel"]
 class Formats:
     """Numeric formats of the accelerator (``Q.f`` means ``f`` fractional bits)."""
 
-    #: residual stream: signed ``residual_bits`` integers in Q.residual_frac, saturating
+    #: residual stream: signed ``residual_bits`` integers; the fraction bits are set per model so that the
+    #: largest embedding value leaves ``residual_headroom`` bits of growth before saturation
     residual_bits: int = 32
-    residual_frac: int = 16
+    residual_headroom: int = 12
     #: constant vectors (norm-weight products, embedding rows): signed mantissas, one exponent per vector
     const_bits: int = 16
     #: significant bits of ``p`` kept by the quantizer before its exact division
     quant_bits: int = 24
-    #: bits of ``v ⊙ w`` kept for the sum of squares
+    #: bits of a vector kept for its sum of squares
     reduce_bits: int = 16
-    #: mantissa bits of per-vector scalars (scales, rsqrt)
+    #: mantissa bits of per-vector scalars (scales, mean squares, rsqrt)
     scalar_bits: int = 16
     #: inputs of σ/SiLU: signed ``act_bits`` integers in Q.act_frac, saturating
-    act_bits: int = 16
-    act_frac: int = 10
+    act_bits: int = 24
+    act_frac: int = 16
     #: σ outputs, f, 1 − f and (1 − lb): Q0.gate_frac
     gate_frac: int = 24
     #: σ table: segments of 2^-sigmoid_segment_bits over [0, sigmoid_range)
@@ -47,7 +50,15 @@ class Formats:
     sigmoid_range: int = 16
     #: MLGRU state h and SiLU(h): signed ``state_bits`` integers in Q.state_frac, saturating
     state_bits: int = 32
-    state_frac: int = 16
+    state_frac: int = 24
+    #: bits dropped from the exact product g · SiLU(h) (at most 51 bits) before it feeds o_proj
+    gated_shift: int = 8
+
+    def residual_frac(self, embeddings):
+        """Fraction bits of the residual stream for a model with these embeddings."""
+        peak = float(np.max(np.abs(embeddings)))
+        top = int(np.floor(np.log2(peak))) + 1 if peak > 0 else 0
+        return self.residual_bits - 1 - self.residual_headroom - top
 
 
 def _bfp(vector, bits):
@@ -64,20 +75,24 @@ def _bfp(vector, bits):
 
 
 class _Projection:
-    """Host-side constants of one fused BitLinear: what the compiler puts in the weight image."""
+    """Host-side constants of one fused BitLinear: what the compiler puts in the weight image.
+
+    ``pre`` is the first norm's weight when the projection's input went through two norms, else None.
+    """
 
     def __init__(self, proj, pre_norm, formats):
         out_features, in_features = proj.codes.shape
+        bits = formats.scalar_bits
         self.trits = proj.codes.astype(np.float32)
         combined = proj.norm.astype(np.float64)
         if pre_norm is not None:
             combined = combined * pre_norm.astype(np.float64)
-            self.pre, pre_exp = _bfp(pre_norm, formats.const_bits)
+            self.pre, self.pre_exp = _bfp(pre_norm, formats.const_bits)
         else:
-            self.pre, pre_exp = None, 0
+            self.pre, self.pre_exp = None, 0
         self.combined, combined_exp = _bfp(combined, formats.const_bits)
-        self.constant = Scalar.from_float(proj.beta * np.sqrt(in_features) / 127.0, formats.scalar_bits) \
-            .scaled(combined_exp - pre_exp)
+        self.constant = Scalar.from_float(proj.beta / 127.0, bits).scaled(combined_exp)
+        self.inv_n = Scalar.from_float(1.0 / in_features, bits)
 
 
 class GoldenModel:
@@ -91,11 +106,14 @@ class GoldenModel:
     def __init__(self, model, formats=Formats()):
         self.model = model
         self.config = model.config
-        self.formats = formats
-        f = formats
+        self.formats = f = formats
         if f.act_frac < f.sigmoid_segment_bits or f.state_frac < f.sigmoid_segment_bits:
             raise ValueError("act_frac and state_frac must be at least sigmoid_segment_bits")
+        bits = f.scalar_bits
         self.sigmoid = SigmoidTable(f.gate_frac, f.sigmoid_segment_bits, f.sigmoid_range)
+        self.residual_frac = f.residual_frac(model.embeddings)
+        self.residual_unit = Scalar.from_int(1, bits).scaled(-self.residual_frac)
+        self.eps = Scalar.from_float(self.config.norm_eps, bits)
         self.embeddings = [_bfp(row, f.const_bits) for row in model.embeddings]
         one_minus_lb = 1.0 - model.lower_bound_values()
         self.one_minus_lb = np.round(np.ldexp(one_minus_lb, f.gate_frac)).astype(np.int64)
@@ -114,6 +132,10 @@ class GoldenModel:
     def init_state(self):
         return np.zeros((self.config.num_layers, self.config.hidden_size), dtype=np.int64)
 
+    def state_values(self, state):
+        """The state as floats."""
+        return np.ldexp(np.asarray(state, dtype=np.float64), -self.formats.state_frac)
+
     # -- the fused BitLinear ------------------------------------------------------------------------------------
 
     def quantize(self, proj, v):
@@ -130,30 +152,55 @@ class GoldenModel:
         q = np.sign(p) * ((254 * mag + top) // (2 * top))
         return q, peak[..., 0]
 
-    def sum_of_squares(self, proj, v):
-        """``Σ (u >> k)²`` with ``u = v ⊙ w`` (w the first norm, or 1), ``k`` so ``u >> k`` fits ``reduce_bits``.
+    def sum_of_squares(self, u):
+        """``Σ (u >> k)²`` per row, ``k ≥ 0`` the least shift (arithmetic, floor) that fits ``u`` in reduce_bits.
 
-        Returns (sums, k) per row. The shift is arithmetic (floor).
+        Returns (sums, k) as Python int lists.
         """
-        u = v if proj.pre is None else v * proj.pre
         shift = np.maximum(bit_length(np.abs(u).max(axis=-1, keepdims=True)) - (self.formats.reduce_bits - 1), 0)
         w = np.right_shift(u, shift)
-        return (w * w).sum(axis=-1), shift[..., 0]
+        return (w * w).sum(axis=-1).tolist(), shift[..., 0].tolist()
 
-    def bitlinear(self, proj, v, scaled=True):
+    def mean_squares(self, u, units, inv_n, exp=0):
+        """``mean(u²)`` per row in true units, as Scalars; the value of ``u[t]`` is ``u[t] · units[t] · 2^exp``."""
+        bits = self.formats.scalar_bits
+        sums, shifts = self.sum_of_squares(u)
+        return [Scalar.from_int(s, bits) * inv_n * (unit * unit).scaled(2 * (k + exp))
+                for s, k, unit in zip(sums, shifts, units)]
+
+    def bitlinear(self, proj, v, units=None, first=None):
         """One fused BitLinear over rows of ``v`` (int64, shape (T, in)).
 
-        Returns the exact accumulators (int64, shape (T, out)) and, if ``scaled``, the output scale of each row as a
-        :class:`~mmfree.host.fixed.Scalar` (the value of ``acc[t, j]`` is ``acc[t, j] · scales[t]``).
+        Parameters
+        ----------
+        proj : _Projection
+        v : ndarray of int64, shape (T, in)
+        units : list of Scalar, optional
+            True value of one LSB of each row of ``v``; without it only the accumulators are returned.
+        first : (ndarray, list of Scalar), optional
+            For a projection with two norms whose first norm's input is not ``v`` itself: that input and its units.
+
+        Returns
+        -------
+        acc : ndarray of int64, shape (T, out)
+            Exact accumulators.
+        scales : list of Scalar or None
+            Output scale per row: the value of ``acc[t, j]`` is ``acc[t, j] · scales[t]``.
         """
         q, peak = self.quantize(proj, v)
         acc = (q.astype(np.float32) @ proj.trits.T).astype(np.int64)
-        if not scaled:
+        if units is None:
             return acc, None
-        sums, shift = self.sum_of_squares(proj, v)
         bits = self.formats.scalar_bits
-        scales = [proj.constant * Scalar.from_int(m, bits) * rsqrt(s, bits).scaled(-int(k))
-                  for m, s, k in zip(peak.tolist(), sums.tolist(), shift.tolist())]
+        if proj.pre is None:
+            denominators = [a + self.eps for a in self.mean_squares(v, units, proj.inv_n)]
+        else:
+            a_vec, a_units = first if first is not None else (v, units)
+            a_ms = self.mean_squares(a_vec, a_units, proj.inv_n)
+            b_ms = self.mean_squares(v * proj.pre, units, proj.inv_n, proj.pre_exp)
+            denominators = [b + self.eps * (a + self.eps) for a, b in zip(a_ms, b_ms)]
+        scales = [proj.constant * Scalar.from_int(m, bits) * unit * rsqrt_scalar(d)
+                  for m, unit, d in zip(peak.tolist(), units, denominators)]
         return acc, scales
 
     @staticmethod
@@ -167,16 +214,16 @@ class GoldenModel:
 
     def embed(self, tokens):
         """Embedding rows in the residual format."""
-        f = self.formats
-        rows = [round_shift(self.embeddings[t][0], -(self.embeddings[t][1] + f.residual_frac)) for t in tokens]
-        return saturate(np.stack(rows), f.residual_bits)
+        rows = [round_shift(self.embeddings[t][0], -(self.embeddings[t][1] + self.residual_frac)) for t in tokens]
+        return saturate(np.stack(rows), self.formats.residual_bits)
 
     def mlgru(self, index, x, state):
         """Token mixer of layer ``index``: returns its output accumulators and scales, and updates ``state``."""
         f, layer, sig = self.formats, self.layers[index], self.sigmoid
-        acc_f, s_f = self.bitlinear(layer["f"], x)
-        acc_i, s_i = self.bitlinear(layer["i"], x)
-        acc_g, _ = self.bitlinear(layer["g"], x, scaled=False)
+        units = [self.residual_unit] * len(x)
+        acc_f, s_f = self.bitlinear(layer["f"], x, units)
+        acc_i, s_i = self.bitlinear(layer["i"], x, units)
+        acc_g, s_g = self.bitlinear(layer["g"], x, units)
         # 1 − f = (1 − lb) · σ(−z_f), computed directly; f = 1 − (1 − f)
         z_f = self.to_fixed(acc_f, s_f, f.act_frac, f.act_bits)
         one_minus_f = round_shift(self.one_minus_lb[index] * sig.complement(z_f, f.act_frac), f.gate_frac)
@@ -189,21 +236,23 @@ class GoldenModel:
             hidden = saturate(round_shift(forget[t] * hidden, f.gate_frac) + inject[t], f.state_bits)
             h[t] = hidden
         state[index] = hidden
-        # RMSNorm(g) ⊙ SiLU(h): g's scale cancels in o_proj's norm, so the raw accumulators are used
-        gated = round_shift(acc_g * sig.silu(h, f.state_frac), f.state_frac)
-        return self.bitlinear(layer["o"], gated)
+        # RMSNorm_gnorm(g) ⊙ SiLU(h) feeds o_proj's norm: v = g ⊙ SiLU(h), first norm over g
+        gated = round_shift(acc_g * sig.silu(h, f.state_frac), f.gated_shift)
+        units = [s.scaled(f.gated_shift - f.state_frac) for s in s_g]
+        return self.bitlinear(layer["o"], gated, units, first=(acc_g, s_g))
 
     def glu(self, index, x):
-        """Channel mixer of layer ``index``: ``down(SiLU(g) ⊙ u)``; u's scale cancels in down_proj's norm."""
+        """Channel mixer of layer ``index``: ``down(SiLU(g) ⊙ u)``; g and u share the gate projection's scale."""
         f, layer = self.formats, self.layers[index]
-        acc, scales = self.bitlinear(layer["gate"], x)
+        acc, scales = self.bitlinear(layer["gate"], x, [self.residual_unit] * len(x))
         gate, up = np.split(acc, 2, axis=-1)
         z_g = self.to_fixed(gate, scales, f.act_frac, f.act_bits)
-        return self.bitlinear(layer["down"], self.sigmoid.silu(z_g, f.act_frac) * up)
+        units = [s.scaled(-f.act_frac) for s in scales]
+        return self.bitlinear(layer["down"], self.sigmoid.silu(z_g, f.act_frac) * up, units)
 
     def residual_add(self, x, acc, scales):
-        f = self.formats
-        return saturate(x + self.to_fixed(acc, scales, f.residual_frac, f.residual_bits), f.residual_bits)
+        bits = self.formats.residual_bits
+        return saturate(x + self.to_fixed(acc, scales, self.residual_frac, bits), bits)
 
     def forward_int(self, tokens, state=None):
         """Integer forward pass.
@@ -226,7 +275,7 @@ class GoldenModel:
         for index in range(self.config.num_layers):
             x = self.residual_add(x, *self.mlgru(index, x, state))
             x = self.residual_add(x, *self.glu(index, x))
-        acc, scales = self.bitlinear(self.head, x)
+        acc, scales = self.bitlinear(self.head, x, [self.residual_unit] * len(x))
         return acc, scales, state
 
     def forward(self, tokens, state=None):

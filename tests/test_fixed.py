@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from mmfree.host.fixed import Scalar, SigmoidTable, bit_length, round_shift, rsqrt, saturate
+from mmfree.host.fixed import Scalar, SigmoidTable, bit_length, round_shift, rsqrt, rsqrt_scalar, saturate
 
 
 def test_round_shift_ties_up_and_left_shifts():
@@ -98,3 +98,22 @@ def test_sigmoid_table_tracks_float_sigmoid():
     assert np.all(table.sigmoid(z, z_frac) + table.complement(z, z_frac) == 2**24)
     silu = table.silu(z, z_frac) / 2**z_frac
     assert np.max(np.abs(silu - zf * exact)) < 4e-3
+
+
+def test_scalar_add_is_rounded_exact_sum():
+    bits = 16
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        a = Scalar.normalize(int(rng.integers(1, 2**40)), int(rng.integers(-60, 10)), bits)
+        b = Scalar.normalize(int(rng.integers(1, 2**40)), int(rng.integers(-60, 10)), bits)
+        exact = Fraction(a.mant) * Fraction(2) ** a.exp + Fraction(b.mant) * Fraction(2) ** b.exp
+        s = a + b
+        assert abs(Fraction(s.mant) * Fraction(2) ** s.exp - exact) <= Fraction(2) ** s.exp / 2
+    zero = Scalar(0, 0, bits)
+    assert zero + a == a and a + zero == a
+
+
+def test_rsqrt_scalar_odd_and_even_exponents():
+    for value in [3.0e-7, 1.0, 2.0, 1234.5, 2.0**-31]:
+        s = Scalar.from_float(value, 16)
+        assert abs(float(rsqrt_scalar(s)) * math.sqrt(float(s)) - 1) < 2.0**-14
