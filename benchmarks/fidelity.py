@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmfree.host.golden import GoldenModel
+from mmfree.host.golden import Formats, GoldenModel
 from mmfree.host.hf_import import import_hf
 from mmfree.host.model import ModelConfig
 from mmfree.host.quant import ternarize
@@ -66,8 +66,12 @@ def main(argv=None):
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", action="append", default=[], metavar="NAME=BITS",
+                        help="override a golden-model format field, e.g. sigmoid_segment_bits=6 (repeatable)")
     parser.add_argument("--out", help="write the JSON here (default: stdout)")
     args = parser.parse_args(argv)
+    overrides = dict(item.split("=", 1) for item in args.format)
+    formats = dataclasses.replace(Formats(), **{name: int(value) for name, value in overrides.items()})
 
     config = ModelConfig(args.vocab, args.hidden, args.layers, args.intermediate)
     with tempfile.TemporaryDirectory() as folder:
@@ -76,7 +80,7 @@ def main(argv=None):
         flips = trit_flips(folder)
     tokens = np.random.default_rng(args.seed).integers(0, config.vocab_size, args.tokens)
     reference = FloatReference(model)
-    golden = GoldenModel(model)
+    golden = GoldenModel(model, formats)
     no_eps = dataclasses.replace(model, config=dataclasses.replace(config, norm_eps=1e-300))
     result = {
         "config": config.to_dict(), "dtype": args.dtype, "tokens": args.tokens, "seed": args.seed,
