@@ -1,0 +1,115 @@
+"""Trit decoders: one packed weight byte in, one group of 4 or 5 signed trits out.
+
+The packing formats (the contract; :mod:`mmfree.host.packing` writes them):
+
+- ``"2bit"``: 4 trits per byte, trit ``k`` in bits ``[2k+1:2k]``; code ``0b00`` → 0, ``0b01`` → +1, ``0b11`` → −1.
+  The valid codes already are the trits in 2-bit two's complement, so decoding only has to catch ``0b10``.
+- ``"base3"``: 5 trits per byte, ``byte = Σ_{k=0..4} (t_k + 1)·3^k`` (trit 0 is the least significant digit).
+
+Invalid input is flagged, never dropped: a ``0b10`` code decodes as trit 0 (the other trits of the byte decode
+normally) and a base-3 byte 243–255 decodes as five zeros; either sets ``error`` in that group.
+"""
+
+from amaranth import *
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["TRITS_PER_BYTE", "trit_group_layout", "TritDecoder"]
+
+#: packing format → trits per byte
+TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
+
+
+def trit_group_layout(trits):
+    """Layout of one decoded group.
+
+    Parameters
+    ----------
+    trits : int
+        Trits per group (4 or 5).
+
+    Returns
+    -------
+    data.StructLayout
+        ``trits``: ``data.ArrayLayout(signed(2), trits)``, trit ``k`` at bits ``[2k+1:2k]``, each −1, 0 or +1;
+        ``error``: 1 bit above them, set when the byte held an invalid code.
+    """
+    return data.StructLayout({"trits": data.ArrayLayout(signed(2), trits), "error": 1})
+
+
+def _base3_group(byte):
+    if byte >= 3**5:
+        return {"trits": [0] * 5, "error": 1}
+    return {"trits": [byte // 3**k % 3 - 1 for k in range(5)], "error": 0}
+
+
+class TritDecoder(wiring.Component):
+    """Decodes a stream of packed weight bytes into a stream of trit groups, one group per byte.
+
+    One register stage, full throughput (a byte per cycle) and back-pressure: ``i.ready`` is
+    ``~o.valid | o.ready``, a combinational path from ``o.ready``; ``o.valid`` and ``o.payload`` come from
+    registers and hold while ``o.valid & ~o.ready``.
+
+    The base-3 decode is a 256-entry ROM whose synchronous read port is that register stage (its read enable is
+    the back-pressure). Yosys maps it on iCE40 to one ``SB_RAM40_4K``, 2 LUT4s and 1 flip-flop. As logic, the same
+    table (a ``Switch`` or an asynchronous read port, under ``synth_ice40 -nobram``) takes 123 LUT4s and 12
+    flip-flops, and a divide-by-3 chain 54 LUT4s and 48 carry cells, so one EBR of the UP5K's 30 is the cheaper
+    price. The 2-bit decode is logic: 9 LUT4s and 10 flip-flops.
+
+    Parameters
+    ----------
+    fmt : {"2bit", "base3"}
+        Packing format of the input bytes.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(8))
+        Packed bytes.
+    o : Out(stream.Signature(trit_group_layout(n)))
+        Decoded groups, ``n = TRITS_PER_BYTE[fmt]``; trit ``k`` of a group is trit ``k`` of its byte.
+    """
+
+    def __init__(self, fmt):
+        if not isinstance(fmt, str):
+            raise TypeError(f"fmt must be a str, got {fmt!r}")
+        if fmt not in TRITS_PER_BYTE:
+            raise ValueError(f"unknown packing format {fmt!r}; expected one of {list(TRITS_PER_BYTE)}")
+        self._fmt = fmt
+        super().__init__({
+            "i": In(stream.Signature(8)),
+            "o": Out(stream.Signature(trit_group_layout(TRITS_PER_BYTE[fmt]))),
+        })
+
+    @property
+    def fmt(self):
+        return self._fmt
+
+    def elaborate(self, platform):
+        m = Module()
+
+        load = Signal()  # the output stage takes the input's byte (or bubble) at the next edge
+        m.d.comb += [
+            load.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(load),
+        ]
+        with m.If(load):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+
+        if self._fmt == "2bit":
+            codes = [self.i.payload[2 * k:2 * k + 2] for k in range(4)]
+            with m.If(load):
+                m.d.sync += [
+                    self.o.payload.trits.eq(Cat(Cat(code[0], code[1] & code[0]) for code in codes)),
+                    self.o.payload.error.eq(Cat(code[1] & ~code[0] for code in codes).any()),
+                ]
+        else:
+            m.submodules.rom = rom = memory.Memory(shape=trit_group_layout(5), depth=256,
+                                                   init=[_base3_group(byte) for byte in range(256)])
+            port = rom.read_port()
+            m.d.comb += [
+                port.addr.eq(self.i.payload),
+                port.en.eq(load),
+                self.o.payload.eq(port.data),
+            ]
+
+        return m
