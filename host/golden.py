@@ -34,8 +34,14 @@ class Formats:
     residual_headroom: int = 12
     #: constant vectors (norm-weight products, embedding rows): signed mantissas, one exponent per vector
     const_bits: int = 16
-    #: significant bits of ``p`` kept by the quantizer before its exact division
-    quant_bits: int = 24
+    #: the quantizer normalizes ``|p|`` so that ``max|p|`` has exactly ``quant_bits`` bits
+    quant_bits: int = 16
+    #: bits of the quantizer's reciprocal ``R ≈ 127 · 2^r / M'``, ``r = quant_bits + recip_bits − 7``
+    recip_bits: int = 16
+
+    @property
+    def recip_shift(self):
+        return self.quant_bits + self.recip_bits - 7
     #: bits of a vector kept for its sum of squares
     reduce_bits: int = 16
     #: mantissa bits of per-vector scalars (scales, mean squares, rsqrt)
@@ -141,15 +147,19 @@ class GoldenModel:
     def quantize(self, proj, v):
         """int8 absmax quantization of ``p = v ⊙ c`` per row; returns (q, max|p|).
 
-        ``p`` is cut to ``quant_bits`` significant bits (``|p| >> k``, sign kept), then
-        ``q = sign(p) · ⌊(254·|p'| + M') / (2·M')⌋``: round half away from zero of ``127 · p' / M'``, exact.
+        ``|p|`` and ``M = max|p|`` are shifted by the same ``k`` (right with rounding, or left) so that ``M'`` has
+        ``quant_bits`` bits; ``R = ⌊(127 · 2^r + ⌊M'/2⌋) / M'⌋`` once per row (``r = recip_shift``); then
+        ``q = sign(p) · min(127, (|p'| · R + 2^(r−1)) >> r)``: one multiply per element.
         """
+        f = self.formats
         p = v * proj.combined
         mag = np.abs(p)
         peak = mag.max(axis=-1, keepdims=True)
-        shift = np.maximum(bit_length(peak) - self.formats.quant_bits, 0)
-        mag, top = np.right_shift(mag, shift), np.maximum(np.right_shift(peak, shift), 1)
-        q = np.sign(p) * ((254 * mag + top) // (2 * top))
+        shift = bit_length(peak) - f.quant_bits
+        norm = round_shift(mag, shift)
+        top = np.maximum(round_shift(peak, shift), 1)
+        recip = ((127 << f.recip_shift) + top // 2) // top
+        q = np.sign(p) * np.minimum(127, np.right_shift(norm * recip + (1 << (f.recip_shift - 1)), f.recip_shift))
         return q, peak[..., 0]
 
     def sum_of_squares(self, u):
