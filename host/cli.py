@@ -1,7 +1,7 @@
 """The ``mmfree`` command.
 
-Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``; the module is
-imported only when its command runs, so that ``mmfree generate`` works where no HDL tools are installed.
+Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``; only the chosen
+command's module is imported, so that ``mmfree generate`` works where no HDL tools (or no torch) are installed.
 """
 
 import argparse
@@ -18,20 +18,23 @@ COMMANDS = {
 }
 
 
-def _parser():
+def _parser(command=None):
+    """The argument parser; only ``command``'s module is imported to add its arguments."""
     parser = argparse.ArgumentParser(prog="mmfree", description="FPGA accelerators for MatMul-free language models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        importlib.import_module(f"mmfree.host.{module}").add_arguments(p)
+        p = sub.add_parser(name, help=help_text, description=help_text, add_help=name == command)
+        if name == command:
+            importlib.import_module(f"mmfree.host.{module}").add_arguments(p)
     return parser
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
-    module = importlib.import_module(f"mmfree.host.{args._module}")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = _parser(command if command in COMMANDS else None).parse_args(argv)
+    module = importlib.import_module(f"mmfree.host.{COMMANDS[args.command][0]}")
     try:
         return module.run(args)
     except KeyboardInterrupt:

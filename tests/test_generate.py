@@ -74,3 +74,12 @@ def test_cli_generate_from_hf_folder(tmp_path, capsys):
 def test_cli_generate_reports_bad_model(tmp_path, capsys):
     assert main(["generate", "--model", str(tmp_path / "missing"), "x"]) == 1
     assert "error" in capsys.readouterr().err
+
+
+def test_cli_imports_only_the_chosen_command(monkeypatch, capsys):
+    from mmfree.host import cli
+    monkeypatch.setitem(cli.COMMANDS, "broken", ("no_such_module", "a command whose module is missing"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["generate", "--help"])
+    assert exit_info.value.code == 0
+    assert "--temperature" in capsys.readouterr().out

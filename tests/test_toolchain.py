@@ -18,12 +18,6 @@ def _doctor(capsys, *argv):
     return status, capsys.readouterr().out
 
 
-@pytest.fixture(autouse=True)
-def only_doctor(monkeypatch):
-    # the dispatcher imports every registered command module; test this one alone
-    monkeypatch.setattr(cli, "COMMANDS", {"doctor": cli.COMMANDS["doctor"]})
-
-
 def test_finds_verilator():
     verilator = toolchain.find_verilator()
     if verilator is None:
