@@ -1,0 +1,321 @@
+"""``mmfree train``: quantization-aware training of a small char-level model on a text file.
+
+The run writes into ``--out``: ``model.safetensors`` (the exported container: trits and β, never dequantized
+floats), ``log.json`` (configs, data digest, loss history, wall time), ``loss.png`` (the loss curves) and
+``checkpoint.pt`` (for ``--resume``). Training configs are JSON files with a ``"model"`` section (``hidden_size``,
+``num_layers``, optional ``intermediate_size`` and ``norm_eps``; the vocabulary is the data's alphabet) and a
+``"train"`` section (:class:`mmfree.host.train.TrainConfig`); ``--config small`` names a shipped one.
+
+``--budget`` prints what the model takes in the iCE40UP5K's SPRAM (:func:`budget`) and needs no PyTorch.
+"""
+
+import json
+import math
+import os
+import struct
+import zlib
+from importlib import resources
+
+import numpy as np
+
+from .model import ModelConfig, default_intermediate_size
+from .packing import packed_size
+
+__all__ = ["add_arguments", "run", "load_config", "budget", "format_budget", "write_loss_png"]
+
+#: on-chip weight memory of the iCE40UP5K: 4 SPRAM blocks of 256 Kbit
+SPRAM_BYTES = 4 * 32 * 1024
+#: SPRAM kept for the program (instructions) of the resident design
+PROGRAM_RESERVE = 4 * 1024
+#: output rows the ternary array reads per cycle (4 SPRAMs × 2 bytes): matrices are padded to whole row groups
+ROW_LANES = 8
+_MODEL_KEYS = {"hidden_size", "num_layers", "intermediate_size", "norm_eps"}
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", required=True, help="UTF-8 text file to train on (the last 10%% is held out)")
+    parser.add_argument("--config", default="small",
+                        help="training config: a JSON file, or a shipped one by name (small, tiny; default small)")
+    parser.add_argument("--out", help="output folder (model.safetensors, log.json, loss.png, checkpoint.pt)")
+    parser.add_argument("--steps", type=int, help="total optimizer steps (overrides the config)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
+    parser.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.pt")
+    parser.add_argument("--budget", action="store_true",
+                        help="print the model's iCE40UP5K SPRAM budget and exit (no training, no PyTorch)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args):
+    config = load_config(args.config)
+    with open(args.data, encoding="utf-8") as f:
+        text = f.read()
+    model_config = _model_config(config["model"], len(set(text)))
+    rows = budget(model_config)
+    if args.budget:
+        print(format_budget(model_config, rows))
+        return 0
+    if args.out is None:
+        raise ValueError("--out is required unless --budget is given")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be positive, not {args.steps}")
+    try:
+        import torch
+
+        from . import train
+    except ImportError as e:
+        raise ValueError(f"mmfree train needs PyTorch ({e}); install it with pip install 'mmfree-fpga[train]'") \
+            from None
+    from .container import save_model
+
+    train_config = train.TrainConfig.from_dict(config.get("train", {}))
+    if args.steps is not None:
+        train_config = train.TrainConfig.from_dict({**train_config.to_dict(), "steps": args.steps})
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: PyTorch sees no CUDA device")
+        # the matmul inputs are integers (int8 activations, trits), which TF32 represents exactly
+        torch.backends.cuda.matmul.allow_tf32 = True
+    os.makedirs(args.out, exist_ok=True)
+    checkpoint = os.path.join(args.out, "checkpoint.pt")
+    corpus = train.CharCorpus(text)
+    trainer = train.Trainer(model_config, train_config, corpus, device=device)
+    if args.resume:
+        if not os.path.isfile(checkpoint):
+            raise ValueError(f"--resume: no checkpoint at {checkpoint}")
+        trainer.load_checkpoint(checkpoint)
+    elif os.path.exists(checkpoint):
+        raise ValueError(f"{checkpoint} exists: pass --resume to continue that run, or choose another --out")
+    total = sum(row[3] for row in rows)
+    print(f"model: V={model_config.vocab_size} H={model_config.hidden_size} L={model_config.num_layers} "
+          f"I={model_config.intermediate_size}, {model_config.ternary_weights:,} ternary weights; iCE40UP5K SPRAM "
+          f"{total:,} of {SPRAM_BYTES:,} bytes ({'fits' if total <= SPRAM_BYTES else 'does NOT fit'})")
+    print(f"training on {device} from step {trainer.step} to {train_config.steps}")
+    heldout = trainer.run(checkpoint, progress=not args.quiet)
+
+    device_name = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu"
+    data = {"file": os.path.basename(args.data), "sha256": corpus.sha256, "chars": len(text),
+            "heldout_start": corpus.heldout_start}
+    summary = {"steps": trainer.step, "wall_time_s": round(trainer.elapsed, 2),
+               "steps_per_s": round(trainer.step / trainer.elapsed, 3) if trainer.elapsed else None,
+               "device": device_name, "heldout_cross_entropy": heldout}
+    meta = {"trainer": {"train_config": train_config.to_dict(), **summary}, "data": data}
+    save_model(trainer.model.export(corpus.tokenizer), os.path.join(args.out, "model.safetensors"), meta=meta)
+    log = {"model_config": model_config.to_dict(), "train_config": train_config.to_dict(), "data": data,
+           **summary, "history": trainer.history}
+    with open(os.path.join(args.out, "log.json"), "w", encoding="utf-8") as f:
+        json.dump(log, f, indent=1)
+    write_loss_png(os.path.join(args.out, "loss.png"), trainer.history)
+    print(f"held-out cross-entropy {heldout:.4f} nats/char after {trainer.step} steps "
+          f"({trainer.elapsed:.0f} s on {device_name}); wrote model.safetensors, log.json, loss.png to {args.out}")
+    return 0
+
+
+# -- configs ----------------------------------------------------------------------------------------------------
+
+
+def _shipped_configs():
+    return resources.files("mmfree.host") / "train_configs"
+
+
+def load_config(spec):
+    """Read a training config: a JSON file path, or the name of a shipped config (``small``, ``tiny``).
+
+    Returns
+    -------
+    dict
+        ``{"model": {...}, "train": {...}}`` as in the file.
+    """
+    if os.path.isfile(spec):
+        with open(spec, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        entry = _shipped_configs() / f"{spec}.json"
+        if not entry.is_file():
+            names = sorted(e.name[:-5] for e in _shipped_configs().iterdir() if e.name.endswith(".json"))
+            raise ValueError(f"no training config {spec!r}: not a file and not a shipped config "
+                             f"({', '.join(names)})")
+        text = entry.read_text(encoding="utf-8")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"training config {spec}: malformed JSON ({e})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) \
+            or not isinstance(config.get("train", {}), dict) or set(config) - {"model", "train"}:
+        raise ValueError(f"training config {spec}: expected an object with a 'model' object and an optional "
+                         f"'train' object")
+    unknown = set(config["model"]) - _MODEL_KEYS
+    if unknown:
+        raise ValueError(f"training config {spec}: unknown model keys {sorted(unknown)} (the vocabulary size comes "
+                         f"from the data)")
+    return config
+
+
+def _model_config(model, vocab_size):
+    hidden = model.get("hidden_size")
+    if not isinstance(hidden, int) or hidden % 8:
+        raise ValueError(f"hidden_size must be a multiple of 8 (the ternary array's row lanes), not {hidden!r}")
+    intermediate = model.get("intermediate_size", default_intermediate_size(hidden))
+    return ModelConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=model.get("num_layers"),
+                       intermediate_size=intermediate, norm_eps=model.get("norm_eps", 1e-6))
+
+
+# -- the SPRAM budget -------------------------------------------------------------------------------------------
+
+
+def budget(config):
+    """What the weight-resident design keeps in the iCE40UP5K SPRAM for a model, item by item.
+
+    Trits are packed base-3 (5 per byte) row by row, each matrix padded to whole groups of :data:`ROW_LANES`
+    rows; the embedding is int16 with one int16 exponent per row (the golden model's block floating point);
+    every norm weight and lower bound is int16; β is 32-bit; :data:`PROGRAM_RESERVE` bytes hold the program.
+
+    Returns
+    -------
+    list of (item, format, count, bytes)
+    """
+    h, n, v, layers = config.hidden_size, config.intermediate_size, config.vocab_size, config.num_layers
+
+    def trits(rows, cols):
+        return -(-rows // ROW_LANES) * ROW_LANES * packed_size(cols, "base3")
+
+    base3 = "base-3, 5 trits/byte"
+    return [
+        ("i/f/g/o_proj trits, 4·L × H×H", base3, 4 * layers * h * h, 4 * layers * trits(h, h)),
+        ("gate_proj trits, L × 2I×H", base3, layers * 2 * n * h, layers * trits(2 * n, h)),
+        ("down_proj trits, L × H×I", base3, layers * h * n, layers * trits(h, n)),
+        ("lm_head trits, V×H", base3, v * h, trits(v, h)),
+        ("embedding, V×H + V row exponents", "int16", v * (h + 1), 2 * v * (h + 1)),
+        ("norm weights, L·(8H + I) + 2H", "int16", layers * (8 * h + n) + 2 * h, 2 * (layers * (8 * h + n) + 2 * h)),
+        ("lower bounds, L×H", "int16", layers * h, 2 * layers * h),
+        ("β per matrix, 6L + 1", "int32", 6 * layers + 1, 4 * (6 * layers + 1)),
+        ("program (reserve)", "", 1, PROGRAM_RESERVE),
+    ]
+
+
+def format_budget(config, rows):
+    """The budget as a Markdown table with the total and the headroom."""
+    total = sum(row[3] for row in rows)
+    lines = [f"V={config.vocab_size} H={config.hidden_size} L={config.num_layers} I={config.intermediate_size}: "
+             f"{config.ternary_weights:,} ternary weights", "",
+             "| item | format | count | bytes |", "|---|---|---:|---:|"]
+    lines += [f"| {item} | {fmt} | {count:,} | {size:,} |" for item, fmt, count, size in rows]
+    lines += [f"| **total** | | | **{total:,}** |",
+              f"| SPRAM (4 × 256 Kbit) | | | {SPRAM_BYTES:,} |",
+              f"| headroom | | | {SPRAM_BYTES - total:,} ({100 * (SPRAM_BYTES - total) / SPRAM_BYTES:.1f} %) |"]
+    return "\n".join(lines)
+
+
+# -- the loss plot ----------------------------------------------------------------------------------------------
+
+# 5×7 glyphs, one 5-bit row each (bit 4 is the leftmost pixel), for the labels the plot needs
+_GLYPHS = {
+    "0": (14, 17, 19, 21, 25, 17, 14), "1": (4, 12, 4, 4, 4, 4, 14), "2": (14, 17, 1, 2, 4, 8, 31),
+    "3": (31, 2, 4, 2, 1, 17, 14), "4": (2, 6, 10, 18, 31, 2, 2), "5": (31, 16, 30, 1, 1, 17, 14),
+    "6": (6, 8, 16, 30, 17, 17, 14), "7": (31, 1, 2, 4, 8, 8, 8), "8": (14, 17, 17, 14, 17, 17, 14),
+    "9": (14, 17, 17, 15, 1, 2, 12), ".": (0, 0, 0, 0, 0, 12, 12), "-": (0, 0, 0, 31, 0, 0, 0),
+    "/": (1, 2, 2, 4, 8, 8, 16), " ": (0,) * 7, "A": (14, 17, 17, 31, 17, 17, 17), "C": (14, 17, 16, 16, 16, 17, 14),
+    "D": (30, 17, 17, 17, 17, 17, 30), "E": (31, 16, 16, 30, 16, 16, 31), "H": (17, 17, 17, 31, 17, 17, 17),
+    "I": (14, 4, 4, 4, 4, 4, 14), "L": (16, 16, 16, 16, 16, 16, 31), "N": (17, 17, 25, 21, 19, 17, 17),
+    "O": (14, 17, 17, 17, 17, 17, 14), "P": (30, 17, 17, 30, 16, 16, 16), "R": (30, 17, 17, 30, 20, 18, 17),
+    "S": (15, 16, 16, 14, 1, 1, 30), "T": (31, 4, 4, 4, 4, 4, 4), "U": (17, 17, 17, 17, 17, 17, 14),
+}
+_SCALE = 2  # pixels per glyph pixel
+_INK, _GRID, _TRAIN, _HELDOUT = (40, 40, 40), (225, 225, 225), (31, 119, 180), (230, 110, 0)
+
+
+def _text(image, x, y, text, color=_INK):
+    """Draw ``text`` with its top-left corner at (x, y)."""
+    for k, char in enumerate(text.upper()):
+        for row, bits in enumerate(_GLYPHS[char]):
+            for col in range(5):
+                if bits >> (4 - col) & 1:
+                    px, py = x + (6 * k + col) * _SCALE, y + row * _SCALE
+                    image[py:py + _SCALE, px:px + _SCALE] = color
+
+
+def _text_width(text):
+    return (6 * len(text) - 1) * _SCALE
+
+
+def _line(image, x0, y0, x1, y1, color, width=2):
+    count = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
+    for x, y in zip(np.linspace(x0, x1, count).round().astype(int), np.linspace(y0, y1, count).round().astype(int)):
+        image[y:y + width, x:x + width] = color
+
+
+def _ticks(low, high, most=8):
+    """Round tick values covering [low, high], at most ``most`` of them."""
+    span = max(high - low, 1e-9)
+    step = next(m * 10.0 ** e for e in range(math.floor(math.log10(span / most)), 20) for m in (1, 2, 2.5, 5)
+                if span / (m * 10.0 ** e) <= most)
+    return step, [k * step for k in range(math.floor(low / step), math.ceil(high / step) + 1)]
+
+
+def _label(value, step):
+    decimals = next(d for d in range(7) if abs(step * 10 ** d - round(step * 10 ** d)) < 1e-6)
+    return f"{value:.{decimals}f}"
+
+
+def write_loss_png(path, history, width=720, height=440):
+    """Plot the training and held-out loss against the step as an RGB PNG (no plotting library needed).
+
+    Parameters
+    ----------
+    history : dict
+        ``{"train": [[step, loss], ...], "heldout": [[step, loss], ...]}``.
+    """
+    series = [(np.asarray(history.get(key) or np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2), color)
+              for key, color in (("train", _TRAIN), ("heldout", _HELDOUT))]
+    points = np.concatenate([s for s, _ in series])
+    if len(points) == 0:
+        raise ValueError("no loss values to plot")
+    image = np.full((height, width, 3), 255, dtype=np.uint8)
+    left, right, top, bottom = 80, width - 20, 40, height - 50
+    x_step, x_ticks = _ticks(0, points[:, 0].max())
+    y_step, y_ticks = _ticks(points[:, 1].min(), points[:, 1].max())
+    x_lo, x_hi, y_lo, y_hi = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
+
+    def px(step, loss):
+        return (left + (step - x_lo) / (x_hi - x_lo) * (right - left),
+                bottom - (loss - y_lo) / (y_hi - y_lo) * (bottom - top))
+
+    for value in x_ticks:
+        x = round(px(value, y_lo)[0])
+        _line(image, x, top, x, bottom, _GRID, 1)
+        text = _label(value, x_step)
+        _text(image, min(x - _text_width(text) // 2, width - _text_width(text)), bottom + 8, text)
+    for value in y_ticks:
+        y = round(px(x_lo, value)[1])
+        _line(image, left, y, right, y, _GRID, 1)
+        text = _label(value, y_step)
+        _text(image, left - 8 - _text_width(text), y - 7, text)
+    _line(image, left, bottom, right, bottom, _INK, 1)
+    _line(image, left, top, left, bottom, _INK, 1)
+    _text(image, (left + right - _text_width("STEP")) // 2, bottom + 30, "STEP")
+    _text(image, 8, 12, "NATS/CHAR")
+    for data, color in series:
+        coords = [px(s, v) for s, v in data]
+        for (x0, y0), (x1, y1) in zip(coords, coords[1:]):
+            _line(image, x0, y0, x1, y1, color)
+        if color == _HELDOUT:
+            for x, y in coords:
+                image[round(y) - 3:round(y) + 4, round(x) - 3:round(x) + 4] = color
+    x = right - _text_width("HELD-OUT") - 40
+    for k, (name, color) in enumerate((("TRAIN", _TRAIN), ("HELD-OUT", _HELDOUT))):
+        _line(image, x, top + 12 + 22 * k, x + 28, top + 12 + 22 * k, color, 3)
+        _text(image, x + 36, top + 6 + 22 * k, name)
+    _write_png(path, image)
+
+
+def _write_png(path, image):
+    """Write an (H, W, 3) uint8 array as an 8-bit RGB PNG."""
+    height, width, _ = image.shape
+    raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))  # filter type 0 on every row
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
