@@ -28,14 +28,14 @@ from mmfree.host.reference import FloatReference
 from mmfree.host.tokenizer import make_tokenizer
 
 
-def make_runner(name, model, dtype):
-    """The runner called ``name`` for ``model``."""
+def make_runner(name, model, dtype, formats=()):
+    """The runner called ``name`` for ``model`` (``formats``: golden-model ``NAME=BITS`` overrides)."""
     if name == "reference":
         return FloatReference(model, dtype=dtype)
     if name == "golden":
-        from mmfree.host.golden import GoldenModel
+        from mmfree.host.golden import Formats, GoldenModel
 
-        return GoldenModel(model)
+        return GoldenModel(model, Formats.from_overrides(formats))
     raise ValueError(f"unknown runner {name!r}")
 
 
@@ -115,6 +115,8 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, help="score only the first LIMIT held-out characters")
     parser.add_argument("--heldout-fraction", type=float, default=0.1,
                         help="held-out tail when the container does not record it (default 0.1)")
+    parser.add_argument("--format", action="append", default=[], metavar="NAME=BITS",
+                        help="override a golden-model format field, e.g. sigmoid_segment_bits=6 (repeatable)")
     parser.add_argument("--out", help="write the JSON here (default: stdout)")
     args = parser.parse_args(argv)
     if args.window < 1:
@@ -129,7 +131,7 @@ def main(argv=None):
     ids = np.asarray(make_tokenizer(model.tokenizer).encode(text[:args.limit]), dtype=np.int64)
     if len(ids) < 2:
         parser.error("fewer than two held-out characters to score")
-    runner = make_runner(args.runner, model, np.dtype(args.dtype))
+    runner = make_runner(args.runner, model, np.dtype(args.dtype), args.format)
     reference = None if args.runner == "reference" else make_runner("reference", model, np.dtype(args.dtype))
     begin = time.perf_counter()
     result = evaluate(runner, ids, args.window, args.state == "carry", reference)

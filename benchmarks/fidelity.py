@@ -70,8 +70,7 @@ def main(argv=None):
                         help="override a golden-model format field, e.g. sigmoid_segment_bits=6 (repeatable)")
     parser.add_argument("--out", help="write the JSON here (default: stdout)")
     args = parser.parse_args(argv)
-    overrides = dict(item.split("=", 1) for item in args.format)
-    formats = dataclasses.replace(Formats(), **{name: int(value) for name, value in overrides.items()})
+    formats = Formats.from_overrides(args.format)
 
     config = ModelConfig(args.vocab, args.hidden, args.layers, args.intermediate)
     with tempfile.TemporaryDirectory() as folder:

@@ -15,7 +15,7 @@ absmax quantization, which ignores positive scaling, so
   of ``v`` (its *unit*, a per-vector :class:`~mmfree.host.fixed.Scalar`); everything else is scale-free.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,11 +31,13 @@ class Formats:
     #: residual stream: signed ``residual_bits`` integers; the fraction bits are set per model so that the
     #: largest embedding value leaves ``residual_headroom`` bits of growth before saturation
     residual_bits: int = 32
-    residual_headroom: int = 12
-    #: constant vectors (norm-weight products, embedding rows): signed mantissas, one exponent per vector
-    const_bits: int = 16
+    residual_headroom: int = 8
+    #: constant vectors (norm weights and their products): signed mantissas, one exponent per vector
+    const_bits: int = 20
+    #: embedding rows: signed mantissas, one exponent per row
+    embed_bits: int = 16
     #: the quantizer normalizes ``|p|`` so that ``max|p|`` has exactly ``quant_bits`` bits
-    quant_bits: int = 16
+    quant_bits: int = 24
     #: bits of the quantizer's reciprocal ``R ≈ 127 · 2^r / M'``, ``r = quant_bits + recip_bits − 7``
     recip_bits: int = 16
 
@@ -47,18 +49,31 @@ class Formats:
     #: mantissa bits of per-vector scalars (scales, mean squares, rsqrt)
     scalar_bits: int = 16
     #: inputs of σ/SiLU: signed ``act_bits`` integers in Q.act_frac, saturating
-    act_bits: int = 24
-    act_frac: int = 16
+    act_bits: int = 28
+    act_frac: int = 20
     #: σ outputs, f, 1 − f and (1 − lb): Q0.gate_frac
     gate_frac: int = 24
     #: σ table: segments of 2^-sigmoid_segment_bits over [0, sigmoid_range)
-    sigmoid_segment_bits: int = 4
+    sigmoid_segment_bits: int = 5
     sigmoid_range: int = 16
     #: MLGRU state h and SiLU(h): signed ``state_bits`` integers in Q.state_frac, saturating
     state_bits: int = 32
     state_frac: int = 24
     #: bits dropped from the exact product g · SiLU(h) (at most 51 bits) before it feeds o_proj
-    gated_shift: int = 8
+    gated_shift: int = 12
+    #: bits dropped from the exact product SiLU(g) · u (at most 47 bits) before it feeds down_proj
+    glu_shift: int = 8
+
+    @classmethod
+    def from_overrides(cls, items):
+        """Defaults with ``NAME=BITS`` overrides (as given on benchmark command lines)."""
+        fields = {}
+        for item in items:
+            name, sep, value = item.partition("=")
+            if not sep or name not in cls.__dataclass_fields__ or not value.strip().lstrip("-").isdigit():
+                raise ValueError(f"bad format override {item!r}: expected NAME=INTEGER with NAME a field of Formats")
+            fields[name] = int(value)
+        return replace(cls(), **fields)
 
     def residual_frac(self, embeddings):
         """Fraction bits of the residual stream for a model with these embeddings."""
@@ -120,7 +135,7 @@ class GoldenModel:
         self.residual_frac = f.residual_frac(model.embeddings)
         self.residual_unit = Scalar.from_int(1, bits).scaled(-self.residual_frac)
         self.eps = Scalar.from_float(self.config.norm_eps, bits)
-        self.embeddings = [_bfp(row, f.const_bits) for row in model.embeddings]
+        self.embeddings = [_bfp(row, f.embed_bits) for row in model.embeddings]
         one_minus_lb = 1.0 - model.lower_bound_values()
         self.one_minus_lb = np.round(np.ldexp(one_minus_lb, f.gate_frac)).astype(np.int64)
         self.layers = []
@@ -257,8 +272,9 @@ class GoldenModel:
         acc, scales = self.bitlinear(layer["gate"], x, [self.residual_unit] * len(x))
         gate, up = np.split(acc, 2, axis=-1)
         z_g = self.to_fixed(gate, scales, f.act_frac, f.act_bits)
-        units = [s.scaled(-f.act_frac) for s in scales]
-        return self.bitlinear(layer["down"], self.sigmoid.silu(z_g, f.act_frac) * up, units)
+        product = round_shift(self.sigmoid.silu(z_g, f.act_frac) * up, f.glu_shift)
+        units = [s.scaled(f.glu_shift - f.act_frac) for s in scales]
+        return self.bitlinear(layer["down"], product, units)
 
     def residual_add(self, x, acc, scales):
         bits = self.formats.residual_bits

@@ -179,7 +179,7 @@ def verilator_env():
     dict of str to str
         ``VERILATOR_ROOT``; ``PATH`` with Verilator's directory first; ``MAKEFLAGS`` naming this interpreter as
         ``PYTHON3`` and the C++ compiler found as ``CXX``/``LINK`` (the wheel's ``verilated.mk`` hard-codes
-        ``python`` and ``c++``, which need not exist).
+        ``python`` and ``c++``, which need not exist, and leaves the precompiled-header flag empty).
 
     Raises
     ------
@@ -195,7 +195,9 @@ def verilator_env():
     if missing:
         raise ToolNotFoundError(f"Verilator needs {', '.join(missing)}: {_SYSTEM_PACKAGES}")
     make_vars = [f"{name}={value}".replace(" ", "\\ ") for name, value in
-                 (("PYTHON3", sys.executable), ("CXX", cxx), ("LINK", cxx))]
+                 (("PYTHON3", sys.executable), ("CXX", cxx), ("LINK", cxx),
+                  # the wheel's verilated.mk leaves this empty, which breaks builds split into several files
+                  ("CFG_CXXFLAGS_PCH_I", "-include"))]
     return {
         "VERILATOR_ROOT": str(verilator.root),
         "PATH": os.pathsep.join([str(verilator.bin_dir), os.environ.get("PATH", "")]),
