@@ -66,10 +66,15 @@ class Sink:
         self.payload = getattr(dut, f"{prefix}__payload")
         self.clk = clk
         self.p_stall = p_stall
+        self.cycles = 0
         self.ready.value = 0
 
     async def receive(self, count, *, max_cycles=None):
-        """Collect ``count`` payloads (as ints); fails on a stream-rule violation or after ``max_cycles``."""
+        """Collect ``count`` payloads (as ints); fails on a stream-rule violation or after ``max_cycles``.
+
+        Cycle 0 is the cycle of the call; afterwards ``cycles`` holds the number of cycles up to and including the
+        one in which the last payload was taken (sources started in the same cycle make it a throughput measure).
+        """
         received, held, cycles = [], None, 0
         while len(received) < count:
             ready = random.random() >= self.p_stall
@@ -88,4 +93,5 @@ class Sink:
             if max_cycles is not None and cycles > max_cycles:
                 raise AssertionError(f"received {len(received)} of {count} items in {max_cycles} cycles")
         self.ready.value = 0
+        self.cycles = cycles
         return received
