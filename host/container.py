@@ -64,7 +64,8 @@ def save_model(model, path, packing="base3", meta=None):
             tensors[f"layers.{index}.{norm}"] = getattr(layer, norm)
     tensors.update(norm=model.norm, embeddings=model.embeddings, lower_bounds=model.lower_bounds)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
-              "tokenizer": model.tokenizer, "packing": packing, "projections": projections, "meta": meta or {}}
+              "tokenizer": model.tokenizer, "generation": model.generation, "packing": packing,
+              "projections": projections, "meta": meta or {}}
     try:
         text = json.dumps(header, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -173,7 +174,9 @@ def load_model(path):
                   for index in range(n_layers)]
         model = Model(config=config, embeddings=get_float("embeddings"), lower_bounds=get_float("lower_bounds"),
                       layers=layers, norm=get_float("norm"), lm_head=bitlinear("lm_head"),
-                      tokenizer=header["tokenizer"])
+                      tokenizer=header["tokenizer"], generation=header.get("generation", {}))
+    if not isinstance(model.generation, dict):
+        raise ValueError(f"{path}: generation defaults must be a JSON object")
     try:
         return model.validate()
     except ValueError as e:

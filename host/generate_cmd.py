@@ -15,8 +15,10 @@ def add_arguments(parser):
     parser.add_argument("--device", default="golden", choices=RUNNERS,
                         help="golden: the bit-exact integer model of the accelerator; reference: the float model")
     parser.add_argument("-n", "--tokens", type=int, default=200, help="number of tokens to generate (default 200)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 for greedy (default), else sampling")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="0 for greedy, else sampling (default: the model's own default, else greedy)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="sample among the k most likely tokens (default: the model's own default, else all)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--stats", action="store_true", help="print tokens/s to stderr at the end")
 
@@ -38,7 +40,9 @@ def run(args):
     sys.stdout.write(args.prompt)
     sys.stdout.flush()
     start, count = time.perf_counter(), 0
-    for token in generate(runner, prompt, args.tokens, args.temperature, args.top_k, args.seed):
+    temperature = args.temperature if args.temperature is not None else model.generation.get("temperature", 0.0)
+    top_k = args.top_k if args.top_k is not None else model.generation.get("top_k")
+    for token in generate(runner, prompt, args.tokens, temperature, top_k, args.seed):
         sys.stdout.write(decoder.push(token))
         sys.stdout.flush()
         count += 1

@@ -150,6 +150,8 @@ class Model:
     lm_head : BitLinear, shape (V, H)
     tokenizer : dict
         Tokenizer spec (see :mod:`mmfree.host.tokenizer`).
+    generation : dict
+        Sampling defaults the model is meant to be used with (``temperature``, ``top_k``); empty means greedy.
     """
 
     config: ModelConfig
@@ -159,6 +161,7 @@ class Model:
     norm: np.ndarray
     lm_head: BitLinear
     tokenizer: dict = field(default_factory=lambda: {"type": "bytes"})
+    generation: dict = field(default_factory=dict)
 
     def lower_bound_values(self):
         """Per-layer lower bounds ``cumsum(softmax(lb, 0)) − softmax(lb, 0)[0]``, shape (L, H), float64."""
@@ -185,6 +188,9 @@ class Model:
             layer.validate(f"layers.{index}", c)
         _check_vector("norm", self.norm, c.hidden_size)
         self.lm_head.validate("lm_head", c.vocab_size, c.hidden_size)
+        unknown = set(self.generation) - {"temperature", "top_k"}
+        if unknown:
+            raise ValueError(f"generation defaults: unknown keys {sorted(unknown)} (known: temperature, top_k)")
         return self
 
 

@@ -313,7 +313,9 @@ class HGRNBit(nn.Module):
         """
         return Model(config=self.config, embeddings=_numpy(self.embeddings),
                      lower_bounds=_numpy(self.lower_bounds), layers=[layer.export() for layer in self.layers],
-                     norm=_numpy(self.norm), lm_head=self.lm_head.export(), tokenizer=dict(tokenizer)).validate()
+                     norm=_numpy(self.norm), lm_head=self.lm_head.export(), tokenizer=dict(tokenizer),
+                     # small char models loop under greedy decoding; sampling is their sensible default
+                     generation={"temperature": 0.8}).validate()
 
 
 def _numpy(parameter):

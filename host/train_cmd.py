@@ -18,6 +18,7 @@ from importlib import resources
 
 import numpy as np
 
+from .golden import Formats
 from .model import ModelConfig, default_intermediate_size
 from .packing import packed_size
 
@@ -26,7 +27,7 @@ __all__ = ["add_arguments", "run", "load_config", "budget", "format_budget", "wr
 #: on-chip weight memory of the iCE40UP5K: 4 SPRAM blocks of 256 Kbit
 SPRAM_BYTES = 4 * 32 * 1024
 #: SPRAM kept for the program (instructions) of the resident design
-PROGRAM_RESERVE = 4 * 1024
+PROGRAM_RESERVE = 2 * 1024
 #: output rows the ternary array reads per cycle (4 SPRAMs × 2 bytes): matrices are padded to whole row groups
 ROW_LANES = 8
 _MODEL_KEYS = {"hidden_size", "num_layers", "intermediate_size", "norm_eps"}
@@ -167,8 +168,9 @@ def budget(config):
     """What the weight-resident design keeps in the iCE40UP5K SPRAM for a model, item by item.
 
     Trits are packed base-3 (5 per byte) row by row, each matrix padded to whole groups of :data:`ROW_LANES`
-    rows; the embedding is int16 with one int16 exponent per row (the golden model's block floating point);
-    every norm weight and lower bound is int16; β is 32-bit; :data:`PROGRAM_RESERVE` bytes hold the program.
+    rows; the embedding has ``embed_bits`` mantissas and one int16 exponent per row, norm weights
+    ``const_bits`` mantissas and ``1 − lb`` ``gate_frac`` bits, bit-packed, all as the golden model's
+    :class:`~mmfree.host.golden.Formats` defaults; β is 32-bit; :data:`PROGRAM_RESERVE` bytes hold the program.
 
     Returns
     -------
@@ -179,15 +181,21 @@ def budget(config):
     def trits(rows, cols):
         return -(-rows // ROW_LANES) * ROW_LANES * packed_size(cols, "base3")
 
+    def packed(count, bits):
+        return -(-count * bits // 8)
+
+    formats = Formats()
+    norms = layers * (8 * h + n) + 2 * h
     base3 = "base-3, 5 trits/byte"
     return [
         ("i/f/g/o_proj trits, 4·L × H×H", base3, 4 * layers * h * h, 4 * layers * trits(h, h)),
         ("gate_proj trits, L × 2I×H", base3, layers * 2 * n * h, layers * trits(2 * n, h)),
         ("down_proj trits, L × H×I", base3, layers * h * n, layers * trits(h, n)),
         ("lm_head trits, V×H", base3, v * h, trits(v, h)),
-        ("embedding, V×H + V row exponents", "int16", v * (h + 1), 2 * v * (h + 1)),
-        ("norm weights, L·(8H + I) + 2H", "int16", layers * (8 * h + n) + 2 * h, 2 * (layers * (8 * h + n) + 2 * h)),
-        ("lower bounds, L×H", "int16", layers * h, 2 * layers * h),
+        ("embedding, V×H + V row exponents", f"int{formats.embed_bits} + int16", v * (h + 1),
+         packed(v * h, formats.embed_bits) + 2 * v),
+        ("norm weights, L·(8H + I) + 2H", f"int{formats.const_bits}", norms, packed(norms, formats.const_bits)),
+        ("1 − lower bounds, L×H", f"Q0.{formats.gate_frac}", layers * h, packed(layers * h, formats.gate_frac)),
         ("β per matrix, 6L + 1", "int32", 6 * layers + 1, 4 * (6 * layers + 1)),
         ("program (reserve)", "", 1, PROGRAM_RESERVE),
     ]
