@@ -230,10 +230,17 @@ class GoldenModel:
 
     @staticmethod
     def to_fixed(acc, scales, frac, bits):
-        """``acc · scale`` per row in Q.frac, rounded (ties up) and saturated to ``bits``."""
+        """``acc · scale`` per row in Q.frac, rounded (ties up) and saturated to ``bits``.
+
+        Exact for any scale: a left shift of ``bits − 1`` or more saturates every nonzero product (so the product
+        is clamped first and the shift capped, keeping int64 from wrapping), and a right shift beyond 62 gives 0.
+        """
         mant = np.array([[s.mant] for s in scales], dtype=np.int64)
         shift = np.array([[-(s.exp + frac)] for s in scales], dtype=np.int64)
-        return saturate(round_shift(acc * mant, shift), bits)
+        product = acc * mant
+        limit = 1 << (bits - 1)
+        product = np.where(shift < 0, np.clip(product, -limit, limit), product)
+        return saturate(round_shift(product, np.clip(shift, -(bits - 1), 62)), bits)
 
     # -- the model ----------------------------------------------------------------------------------------------
 

@@ -107,3 +107,14 @@ def test_extreme_inputs_saturate_without_overflow(model):
 def test_formats_are_checked(model):
     with pytest.raises(ValueError, match="sigmoid_segment_bits"):
         GoldenModel(model, replace(Formats(), act_frac=2))
+
+
+def test_to_fixed_is_exact_for_extreme_scales():
+    from mmfree.host.fixed import Scalar
+    acc = np.array([[0, 1, -1, 3, -2**20, 2**20]], dtype=np.int64)
+    for exp in [-200, -80, -40, -20, 0, 10, 30, 60, 200]:
+        scale = Scalar(40000, exp, 16)
+        got = GoldenModel.to_fixed(acc, [scale], 16, 28)
+        exact = [max(-2**27, min(2**27 - 1, math.floor(Fraction(int(a) * 40000) * Fraction(2) ** (exp + 16)
+                                                         + Fraction(1, 2)))) for a in acc[0]]
+        assert got[0].tolist() == exact, exp
