@@ -17,7 +17,6 @@ from types import SimpleNamespace
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
@@ -26,7 +25,7 @@ from mmfree.host.golden import Formats, GoldenModel
 from mmfree.hw.reduction import ReductionUnit
 
 from . import params
-from .streams import Sink, Source
+from .streams import Sink, Source, reset
 
 PARAMS = params()
 VECTORS = PARAMS.pop("vectors", 3000)
@@ -89,16 +88,6 @@ def encode(x, shift):
 def decode(raw):
     view = OUT_LAYOUT.from_bits(raw)
     return {name: int(getattr(view, name)) for name in OUT_LAYOUT.members}
-
-
-async def reset(dut):
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
 
 
 async def run(dut, jobs, *, p_gap, p_stall):

@@ -16,14 +16,13 @@ import math
 import random
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from mmfree.host.fixed import Scalar, rsqrt, rsqrt_scalar
 from mmfree.hw.scalar_unit import ScalarOp, ScalarUnit
 
 from . import params
-from .streams import Sink, Source
+from .streams import Sink, Source, reset
 
 PARAMS = params()
 OPS = PARAMS.pop("ops", 3000)
@@ -70,16 +69,6 @@ def encode(op, a=(0, 0), b=(0, 0), integer=0, power=0):
 def decode(raw):
     view = RESULT.from_bits(raw)
     return int(view.value.mant), int(view.value.exp), int(view.error)
-
-
-async def reset(dut):
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
 
 
 def describe(command):

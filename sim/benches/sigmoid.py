@@ -15,14 +15,13 @@ import random
 import cocotb
 import cocotb.utils
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from mmfree.host.fixed import SigmoidTable
 from mmfree.hw.sigmoid import SigmoidUnit
 
 from . import params
-from .streams import Sink, Source
+from .streams import Sink, Source, reset
 
 P = params()
 WIDTH, FRAC = P["width"], P["frac"]
@@ -72,16 +71,6 @@ def random_inputs(count, rng):
     magnitude = np.exp2(rng.uniform(0, WIDTH - 1, count - half)).astype(np.int64)
     signs = rng.choice([-1, 1], count - half)
     return clamp([*uniform.tolist(), *(signs * magnitude).tolist()])
-
-
-async def reset(dut):
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
 
 
 async def check(dut, zs, *, p_gap, p_stall):

@@ -7,9 +7,23 @@ drops or its payload changes while it was stalled. Ports are found by Amaranth's
 
 import random
 
+from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
-__all__ = ["Source", "Sink"]
+__all__ = ["reset", "Source", "Sink"]
+
+
+async def reset(dut, sources=("i",), sinks=("o",)):
+    """Start a 100 MHz ``clk``, hold ``rst`` for two cycles with every stream idle (no valid, no ready)."""
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    for prefix in sources:
+        getattr(dut, f"{prefix}__valid").value = 0
+    for prefix in sinks:
+        getattr(dut, f"{prefix}__ready").value = 0
+    for _ in range(2):
+        await RisingEdge(dut.clk)
+    dut.rst.value = 0
 
 
 class Source:

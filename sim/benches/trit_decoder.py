@@ -13,13 +13,13 @@ import random
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from mmfree.host import packing
 from mmfree.hw.trit_decoder import TRITS_PER_BYTE, trit_group_layout
 
 from . import params
+from .streams import reset
 
 FMT = params()["fmt"]
 TRITS = TRITS_PER_BYTE[FMT]
@@ -45,16 +45,6 @@ EXPECTED = [reference(byte) for byte in range(256)]
 def decode(raw):
     group = LAYOUT.from_bits(raw)
     return tuple(group.trits), int(group.error)
-
-
-async def reset(dut):
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
 
 
 async def stream(dut, data, *, p_gap, p_stall):

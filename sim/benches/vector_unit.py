@@ -29,7 +29,6 @@ import random
 import cocotb
 import cocotb.utils
 import numpy as np
-from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from mmfree.host.fixed import Scalar, SigmoidTable, round_shift, saturate
@@ -37,7 +36,7 @@ from mmfree.host.golden import Formats, GoldenModel
 from mmfree.hw.vector_unit import VectorOp, VectorUnit
 
 from . import params
-from .streams import Sink, Source
+from .streams import Sink, Source, reset
 
 P = params()
 UNIT = VectorUnit(**P.get("formats", {}))
@@ -253,16 +252,6 @@ class Elements:
 
 
 # -- driving the unit -------------------------------------------------------------------------------------------
-
-async def reset(dut):
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    for _ in range(2):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-
 
 async def run(dut, elements, *, p_gap, p_stall):
     """Stream ``elements`` through the unit; returns its results [(data, last)] and the cycles the sink took."""
