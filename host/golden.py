@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .fixed import Scalar, SigmoidTable, bit_length, round_shift, rsqrt_scalar, saturate
+from .model import check_tokens
 
 __all__ = ["Formats", "GoldenModel"]
 
@@ -298,11 +299,7 @@ class GoldenModel:
             The head's output scale per token.
         state : ndarray of int64, shape (L, H)
         """
-        tokens = np.asarray(tokens, dtype=np.int64)
-        if tokens.ndim != 1 or len(tokens) == 0:
-            raise ValueError("tokens must be a non-empty 1-D sequence")
-        if tokens.min() < 0 or tokens.max() >= self.config.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
+        tokens = check_tokens(tokens, self.config.vocab_size)
         state = self.init_state() if state is None else np.array(state, dtype=np.int64)
         x = self.embed(tokens.tolist())
         for index in range(self.config.num_layers):

@@ -11,7 +11,7 @@ import numpy as np
 
 from .quant import ternarize
 
-__all__ = ["ModelConfig", "BitLinear", "Layer", "Model", "default_intermediate_size", "random_model"]
+__all__ = ["ModelConfig", "BitLinear", "Layer", "Model", "default_intermediate_size", "check_tokens", "random_model"]
 
 
 def default_intermediate_size(hidden_size):
@@ -192,6 +192,16 @@ class Model:
         if unknown:
             raise ValueError(f"generation defaults: unknown keys {sorted(unknown)} (known: temperature, top_k)")
         return self
+
+
+def check_tokens(tokens, vocab_size):
+    """``tokens`` as a non-empty 1-D int64 array of ids in ``[0, vocab_size)``; ``ValueError`` otherwise."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    if tokens.ndim != 1 or len(tokens) == 0:
+        raise ValueError("tokens must be a non-empty 1-D sequence")
+    if tokens.min() < 0 or tokens.max() >= vocab_size:
+        raise ValueError(f"token ids must lie in [0, {vocab_size})")
+    return tokens
 
 
 def _check_vector(name, value, length):

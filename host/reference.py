@@ -7,6 +7,7 @@ quantization, the MLGRU uses per-layer lower bounds and ``RMSNorm(g) ⊙ SiLU(h)
 
 import numpy as np
 
+from .model import check_tokens
 from .quant import quantize_activations
 
 __all__ = ["FloatReference", "rmsnorm", "sigmoid", "silu"]
@@ -71,11 +72,7 @@ class FloatReference:
         state : ndarray, shape (L, H)
             State after the last token.
         """
-        tokens = np.asarray(tokens, dtype=np.int64)
-        if tokens.ndim != 1 or len(tokens) == 0:
-            raise ValueError("tokens must be a non-empty 1-D sequence")
-        if tokens.min() < 0 or tokens.max() >= self.config.vocab_size:
-            raise ValueError(f"token ids must lie in [0, {self.config.vocab_size})")
+        tokens = check_tokens(tokens, self.config.vocab_size)
         state = self.init_state() if state is None else np.array(state, dtype=self.dtype)
         eps = self.config.norm_eps
         x = self.model.embeddings[tokens].astype(self.dtype)
