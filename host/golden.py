@@ -34,11 +34,11 @@ class Formats:
     residual_bits: int = 32
     residual_headroom: int = 8
     #: constant vectors (norm weights and their products): signed mantissas, one exponent per vector
-    const_bits: int = 20
+    const_bits: int = 16
     #: embedding rows: signed mantissas, one exponent per row
-    embed_bits: int = 16
+    embed_bits: int = 20
     #: the quantizer normalizes ``|p|`` so that ``max|p|`` has exactly ``quant_bits`` bits
-    quant_bits: int = 24
+    quant_bits: int = 16
     #: bits of the quantizer's reciprocal ``R ≈ 127 · 2^r / M'``, ``r = quant_bits + recip_bits − 7``
     recip_bits: int = 16
 
@@ -53,7 +53,7 @@ class Formats:
     act_bits: int = 28
     act_frac: int = 20
     #: σ outputs, f, 1 − f and (1 − lb): Q0.gate_frac
-    gate_frac: int = 24
+    gate_frac: int = 15
     #: σ table: segments of 2^-sigmoid_segment_bits over [0, sigmoid_range)
     sigmoid_segment_bits: int = 5
     sigmoid_range: int = 16

@@ -26,8 +26,6 @@ __all__ = ["add_arguments", "run", "load_config", "budget", "format_budget", "wr
 
 #: on-chip weight memory of the iCE40UP5K: 4 SPRAM blocks of 256 Kbit
 SPRAM_BYTES = 4 * 32 * 1024
-#: SPRAM kept for the program (instructions) of the resident design
-PROGRAM_RESERVE = 2 * 1024
 #: output rows the ternary array reads per cycle (4 SPRAMs × 2 bytes): matrices are padded to whole row groups
 ROW_LANES = 8
 _MODEL_KEYS = {"hidden_size", "num_layers", "intermediate_size", "norm_eps"}
@@ -170,7 +168,7 @@ def budget(config):
     Trits are packed base-3 (5 per byte) row by row, each matrix padded to whole groups of :data:`ROW_LANES`
     rows; the embedding has ``embed_bits`` mantissas and one int16 exponent per row, norm weights
     ``const_bits`` mantissas and ``1 − lb`` ``gate_frac`` bits, bit-packed, all as the golden model's
-    :class:`~mmfree.host.golden.Formats` defaults; β is 32-bit; :data:`PROGRAM_RESERVE` bytes hold the program.
+    :class:`~mmfree.host.golden.Formats` defaults; β is 32-bit. The program lives in the sequencer's EBR, not here.
 
     Returns
     -------
@@ -197,7 +195,6 @@ def budget(config):
         ("norm weights, L·(8H + I) + 2H", f"int{formats.const_bits}", norms, packed(norms, formats.const_bits)),
         ("1 − lower bounds, L×H", f"Q0.{formats.gate_frac}", layers * h, packed(layers * h, formats.gate_frac)),
         ("β per matrix, 6L + 1", "int32", 6 * layers + 1, 4 * (6 * layers + 1)),
-        ("program (reserve)", "", 1, PROGRAM_RESERVE),
     ]
 
 

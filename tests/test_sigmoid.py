@@ -60,7 +60,7 @@ def test_ports():
     unit = SigmoidUnit(32, 24)
     assert unit.i.payload.shape() == signed(32)
     assert unit.o.payload.shape() == data.StructLayout({
-        "sigmoid": unsigned(25), "complement": unsigned(25), "silu": signed(32)})
+        "sigmoid": unsigned(F.gate_frac + 1), "complement": unsigned(F.gate_frac + 1), "silu": signed(32)})
 
 
 def test_rejects_bad_parameters():
