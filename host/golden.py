@@ -110,8 +110,10 @@ class _Projection:
         if pre_norm is not None:
             combined = combined * pre_norm.astype(np.float64)
             self.pre, self.pre_exp = _bfp(pre_norm, formats.const_bits)
+            #: right shift of ``(v >> k)·pre`` into reduce_bits: fixed per projection, from max|pre|
+            self.pre_shift = int(bit_length(np.abs(self.pre).max()))
         else:
-            self.pre, self.pre_exp = None, 0
+            self.pre, self.pre_exp, self.pre_shift = None, 0, 0
         self.combined, combined_exp = _bfp(combined, formats.const_bits)
         self.constant = Scalar.from_float(proj.beta / 127.0, bits).scaled(combined_exp)
         self.inv_n = Scalar.from_float(1.0 / in_features, bits)
@@ -178,12 +180,13 @@ class GoldenModel:
         q = np.sign(p) * np.minimum(127, np.right_shift(norm * recip + (1 << (f.recip_shift - 1)), f.recip_shift))
         return q, peak[..., 0]
 
-    def sum_of_squares(self, u):
-        """``Σ (u >> k)²`` per row, ``k ≥ 0`` the least shift (arithmetic, floor) that fits ``u`` in reduce_bits.
+    def reduce_shift(self, u):
+        """Per row, the least ``k ≥ 0`` (arithmetic shift, floor) that fits ``u >> k`` in reduce_bits (int64 array)."""
+        return np.maximum(bit_length(np.abs(u).max(axis=-1, keepdims=True)) - (self.formats.reduce_bits - 1), 0)
 
-        Returns (sums, k) as Python int lists.
-        """
-        shift = np.maximum(bit_length(np.abs(u).max(axis=-1, keepdims=True)) - (self.formats.reduce_bits - 1), 0)
+    def sum_of_squares(self, u):
+        """``Σ (u >> k)²`` per row with ``k`` the :meth:`reduce_shift`; returns (sums, k) as Python int lists."""
+        shift = self.reduce_shift(u)
         w = np.right_shift(u, shift)
         return (w * w).sum(axis=-1).tolist(), shift[..., 0].tolist()
 
@@ -193,6 +196,21 @@ class GoldenModel:
         sums, shifts = self.sum_of_squares(u)
         return [Scalar.from_int(s, bits) * inv_n * (unit * unit).scaled(2 * (k + exp))
                 for s, k, unit in zip(sums, shifts, units)]
+
+    def pre_mean_squares(self, proj, v, units):
+        """``mean((v ⊙ pre)²)`` per row in true units, as the second norm of a two-norm projection sees it.
+
+        ``v`` is first cut to reduce_bits by its own :meth:`reduce_shift` ``k`` (the same ``v >> k`` whose squares
+        give the first norm's sum when ``v`` is its input), then ``u = ((v >> k) · pre) >> pre_shift`` fits
+        reduce_bits by construction (``pre_shift`` is the bit length of ``max|pre|``, fixed per projection), so the
+        hardware needs one 16×16 product and no pass to find ``max|v ⊙ pre|``.
+        """
+        bits = self.formats.scalar_bits
+        k = self.reduce_shift(v)
+        u = np.right_shift(np.right_shift(v, k) * proj.pre, proj.pre_shift)
+        sums = (u * u).sum(axis=-1).tolist()
+        return [Scalar.from_int(s, bits) * proj.inv_n * (unit * unit).scaled(2 * (shift + proj.pre_shift + proj.pre_exp))
+                for s, shift, unit in zip(sums, k[..., 0].tolist(), units)]
 
     def bitlinear(self, proj, v, units=None, first=None):
         """One fused BitLinear over rows of ``v`` (int64, shape (T, in)).
@@ -223,7 +241,7 @@ class GoldenModel:
         else:
             a_vec, a_units = first if first is not None else (v, units)
             a_ms = self.mean_squares(a_vec, a_units, proj.inv_n)
-            b_ms = self.mean_squares(v * proj.pre, units, proj.inv_n, proj.pre_exp)
+            b_ms = self.pre_mean_squares(proj, v, units)
             denominators = [b + self.eps * (a + self.eps) for a, b in zip(a_ms, b_ms)]
         scales = [proj.constant * Scalar.from_int(m, bits) * unit * rsqrt_scalar(d)
                   for m, unit, d in zip(peak.tolist(), units, denominators)]
