@@ -22,7 +22,7 @@ import numpy as np
 from .fixed import Scalar, SigmoidTable, bit_length, round_shift, rsqrt_scalar, saturate
 from .model import check_tokens
 
-__all__ = ["Formats", "GoldenModel"]
+__all__ = ["Formats", "Projection", "GoldenModel"]
 
 
 @dataclass(frozen=True)
@@ -96,27 +96,39 @@ def _bfp(vector, bits):
     return mant, exp
 
 
-class _Projection:
-    """Host-side constants of one fused BitLinear: what the compiler puts in the weight image.
+@dataclass(frozen=True)
+class Projection:
+    """Constants of one fused BitLinear: what the compiler puts in the weight image.
 
-    ``pre`` is the first norm's weight when the projection's input went through two norms, else None.
+    ``trits`` (float32, out × in, values −1/0/+1), ``combined`` (the int mantissas ``c`` of the product of the norm
+    weights in front of the projection), ``constant`` (``β/127`` times ``c``'s exponent) and ``inv_n`` (``1/in``);
+    for a projection whose input went through two norms, ``pre`` (the first norm's int mantissas), its exponent
+    ``pre_exp`` and ``pre_shift``, the right shift of ``(v >> k)·pre`` into reduce_bits (the bit length of
+    ``max|pre|``); else ``pre`` is None.
     """
 
-    def __init__(self, proj, pre_norm, formats):
-        out_features, in_features = proj.codes.shape
+    trits: np.ndarray
+    combined: np.ndarray
+    constant: Scalar
+    inv_n: Scalar
+    pre: np.ndarray = None
+    pre_exp: int = 0
+    pre_shift: int = 0
+
+    @classmethod
+    def from_model(cls, proj, pre_norm, formats):
+        """The constants of a :class:`~mmfree.host.model.BitLinear` behind ``pre_norm`` (or None)."""
         bits = formats.scalar_bits
-        self.trits = proj.codes.astype(np.float32)
         combined = proj.norm.astype(np.float64)
+        pre = {}
         if pre_norm is not None:
             combined = combined * pre_norm.astype(np.float64)
-            self.pre, self.pre_exp = _bfp(pre_norm, formats.const_bits)
-            #: right shift of ``(v >> k)·pre`` into reduce_bits: fixed per projection, from max|pre|
-            self.pre_shift = int(bit_length(np.abs(self.pre).max()))
-        else:
-            self.pre, self.pre_exp, self.pre_shift = None, 0, 0
-        self.combined, combined_exp = _bfp(combined, formats.const_bits)
-        self.constant = Scalar.from_float(proj.beta / 127.0, bits).scaled(combined_exp)
-        self.inv_n = Scalar.from_float(1.0 / in_features, bits)
+            mant, exp = _bfp(pre_norm, formats.const_bits)
+            pre = {"pre": mant, "pre_exp": exp, "pre_shift": int(bit_length(np.abs(mant).max()))}
+        mant, exp = _bfp(combined, formats.const_bits)
+        return cls(trits=proj.codes.astype(np.float32), combined=mant,
+                   constant=Scalar.from_float(proj.beta / 127.0, bits).scaled(exp),
+                   inv_n=Scalar.from_float(1.0 / proj.codes.shape[1], bits), **pre)
 
 
 class GoldenModel:
@@ -144,14 +156,14 @@ class GoldenModel:
         self.layers = []
         for layer in model.layers:
             self.layers.append({
-                "i": _Projection(layer.i_proj, layer.attn_norm, f),
-                "f": _Projection(layer.f_proj, layer.attn_norm, f),
-                "g": _Projection(layer.g_proj, layer.attn_norm, f),
-                "o": _Projection(layer.o_proj, layer.g_norm, f),
-                "gate": _Projection(layer.gate_proj, layer.mlp_norm, f),
-                "down": _Projection(layer.down_proj, None, f),
+                "i": Projection.from_model(layer.i_proj, layer.attn_norm, f),
+                "f": Projection.from_model(layer.f_proj, layer.attn_norm, f),
+                "g": Projection.from_model(layer.g_proj, layer.attn_norm, f),
+                "o": Projection.from_model(layer.o_proj, layer.g_norm, f),
+                "gate": Projection.from_model(layer.gate_proj, layer.mlp_norm, f),
+                "down": Projection.from_model(layer.down_proj, None, f),
             })
-        self.head = _Projection(model.lm_head, model.norm, f)
+        self.head = Projection.from_model(model.lm_head, model.norm, f)
 
     def init_state(self):
         return np.zeros((self.config.num_layers, self.config.hidden_size), dtype=np.int64)
@@ -217,7 +229,7 @@ class GoldenModel:
 
         Parameters
         ----------
-        proj : _Projection
+        proj : Projection
         v : ndarray of int64, shape (T, in)
         units : list of Scalar, optional
             True value of one LSB of each row of ``v``; without it only the accumulators are returned.
@@ -268,39 +280,56 @@ class GoldenModel:
         rows = [round_shift(self.embeddings[t][0], -(self.embeddings[t][1] + self.residual_frac)) for t in tokens]
         return saturate(np.stack(rows), self.formats.residual_bits)
 
+    def forget(self, acc_f, s_f, one_minus_lb):
+        """``1 − f = round((1 − lb) · σ(−z_f))`` in Q0.gate_frac, computed directly (never as ``1 − σ``)."""
+        f = self.formats
+        z_f = self.to_fixed(acc_f, s_f, f.act_frac, f.act_bits)
+        return round_shift(one_minus_lb * self.sigmoid.complement(z_f, f.act_frac), f.gate_frac)
+
+    def recurrence(self, acc_i, s_i, one_minus_f, hidden):
+        """The MLGRU state after each row: ``h = sat(round(f · h) + round(SiLU(z_i) · (1 − f)))``, from ``hidden``."""
+        f = self.formats
+        forget = (1 << f.gate_frac) - one_minus_f
+        z_i = self.to_fixed(acc_i, s_i, f.act_frac, f.act_bits)
+        inject = round_shift(self.sigmoid.silu(z_i, f.act_frac) * one_minus_f,
+                             f.gate_frac + f.act_frac - f.state_frac)
+        h = np.empty_like(inject)
+        for t in range(len(inject)):
+            hidden = saturate(round_shift(forget[t] * hidden, f.gate_frac) + inject[t], f.state_bits)
+            h[t] = hidden
+        return h
+
+    def gate(self, acc_g, s_g, h):
+        """``v = round(acc_g · SiLU(h))``, o_proj's input, with its units (the first norm is over ``acc_g``)."""
+        f = self.formats
+        gated = round_shift(acc_g * self.sigmoid.silu(h, f.state_frac), f.gated_shift)
+        return gated, [s.scaled(f.gated_shift - f.state_frac) for s in s_g]
+
+    def glu_product(self, acc, scales):
+        """``round(SiLU(z_g) · u)``, down_proj's input, with its units; ``acc`` holds g then u."""
+        f = self.formats
+        gate, up = np.split(acc, 2, axis=-1)
+        z_g = self.to_fixed(gate, scales, f.act_frac, f.act_bits)
+        product = round_shift(self.sigmoid.silu(z_g, f.act_frac) * up, f.glu_shift)
+        return product, [s.scaled(f.glu_shift - f.act_frac) for s in scales]
+
     def mlgru(self, index, x, state):
         """Token mixer of layer ``index``: returns its output accumulators and scales, and updates ``state``."""
-        f, layer, sig = self.formats, self.layers[index], self.sigmoid
+        layer = self.layers[index]
         units = [self.residual_unit] * len(x)
         acc_f, s_f = self.bitlinear(layer["f"], x, units)
         acc_i, s_i = self.bitlinear(layer["i"], x, units)
         acc_g, s_g = self.bitlinear(layer["g"], x, units)
-        # 1 − f = (1 − lb) · σ(−z_f), computed directly; f = 1 − (1 − f)
-        z_f = self.to_fixed(acc_f, s_f, f.act_frac, f.act_bits)
-        one_minus_f = round_shift(self.one_minus_lb[index] * sig.complement(z_f, f.act_frac), f.gate_frac)
-        forget = (1 << f.gate_frac) - one_minus_f
-        z_i = self.to_fixed(acc_i, s_i, f.act_frac, f.act_bits)
-        inject = round_shift(sig.silu(z_i, f.act_frac) * one_minus_f, f.gate_frac + f.act_frac - f.state_frac)
-        h = np.empty_like(inject)
-        hidden = state[index]
-        for t in range(len(x)):
-            hidden = saturate(round_shift(forget[t] * hidden, f.gate_frac) + inject[t], f.state_bits)
-            h[t] = hidden
-        state[index] = hidden
-        # RMSNorm_gnorm(g) ⊙ SiLU(h) feeds o_proj's norm: v = g ⊙ SiLU(h), first norm over g
-        gated = round_shift(acc_g * sig.silu(h, f.state_frac), f.gated_shift)
-        units = [s.scaled(f.gated_shift - f.state_frac) for s in s_g]
+        one_minus_f = self.forget(acc_f, s_f, self.one_minus_lb[index])
+        h = self.recurrence(acc_i, s_i, one_minus_f, state[index])
+        state[index] = h[-1]
+        gated, units = self.gate(acc_g, s_g, h)
         return self.bitlinear(layer["o"], gated, units, first=(acc_g, s_g))
 
     def glu(self, index, x):
         """Channel mixer of layer ``index``: ``down(SiLU(g) ⊙ u)``; g and u share the gate projection's scale."""
-        f, layer = self.formats, self.layers[index]
-        acc, scales = self.bitlinear(layer["gate"], x, [self.residual_unit] * len(x))
-        gate, up = np.split(acc, 2, axis=-1)
-        z_g = self.to_fixed(gate, scales, f.act_frac, f.act_bits)
-        product = round_shift(self.sigmoid.silu(z_g, f.act_frac) * up, f.glu_shift)
-        units = [s.scaled(f.glu_shift - f.act_frac) for s in scales]
-        return self.bitlinear(layer["down"], product, units)
+        acc, scales = self.bitlinear(self.layers[index]["gate"], x, [self.residual_unit] * len(x))
+        return self.bitlinear(self.layers[index]["down"], *self.glu_product(acc, scales))
 
     def residual_add(self, x, acc, scales):
         bits = self.formats.residual_bits
