@@ -22,7 +22,7 @@ import numpy as np
 from .fixed import Scalar, SigmoidTable, bit_length, round_shift, rsqrt_scalar, saturate
 from .model import check_tokens
 
-__all__ = ["Formats", "Projection", "GoldenModel"]
+__all__ = ["Formats", "Projection", "Arithmetic", "GoldenModel"]
 
 
 @dataclass(frozen=True)
@@ -131,46 +131,22 @@ class Projection:
                    inv_n=Scalar.from_float(1.0 / proj.codes.shape[1], bits), **pre)
 
 
-class GoldenModel:
-    """Bit-exact integer model of the accelerator running a :class:`~mmfree.host.model.Model`.
+class Arithmetic:
+    """The accelerator's arithmetic: the fused BitLinear and the element-wise epilogues, bit for bit.
 
-    The recurrent state is an int64 array of shape (L, H) in Q.state_frac. ``forward`` returns float logits
-    (the integer accumulators times the head's output scale) so that it is interchangeable with
-    :class:`~mmfree.host.reference.FloatReference`; :meth:`forward_int` returns the accumulators and scales.
+    Everything here is independent of a particular model: ``eps`` (the norms' ε as a Scalar) and ``residual_frac``
+    (the residual stream's fraction bits) are the only model constants it needs. :class:`GoldenModel` runs a
+    model with it; :class:`~mmfree.host.machine.Machine` runs a compiled program with it.
     """
 
-    def __init__(self, model, formats=Formats()):
-        self.model = model
-        self.config = model.config
-        self.formats = f = formats
+    def __init__(self, formats, eps, residual_frac):
+        f = self.formats = formats
         if f.act_frac < f.sigmoid_segment_bits or f.state_frac < f.sigmoid_segment_bits:
             raise ValueError("act_frac and state_frac must be at least sigmoid_segment_bits")
-        bits = f.scalar_bits
         self.sigmoid = SigmoidTable(f.gate_frac, f.sigmoid_segment_bits, f.sigmoid_range)
-        self.residual_frac = f.residual_frac(model.embeddings)
-        self.residual_unit = Scalar.from_int(1, bits).scaled(-self.residual_frac)
-        self.eps = Scalar.from_float(self.config.norm_eps, bits)
-        self.embeddings = [_bfp(row, f.embed_bits) for row in model.embeddings]
-        one_minus_lb = 1.0 - model.lower_bound_values()
-        self.one_minus_lb = np.round(np.ldexp(one_minus_lb, f.gate_frac)).astype(np.int64)
-        self.layers = []
-        for layer in model.layers:
-            self.layers.append({
-                "i": Projection.from_model(layer.i_proj, layer.attn_norm, f),
-                "f": Projection.from_model(layer.f_proj, layer.attn_norm, f),
-                "g": Projection.from_model(layer.g_proj, layer.attn_norm, f),
-                "o": Projection.from_model(layer.o_proj, layer.g_norm, f),
-                "gate": Projection.from_model(layer.gate_proj, layer.mlp_norm, f),
-                "down": Projection.from_model(layer.down_proj, None, f),
-            })
-        self.head = Projection.from_model(model.lm_head, model.norm, f)
-
-    def init_state(self):
-        return np.zeros((self.config.num_layers, self.config.hidden_size), dtype=np.int64)
-
-    def state_values(self, state):
-        """The state as floats."""
-        return np.ldexp(np.asarray(state, dtype=np.float64), -self.formats.state_frac)
+        self.eps = eps
+        self.residual_frac = residual_frac
+        self.residual_unit = Scalar.from_int(1, f.scalar_bits).scaled(-residual_frac)
 
     # -- the fused BitLinear ------------------------------------------------------------------------------------
 
@@ -273,12 +249,7 @@ class GoldenModel:
         product = np.where(shift < 0, np.clip(product, -limit, limit), product)
         return saturate(round_shift(product, np.clip(shift, -(bits - 1), 62)), bits)
 
-    # -- the model ----------------------------------------------------------------------------------------------
-
-    def embed(self, tokens):
-        """Embedding rows in the residual format."""
-        rows = [round_shift(self.embeddings[t][0], -(self.embeddings[t][1] + self.residual_frac)) for t in tokens]
-        return saturate(np.stack(rows), self.formats.residual_bits)
+    # -- the epilogues ------------------------------------------------------------------------------------------
 
     def forget(self, acc_f, s_f, one_minus_lb):
         """``1 − f = round((1 − lb) · σ(−z_f))`` in Q0.gate_frac, computed directly (never as ``1 − σ``)."""
@@ -313,6 +284,53 @@ class GoldenModel:
         product = round_shift(self.sigmoid.silu(z_g, f.act_frac) * up, f.glu_shift)
         return product, [s.scaled(f.glu_shift - f.act_frac) for s in scales]
 
+    def residual_add(self, x, acc, scales):
+        """``x + sat(round(acc · scale))`` in the residual format, saturating."""
+        bits = self.formats.residual_bits
+        return saturate(x + self.to_fixed(acc, scales, self.residual_frac, bits), bits)
+
+
+class GoldenModel(Arithmetic):
+    """Bit-exact integer model of the accelerator running a :class:`~mmfree.host.model.Model`.
+
+    The recurrent state is an int64 array of shape (L, H) in Q.state_frac. ``forward`` returns float logits
+    (the integer accumulators times the head's output scale) so that it is interchangeable with
+    :class:`~mmfree.host.reference.FloatReference`; :meth:`forward_int` returns the accumulators and scales.
+    """
+
+    def __init__(self, model, formats=Formats()):
+        self.model = model
+        self.config = model.config
+        super().__init__(formats, Scalar.from_float(self.config.norm_eps, formats.scalar_bits),
+                         formats.residual_frac(model.embeddings))
+        f = formats
+        self.embeddings = [_bfp(row, f.embed_bits) for row in model.embeddings]
+        one_minus_lb = 1.0 - model.lower_bound_values()
+        self.one_minus_lb = np.round(np.ldexp(one_minus_lb, f.gate_frac)).astype(np.int64)
+        self.layers = []
+        for layer in model.layers:
+            self.layers.append({
+                "i": Projection.from_model(layer.i_proj, layer.attn_norm, f),
+                "f": Projection.from_model(layer.f_proj, layer.attn_norm, f),
+                "g": Projection.from_model(layer.g_proj, layer.attn_norm, f),
+                "o": Projection.from_model(layer.o_proj, layer.g_norm, f),
+                "gate": Projection.from_model(layer.gate_proj, layer.mlp_norm, f),
+                "down": Projection.from_model(layer.down_proj, None, f),
+            })
+        self.head = Projection.from_model(model.lm_head, model.norm, f)
+
+    def init_state(self):
+        return np.zeros((self.config.num_layers, self.config.hidden_size), dtype=np.int64)
+
+    def state_values(self, state):
+        """The state as floats."""
+        return np.ldexp(np.asarray(state, dtype=np.float64), -self.formats.state_frac)
+
+    def embed(self, tokens):
+        """Embedding rows in the residual format."""
+        rows = [round_shift(self.embeddings[t][0], -(self.embeddings[t][1] + self.residual_frac)) for t in tokens]
+        return saturate(np.stack(rows), self.formats.residual_bits)
+
     def mlgru(self, index, x, state):
         """Token mixer of layer ``index``: returns its output accumulators and scales, and updates ``state``."""
         layer = self.layers[index]
@@ -330,10 +348,6 @@ class GoldenModel:
         """Channel mixer of layer ``index``: ``down(SiLU(g) ⊙ u)``; g and u share the gate projection's scale."""
         acc, scales = self.bitlinear(self.layers[index]["gate"], x, [self.residual_unit] * len(x))
         return self.bitlinear(self.layers[index]["down"], *self.glu_product(acc, scales))
-
-    def residual_add(self, x, acc, scales):
-        bits = self.formats.residual_bits
-        return saturate(x + self.to_fixed(acc, scales, self.residual_frac, bits), bits)
 
     def forward_int(self, tokens, state=None):
         """Integer forward pass.
