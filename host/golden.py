@@ -284,6 +284,10 @@ class Arithmetic:
         product = round_shift(self.sigmoid.silu(z_g, f.act_frac) * up, f.glu_shift)
         return product, [s.scaled(f.glu_shift - f.act_frac) for s in scales]
 
+    def embed_row(self, mant, exp):
+        """An embedding row (``mant · 2^exp``, block floating point) in the residual format, saturating."""
+        return saturate(round_shift(mant, -(exp + self.residual_frac)), self.formats.residual_bits)
+
     def residual_add(self, x, acc, scales):
         """``x + sat(round(acc · scale))`` in the residual format, saturating."""
         bits = self.formats.residual_bits
@@ -328,8 +332,7 @@ class GoldenModel(Arithmetic):
 
     def embed(self, tokens):
         """Embedding rows in the residual format."""
-        rows = [round_shift(self.embeddings[t][0], -(self.embeddings[t][1] + self.residual_frac)) for t in tokens]
-        return saturate(np.stack(rows), self.formats.residual_bits)
+        return np.stack([self.embed_row(*self.embeddings[t]) for t in tokens])
 
     def mlgru(self, index, x, state):
         """Token mixer of layer ``index``: returns its output accumulators and scales, and updates ``state``."""

@@ -1,0 +1,232 @@
+"""The compiler: a model and a core configuration in, a program and a weight image out.
+
+The weight image is what the core's weight memory holds, as 64-bit words (on the UP5K: the four SPRAMs read
+together, bank ``b`` holding bits ``16b … 16b + 15``). Its layout (docs/isa.md):
+
+- a matrix: row groups of :attr:`CoreParams.rows` rows; per row group, ``rows/8`` words per group of columns, byte
+  ``b`` of them holding row ``rows·r + b``'s trits of those columns in the core's trit format (base-3: 5 trits per byte,
+  2-bit: 4). Rows and columns are padded with trit 0. The matvec reads one word per cycle.
+- vectors (norm constants ``c`` and ``pre``, ``1 − lb`` per layer, embedding rows, embedding exponents): integers of
+  a fixed width packed low bits first into consecutive words, each vector from a word boundary.
+
+Everything the core needs per projection but a vector (addresses, sizes, scalars) is in the BITLINEAR instruction.
+A model that does not fit raises :class:`FitError` before anything runs, saying what does not fit and by how much.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .golden import Formats, GoldenModel
+from .isa import Epilogue, Opcode, Slot, encode
+from .packing import pack
+
+__all__ = ["CoreParams", "CORES", "FitError", "Program", "compile_model", "pack_words"]
+
+WORD_BITS = 64
+
+
+class FitError(ValueError):
+    """The model does not fit the core: the message names every limit it exceeds and by how much."""
+
+
+@dataclass(frozen=True)
+class CoreParams:
+    """What a core configuration can hold (one bitstream per board runs any model within these).
+
+    Parameters
+    ----------
+    name : str
+    rows : int
+        Output rows per matvec cycle, a multiple of 8: a column group of a row group is ``rows / 8`` consecutive
+        64-bit words (one on the UP5K: 4 SPRAMs × 2 bytes).
+    trit_format : {"base3", "2bit"}
+        How the weight memory stores trits (base-3: 5 per byte, 1.6 bits/weight; 2-bit: 4 per byte).
+    weight_words : int
+        64-bit words of weight memory.
+    max_vector : int
+        Longest vector the vector memory holds (H and I).
+    state_words : int
+        Recurrent-state words (L·H).
+    acc_bits : int
+        Accumulator width: inputs of up to ``⌊(2^(acc_bits−1) − 1)/127⌋`` columns.
+    program_instructions : int
+        Program memory, in instructions.
+    """
+
+    name: str
+    rows: int = 8
+    trit_format: str = "base3"
+    weight_words: int = 16384
+    max_vector: int = 256
+    state_words: int = 512
+    acc_bits: int = 16
+    program_instructions: int = 32
+
+    def __post_init__(self):
+        if self.trit_format not in ("base3", "2bit"):
+            raise ValueError(f"trit_format must be 'base3' or '2bit', not {self.trit_format!r}")
+        if self.rows <= 0 or self.rows % 8:
+            raise ValueError(f"rows must be a positive multiple of 8 (a row group is whole 64-bit words), "
+                             f"not {self.rows}")
+
+    @property
+    def cols(self):
+        """Columns per matvec cycle: trits per byte of the trit format."""
+        return 5 if self.trit_format == "base3" else 4
+
+    @property
+    def max_cols(self):
+        return ((1 << (self.acc_bits - 1)) - 1) // 127
+
+
+#: the configurations of the boards' cores
+CORES = {
+    "icebreaker": CoreParams("icebreaker"),
+}
+
+
+@dataclass
+class Program:
+    """A compiled model: ``instructions`` (ints, :mod:`mmfree.host.isa`), the weight ``image`` (uint64 words), the
+    ``core`` and ``formats`` it was compiled for, and ``layout`` (item → (first word, words)) for read-back and
+    reports."""
+
+    instructions: list
+    image: np.ndarray
+    core: CoreParams
+    formats: Formats
+    layout: dict = field(default_factory=dict)
+
+    def memory_table(self):
+        """Markdown table of the weight image, item by item, against the core's weight memory."""
+        lines = ["| item | words | bytes |", "|---|---:|---:|"]
+        lines += [f"| {name} | {words:,} | {8 * words:,} |" for name, (_, words) in self.layout.items()]
+        used, total = len(self.image), self.core.weight_words
+        lines += [f"| **total** | **{used:,}** | **{8 * used:,}** |",
+                  f"| weight memory ({self.core.name}) | {total:,} | {8 * total:,} |"]
+        return "\n".join(lines)
+
+
+def pack_words(values, bits):
+    """Integers of ``bits`` bits (two's complement if negative) packed low bits first into uint64 words."""
+    values = np.asarray(values, dtype=np.int64).reshape(-1)
+    if values.size and (values.min() < -(1 << (bits - 1)) or values.max() >= 1 << bits):
+        raise ValueError(f"values do not fit {bits} bits")
+    masked = (values & ((1 << bits) - 1)).astype(np.uint64)
+    stream = ((masked[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8).reshape(-1)
+    stream = np.concatenate([stream, np.zeros(-len(stream) % WORD_BITS, dtype=np.uint8)])
+    return np.packbits(stream, bitorder="little").view("<u8")
+
+
+def matrix_words(trits, rows, fmt):
+    """A ternary matrix (out × in, int8) as weight words: row groups of ``rows``, ``rows/8`` words per column group."""
+    cols = 5 if fmt == "base3" else 4
+    out_features, in_features = trits.shape
+    padded = np.zeros((-(-out_features // rows) * rows, -(-in_features // cols) * cols), dtype=np.int8)
+    padded[:out_features, :in_features] = trits
+    data = pack(padded.reshape(-1), fmt).reshape(-1, rows, padded.shape[1] // cols)  # (row groups, rows, col groups)
+    return np.ascontiguousarray(data.transpose(0, 2, 1)).reshape(-1).view("<u8")
+
+
+class _Image:
+    """The weight image under construction: items appended word-aligned, identical vectors stored once."""
+
+    def __init__(self):
+        self.chunks, self.words, self.layout, self._seen = [], 0, {}, {}
+
+    def add(self, name, words):
+        key = words.tobytes()
+        if key in self._seen:
+            return self._seen[key]
+        address = self.words
+        self.chunks.append(words)
+        self.words += len(words)
+        self.layout[name] = (address, len(words))
+        self._seen[key] = address
+        return address
+
+    def array(self):
+        return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype="<u8")
+
+
+def _check_fit(model, core, formats, image_words, program_length):
+    c = model.config
+    problems = []
+
+    def limit(what, need, have):
+        if need > have:
+            problems.append(f"{what}: needs {need:,}, the {core.name} core has {have:,} ({need - have:,} over)")
+
+    limit("weight memory (64-bit words)", image_words, core.weight_words)
+    limit("vector length H", c.hidden_size, core.max_vector)
+    limit("vector length I", c.intermediate_size, core.max_vector)
+    limit(f"matrix columns ({core.acc_bits}-bit accumulators)", max(c.hidden_size, c.intermediate_size),
+          core.max_cols)
+    limit("recurrent state words L·H", c.num_layers * c.hidden_size, core.state_words)
+    limit("program (instructions)", program_length, core.program_instructions)
+    if formats.gate_frac + 1 > 16 or formats.const_bits > 16:
+        problems.append("formats: 1 − lb and norm constants must fit 16 bits")
+    if problems:
+        raise FitError(f"model V={c.vocab_size} H={c.hidden_size} L={c.num_layers} I={c.intermediate_size} does not "
+                       f"fit the {core.name} core:\n  " + "\n  ".join(problems))
+
+
+def _scalar_fields(name, scalar):
+    return {f"{name}_mant": scalar.mant, f"{name}_exp": scalar.exp}
+
+
+def compile_model(model, core=CORES["icebreaker"], formats=Formats()):
+    """Compile ``model`` (:class:`~mmfree.host.model.Model`) for ``core``; returns a :class:`Program`.
+
+    Raises
+    ------
+    FitError
+        The model exceeds the core's weight memory, vector length, accumulator width, state or program memory.
+    """
+    golden = GoldenModel(model, formats)
+    c = model.config
+    image = _Image()
+
+    def vector(name, values, bits=16):
+        return image.add(name, pack_words(values, bits))
+
+    def bitlinear(name, proj, epilogue, src=Slot.X, first=Slot.X, layer=0, aux=0, interleave=False):
+        codes = proj.trits.astype(np.int8)
+        if interleave:  # g_j, u_j, g_{j+1}, …: the GLU drain sees each pair together
+            half = codes.shape[0] // 2
+            codes = np.stack([codes[:half], codes[half:]], axis=1).reshape(codes.shape)
+        fields = {
+            "epilogue": epilogue, "src": src, "first": first, "layer": layer, "aux": aux,
+            "weights": image.add(f"{name} trits", matrix_words(codes, core.rows, core.trit_format)),
+            "rows": codes.shape[0], "cols": codes.shape[1],
+            "consts": vector(f"{name} c", proj.combined, formats.const_bits),
+            "has_pre": int(proj.pre is not None), "pre_shift": proj.pre_shift, "pre_exp": proj.pre_exp,
+            "pre": 0 if proj.pre is None else vector(f"{name} pre", proj.pre, formats.const_bits),
+            **_scalar_fields("constant", proj.constant), **_scalar_fields("inv_n", proj.inv_n),
+        }
+        return encode(Opcode.BITLINEAR, **fields)
+
+    program = [encode(Opcode.CONFIG, residual_frac=golden.residual_frac, **_scalar_fields("eps", golden.eps),
+                      **_scalar_fields("unit", golden.residual_unit))]
+    mants = np.stack([m for m, _ in golden.embeddings])
+    row_words = len(pack_words(mants[0], formats.embed_bits))
+    table = image.add("embedding", np.concatenate([pack_words(row, formats.embed_bits) for row in mants]))
+    exps = vector("embedding exponents", [e for _, e in golden.embeddings])
+    program.append(encode(Opcode.EMBED, table=table, row_words=row_words, exps=exps, length=c.hidden_size,
+                          tokens=c.vocab_size))
+    for index, layer in enumerate(golden.layers):
+        lb = vector(f"layer {index} 1 − lb", golden.one_minus_lb[index], formats.gate_frac + 1)
+        program += [
+            bitlinear(f"layer {index} f_proj", layer["f"], Epilogue.FORGET, layer=index, aux=lb),
+            bitlinear(f"layer {index} i_proj", layer["i"], Epilogue.STATE, layer=index),
+            bitlinear(f"layer {index} g_proj", layer["g"], Epilogue.GATE, layer=index),
+            bitlinear(f"layer {index} o_proj", layer["o"], Epilogue.RESIDUAL, src=Slot.V, first=Slot.G),
+            bitlinear(f"layer {index} gate_proj", layer["gate"], Epilogue.GLU, interleave=True),
+            bitlinear(f"layer {index} down_proj", layer["down"], Epilogue.RESIDUAL, src=Slot.V, first=Slot.V),
+        ]
+    program.append(bitlinear("lm_head", golden.head, Epilogue.LOGITS))
+    program.append(encode(Opcode.END))
+    words = image.array()
+    _check_fit(model, core, formats, len(words), len(program))
+    return Program(program, words, core, formats, image.layout)
