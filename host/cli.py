@@ -13,6 +13,7 @@ __all__ = ["main"]
 #: subcommand → (module under mmfree.host, one-line help)
 COMMANDS = {
     "doctor": ("doctor", "show which toolchain parts are present, and how to get the missing ones"),
+    "compile": ("compile_cmd", "compile a model for a board's core: the program, its weight image, whether it fits"),
     "generate": ("generate_cmd", "generate text from a model"),
     "train": ("train_cmd", "quantization-aware training of a small model on a text file (needs the train extra)"),
 }

@@ -13,13 +13,15 @@ Everything the core needs per projection but a vector (addresses, sizes, scalars
 A model that does not fit raises :class:`FitError` before anything runs, saying what does not fit and by how much.
 """
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .golden import Formats, GoldenModel
-from .isa import Epilogue, Opcode, Slot, encode
+from .isa import INSTRUCTION_BITS, Epilogue, Opcode, Slot, encode
 from .packing import pack
+from .safetensors_io import SafetensorsFile, load_file, save_file
 
 __all__ = ["CoreParams", "CORES", "FitError", "Program", "compile_model", "pack_words"]
 
@@ -80,6 +82,9 @@ class CoreParams:
         return ((1 << (self.acc_bits - 1)) - 1) // 127
 
 
+#: version of the saved program format (:meth:`Program.save`)
+PROGRAM_VERSION = 1
+
 #: the configurations of the boards' cores
 CORES = {
     "icebreaker": CoreParams("icebreaker"),
@@ -97,6 +102,30 @@ class Program:
     core: CoreParams
     formats: Formats
     layout: dict = field(default_factory=dict)
+
+    def save(self, path):
+        """Write the program as a safetensors file: ``image`` (U64 words), ``instructions`` (bytes, little-endian,
+        ``INSTRUCTION_BITS / 8`` per instruction) and JSON metadata (core, formats, layout, version)."""
+        size = INSTRUCTION_BITS // 8
+        code = np.frombuffer(b"".join(word.to_bytes(size, "little") for word in self.instructions), dtype=np.uint8)
+        save_file(path, {"image": self.image.astype("<u8"), "instructions": code}, metadata={
+            "format": "mmfree-program", "version": str(PROGRAM_VERSION), "core": json.dumps(asdict(self.core)),
+            "formats": json.dumps(asdict(self.formats)), "layout": json.dumps(self.layout)})
+
+    @classmethod
+    def load(cls, path):
+        """Read a program written by :meth:`save` (``ValueError`` for another file or version)."""
+        with SafetensorsFile(path) as f:
+            meta = f.metadata or {}
+        if meta.get("format") != "mmfree-program" or meta.get("version") != str(PROGRAM_VERSION):
+            raise ValueError(f"{path} is not an mmfree program of version {PROGRAM_VERSION}")
+        tensors = load_file(path)
+        size = INSTRUCTION_BITS // 8
+        code = tensors["instructions"].tobytes()
+        instructions = [int.from_bytes(code[i:i + size], "little") for i in range(0, len(code), size)]
+        layout = {name: tuple(value) for name, value in json.loads(meta["layout"]).items()}
+        return cls(instructions, tensors["image"], CoreParams(**json.loads(meta["core"])),
+                   Formats(**json.loads(meta["formats"])), layout)
 
     def memory_table(self):
         """Markdown table of the weight image, item by item, against the core's weight memory."""

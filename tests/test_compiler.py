@@ -119,3 +119,28 @@ def test_machine_trace_shows_every_instruction():
     assert [op for op, _, _, _ in machine.trace] == [decode(w)[0] for w in program.instructions[:-1]]
     with pytest.raises(ValueError, match=r"token id 65 is outside the model's vocabulary \(0 … 64\)"):
         machine.run(65)
+
+
+def test_program_save_load_round_trip(tmp_path):
+    program = compile_model(resolve_model("demo"), UP5K)
+    program.save(tmp_path / "demo.prog")
+    loaded = type(program).load(tmp_path / "demo.prog")
+    assert loaded.instructions == program.instructions and loaded.core == program.core
+    assert loaded.formats == program.formats and loaded.layout == program.layout
+    np.testing.assert_array_equal(loaded.image, program.image)
+    (tmp_path / "other").write_bytes(b"not a program")
+    with pytest.raises(ValueError):
+        type(program).load(tmp_path / "other")
+
+
+def test_compile_command(tmp_path, capsys):
+    from mmfree.host.cli import main
+    from mmfree.host.container import save_model
+
+    assert main(["compile", "--model", "demo", "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "fits the icebreaker core" in out and "16,193 of 16,384 words" in out
+    big = random_model(ModelConfig(vocab_size=65, hidden_size=128, num_layers=4, intermediate_size=248), seed=0)
+    save_model(big, tmp_path / "big.safetensors")
+    assert main(["compile", "--model", str(tmp_path / "big.safetensors")]) == 1
+    assert "weight memory (64-bit words): needs 20," in capsys.readouterr().err
