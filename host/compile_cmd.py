@@ -19,6 +19,8 @@ def add_arguments(parser):
 
 
 def _summary(program):
+    from .estimate import estimate_cycles
+
     """Words of the weight image by kind, and the program's size."""
     kinds = {}
     for name, (_, words) in program.layout.items():
@@ -28,7 +30,8 @@ def _summary(program):
     core = program.core
     return {"board": core.name, "instructions": len(program.instructions),
             "program_capacity": core.program_instructions, "weight_words": int(len(program.image)),
-            "weight_capacity": core.weight_words, "by_kind": kinds}
+            "weight_capacity": core.weight_words, "by_kind": kinds,
+            "cycles_per_token_estimate": estimate_cycles(program)}
 
 
 def run(args):
@@ -49,6 +52,11 @@ def run(args):
         used, total = report["weight_words"], report["weight_capacity"]
         print(f"  {'weight memory':28s} {used:7,} of {total:,} words ({100 * used / total:.1f} %)")
         print(f"  {'program':28s} {report['instructions']:7,} of {report['program_capacity']} instructions")
+        cycles = report["cycles_per_token_estimate"]
+        low, high = cycles["total"]
+        print(f"  cycles per token: ESTIMATE {low:,}–{high:,} ({low / cycles['bound']:.2f}–"
+              f"{high / cycles['bound']:.2f} × the weight-memory bound of {cycles['bound']:,.0f}); planned core, "
+              "docs/core.md")
         if args.items:
             print(program.memory_table())
     if args.out:
