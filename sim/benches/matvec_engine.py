@@ -1,0 +1,136 @@
+"""Bench of :class:`mmfree.hw.matvec_engine.MatvecEngine`: matrices from a weight image, exact products.
+
+The weight memory is loaded through its port with a weight image of several matrices laid out by
+:func:`mmfree.host.compiler.matrix_words` (the compiler's layout), among them the demo model's layer-0 f_proj; then
+each operation loads an int8 vector into the q buffer, sends the command, and takes every row group's accumulators
+with random back-pressure, comparing them with the exact product ``T @ q`` (rows and columns padded with trit 0,
+the padded q columns random). Adversarial operations: all −1 and all +1 matrices of ``max_len`` columns times −128
+and +127, a single row and column, zeros. Memories start random.
+
+Parameters (:func:`mmfree.sim.benches.params`): ``rows``, ``fmt``, ``max_len``, ``q_depth`` as built;
+``random_ops`` (default 40).
+"""
+
+import random
+
+import cocotb
+import numpy as np
+from cocotb.triggers import ReadOnly, RisingEdge
+
+from mmfree.host.compiler import compile_model, matrix_words
+from mmfree.host.machine import matrix_from_words
+from mmfree.host.models import resolve_model
+from mmfree.hw.ternary_matvec import acc_width, output_layout
+
+from . import params
+from .streams import Sink, Source, reset
+
+P = params()
+ROWS, FMT, MAX_LEN, Q_DEPTH = P["rows"], P["fmt"], P["max_len"], P["q_depth"]
+COLS = 5 if FMT == "base3" else 4
+WIDTH = acc_width(MAX_LEN)
+LAYOUT = output_layout(ROWS, WIDTH)
+TIMEOUT = {"timeout_time": 200, "timeout_unit": "ms"}
+
+
+def signed_field(raw, offset, bits):
+    value = (raw >> offset) & ((1 << bits) - 1)
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def operations(rng):
+    """(trits, q) pairs: random shapes, the adversarial corners and, for the UP5K shape, a demo model matrix."""
+    ops = []
+    longest = min(MAX_LEN, Q_DEPTH * COLS)
+    for _ in range(P.get("random_ops", 40)):
+        rows, cols = int(rng.integers(1, 4 * ROWS + 1)), int(rng.integers(1, min(longest, 200) + 1))
+        ops.append((rng.integers(-1, 2, (rows, cols)), rng.integers(-128, 128, cols)))
+    for trit in (-1, 1):
+        for value in (-128, 127):
+            ops.append((np.full((ROWS, longest), trit), np.full(longest, value)))
+    ops.append((np.ones((1, 1)), np.array([-128])))
+    ops.append((np.zeros((ROWS + 1, 7)), rng.integers(-128, 128, 7)))
+    if ROWS == 8 and FMT == "base3":
+        program = compile_model(resolve_model("demo"))
+        base, words = program.layout["layer 0 f_proj trits"]
+        trits = matrix_from_words(program.image[base:base + words], 128, 128, 8, "base3")
+        ops.append((trits, rng.integers(-127, 128, 128)))
+    return [(np.asarray(t, dtype=np.int64), np.asarray(q, dtype=np.int64)) for t, q in ops]
+
+
+async def load(dut, port, items):
+    """Write ``items`` (address, word) through a load port (``w_`` or ``q_``), one per cycle."""
+    for address, word in items:
+        getattr(dut, f"{port}addr").value = address
+        getattr(dut, f"{port}data").value = word
+        getattr(dut, f"{port}we").value = 1
+        await RisingEdge(dut.clk)
+    getattr(dut, f"{port}we").value = 0
+
+
+async def idle(dut):
+    while True:
+        await ReadOnly()
+        if not dut.busy.value:
+            await RisingEdge(dut.clk)
+            return
+        await RisingEdge(dut.clk)
+
+
+@cocotb.test(**TIMEOUT)
+async def matrices_from_the_weight_image(dut):
+    rng = np.random.default_rng(random.getrandbits(32))
+    await reset(dut, sources=("cmd",), sinks=("o",))
+    for port in ("w_", "q_"):
+        getattr(dut, f"{port}we").value = 0
+    ops = operations(rng)
+    image, bases = [], []
+    for trits, _ in ops:
+        bases.append(sum(len(w) for w in image) // (ROWS // 8))
+        image.append(matrix_words(trits.astype(np.int8), ROWS, FMT))
+    words = np.concatenate(image).reshape(-1, ROWS // 8)  # the image's 64-bit words, ROWS / 8 to a memory word
+    assert len(words) <= 16384, "the bench's image must fit the weight memory"
+    await load(dut, "w_", enumerate(sum(int(w) << (64 * k) for k, w in enumerate(row)) for row in words))
+    cmd, out = Source(dut, "cmd", dut.clk, p_gap=0.3), Sink(dut, "o", dut.clk, p_stall=0.3)
+    acc_offset = LAYOUT["acc"].offset
+    for index, ((trits, q), base) in enumerate(zip(ops, bases)):
+        rows, cols = trits.shape
+        groups, col_groups = -(-rows // ROWS), -(-cols // COLS)
+        padded = np.concatenate([q, rng.integers(-128, 128, col_groups * COLS - cols)])  # junk × trit 0
+        q_words = [sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(padded[j * COLS:(j + 1) * COLS]))
+                   for j in range(col_groups)]
+        await idle(dut)
+        await load(dut, "q_", enumerate(q_words))
+        command = base | groups << 14 | col_groups << 30
+        sent = cocotb.start_soon(cmd.send([command]))
+        received = await out.receive(groups, max_cycles=20 * groups * col_groups + 100)
+        await sent
+        expect = np.zeros(groups * ROWS, dtype=np.int64)
+        expect[:rows] = trits @ q
+        got = [signed_field(raw, acc_offset + r * WIDTH, WIDTH) for raw in received for r in range(ROWS)]
+        assert got == expect.tolist(), f"operation {index} ({rows}×{cols}): accumulators differ"
+
+
+@cocotb.test(**TIMEOUT)
+async def one_beat_per_cycle(dut):
+    """Without back-pressure a matrix of G row groups × J column groups takes G·(J + 1) cycles plus the latency
+    (the array's hand-off costs one cycle per row group)."""
+    rng = np.random.default_rng(random.getrandbits(32))
+    await reset(dut, sources=("cmd",), sinks=("o",))
+    for port in ("w_", "q_"):
+        getattr(dut, f"{port}we").value = 0
+    groups, col_groups = 6, 9
+    trits = rng.integers(-1, 2, (groups * ROWS, col_groups * COLS)).astype(np.int8)
+    q = rng.integers(-128, 128, col_groups * COLS)
+    words = matrix_words(trits, ROWS, FMT).reshape(-1, ROWS // 8)
+    await load(dut, "w_", enumerate(sum(int(w) << (64 * k) for k, w in enumerate(row)) for row in words))
+    await load(dut, "q_", [(j, sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(q[j * COLS:(j + 1) * COLS])))
+                           for j in range(col_groups)])
+    cmd, out = Source(dut, "cmd", dut.clk), Sink(dut, "o", dut.clk)
+    sent = cocotb.start_soon(cmd.send([groups << 14 | col_groups << 30]))
+    received = await out.receive(groups)
+    await sent
+    got = [signed_field(raw, LAYOUT["acc"].offset + r * WIDTH, WIDTH) for raw in received for r in range(ROWS)]
+    assert got == (trits.astype(np.int64) @ q).tolist()
+    latency = 6  # command register, memory read, decode register, join stage, accumulate, output
+    assert out.cycles <= groups * (col_groups + 1) + latency, f"{out.cycles} cycles"

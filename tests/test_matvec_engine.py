@@ -1,0 +1,30 @@
+# amaranth: UnusedElaboratable=no
+
+"""The matvec engine (weight memory + q buffer + ternary array) against exact products, in Verilator."""
+
+import pytest
+
+from mmfree.hw.matvec_engine import MatvecEngine
+from mmfree.sim.runner import run_bench
+
+BENCH = "mmfree.sim.benches.matvec_engine"
+
+
+@pytest.mark.parametrize("rows, fmt, max_len, q_depth", [
+    (8, "base3", 256, 64),   # the UP5K core (and a demo model matrix)
+    (16, "2bit", 300, 80),   # two image words per beat
+])
+def test_bench(rows, fmt, max_len, q_depth, tmp_path):
+    engine = MatvecEngine(rows, fmt, max_len=max_len, q_depth=q_depth, impl="model")
+    run_bench(engine, name="matvec_engine", test_module=BENCH,
+              params={"rows": rows, "fmt": fmt, "max_len": max_len, "q_depth": q_depth, "random_ops": 40},
+              run_dir=tmp_path)
+
+
+def test_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="rows must be an even int"):
+        MatvecEngine(3)
+    with pytest.raises(ValueError, match="fmt must be"):
+        MatvecEngine(8, "base4")
+    with pytest.raises(ValueError, match="q_depth"):
+        MatvecEngine(8, q_depth=1)
