@@ -40,7 +40,7 @@ from cocotb_tools.runner import get_runner
 from ..host import toolchain
 from .benches import PARAMS_ENV
 
-__all__ = ["BUILD_ARGS", "PLUSARGS", "BenchError", "BenchFailure", "BenchRun", "run_bench"]
+__all__ = ["BUILD_ARGS", "PLUSARGS", "BenchError", "BenchFailure", "BenchRun", "emit_verilog", "run_bench"]
 
 #: Verilator build flags of every bench: warnings are not fatal, and X values (variables without an initial value,
 #: explicit X assignments) become values drawn at start-up
@@ -90,6 +90,13 @@ def _random_init(block):
         return block[0]
     value = "{" + ", ".join(["$urandom"] * -(-int(width) // 32)) + "}"
     return f"  initial for (int i = 0; i < {len(words)}; i++) {memory}[i] = {width}'({value});\n"
+
+
+def emit_verilog(design, top, *, ports=None, random_memories=True):
+    """Verilog of ``design`` with top module ``top``; with ``random_memories``, memories that Amaranth would start at
+    zero start with random words (``$urandom``, seeded by ``+verilator+seed``)."""
+    text = verilog.convert(design, name=top, ports=ports, emit_src=False)
+    return _ZERO_INIT.sub(_random_init, text) if random_memories else text
 
 
 @contextlib.contextmanager
@@ -228,9 +235,7 @@ def run_bench(design, *, name, test_module, params=None, ports=None, build_args=
     top = f"{name}_top"
     waves = _waves_format(waves)
     build_args = [*BUILD_ARGS, *build_args, *(["--trace-fst"] if waves == "fst" else [])]
-    verilog_text = verilog.convert(design, name=top, ports=ports, emit_src=False)
-    if random_memories:
-        verilog_text = _ZERO_INIT.sub(_random_init, verilog_text)
+    verilog_text = emit_verilog(design, top, ports=ports, random_memories=random_memories)
     build_dir = _build(verilog_text, top, build_args, waves)
 
     if seed is None:
