@@ -152,6 +152,10 @@ REGISTRY = [
         point("8x5 base3", rows=8, cols=5, fmt="base3"),
         point("64x10 base3", families=ECP5, heavy=True, rows=64, cols=10, fmt="base3"),
     ]),
+    Unit("MatvecEngine", "matvec_engine:MatvecEngine", [
+        point("UP5K 8x5 base3", families=ICE40, rows=8, fmt="base3", max_len=256, q_depth=64, impl="ice40"),
+    ]),
+    Unit("WeightMemory", "weight_memory:WeightMemory", [point("4 banks ice40", families=ICE40, impl="ice40")]),
     Unit("Quantizer", "quantizer:Quantizer", [point("1 lane"), point("5 lanes", lanes=5)]),
     Unit("ReductionUnit", "reduction:ReductionUnit", [point("width 48", width=48)]),
     Unit("ScalarUnit", "scalar_unit:ScalarUnit", [point("default")]),
