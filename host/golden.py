@@ -56,7 +56,7 @@ class Formats:
     gate_frac: int = 15
     #: σ table: segments of 2^-sigmoid_segment_bits over [0, sigmoid_range)
     sigmoid_segment_bits: int = 5
-    sigmoid_range: int = 16
+    sigmoid_range: int = 8
     #: MLGRU state h and SiLU(h): signed ``state_bits`` integers in Q.state_frac, saturating
     state_bits: int = 32
     state_frac: int = 24
