@@ -202,20 +202,25 @@ HEADROOM_TARGET = 0.15
 HEADROOM_EXEMPT = {"SPRAM": "all four hold the resident weights, by design"}
 
 UP5K_BUDGET = [
-    Item("ternary matvec, 8 rows × 5 columns, base-3 weights decoded inside", 1, "TernaryMatVec", "8x5 base3",
-         {"LC": 900, "EBR": 8}),
-    Item("weight memory: SPRAM 16K × 16", 4, "SinglePortRam", "16Kx16 ice40", {"SPRAM": 1}),
-    Item("quantizer, 5 lanes (feeds the matvec at full rate)", 1, "Quantizer", "5 lanes", {"LC": 300, "DSP": 1}),
-    Item("reduction unit (Σx², max|x|, argmax, k and R)", 1, "ReductionUnit", "width 48", {"LC": 400, "DSP": 1}),
-    Item("scalar unit (scales, rsqrt)", 1, "ScalarUnit", "default", {"LC": 300, "DSP": 1}),
-    Item("vector unit (epilogue; σ/SiLU inside)", 1, "VectorUnit", "default", {"LC": 500, "DSP": 2, "EBR": 1}),
-    Item("vector memory: 4 × 256 words × 32 bit", 4, "BlockRam", "32x256 ice40", {"LC": 0, "EBR": 2},
-         "assumes the resident demo model's H ≤ 256: residual, state and two scratch vectors"),
-    Item("sequencer and program memory", 1, None, None, {"LC": 350, "EBR": 1},
-         "a 16-bit instruction fetch/decode FSM, loop counters, 256 × 16 program EBR"),
-    Item("host link: UART 3 Mbaud, framing, CRC, credits, RX FIFO", 1, None, None, {"LC": 350, "EBR": 1},
-         "UART RX/TX ~80 LC, frame parser and CRC-16 ~150 LC, credit counter and FIFO control"),
-    Item("board shell and glue: PLL, reset and RX synchronisers, LED codes, operand multiplexers", 1, None, None,
+    Item("matvec engine: 8 rows × 5 columns, base-3 decoders, the 4-SPRAM weight memory, q buffer, read control", 1,
+         "MatvecEngine", "UP5K 8x5 base3", {"LC": 1100, "EBR": 11, "SPRAM": 4}),
+    Item("element engine: the vector unit at 2 cycles per element (epilogues; σ/SiLU table inside)", 1,
+         "VectorUnit", "UP5K c=2", {"LC": 1000, "DSP": 4, "EBR": 3}),
+    Item("quantize pass, 1 lane (p' · R)", 1, "Quantizer", "1 lane", {"LC": 350, "DSP": 1}),
+    Item("reduction unit (max|x|, argmax, Σ(x ≫ k)²)", 1, "ReductionUnit", "width 48", {"LC": 450, "DSP": 1}),
+    Item("scalar unit (scales, rsqrt, the quantizer's shift and reciprocal)", 1, "ScalarUnit", "default",
+         {"LC": 650}),
+    Item("host link: UART PHY at 3 Mbaud, framing, CRC, sequence numbers, credits, RX FIFO", 1, "LinkDevice",
+         "UP5K 3 Mbaud", {"LC": 400, "EBR": 1}),
+    Item("vector memory: X (32 bit), V (36 bit), F/G and the next projection's c (16 bit), 256 words each", 7,
+         "BlockRam", "16x256 ice40", {"LC": 2, "EBR": 1},
+         "X 2 + V 3 + F/G 1 (F lives from FORGET to STATE, G from GATE to o_proj's quantize pass) + c 1 (loaded "
+         "while SPRAM is idle; pre is read from SPRAM in the quantize pass); p shares the q buffer's blocks (q word "
+         "j/5 is written after p_j is read)"),
+    Item("recurrent state: 512 words × 32 bit (L·H ≤ 512)", 1, "BlockRam", "16x1024 ice40", {"LC": 2, "EBR": 4}),
+    Item("sequencer: instruction fetch from the weight memory, decode, phase control", 1, None, None, {"LC": 350},
+         "a 256-bit instruction read as four weight words between BitLinears; ~20 instructions per token"),
+    Item("glue: operand multiplexers, board shell (PLL, reset and RX synchronisers, LEDs)", 1, None, None,
          {"LC": 400}, "mostly the multiplexers between the vector memory and the units"),
 ]
 
