@@ -1,0 +1,126 @@
+"""Byte transports to a device, chosen by URL: a serial port, a TCP socket, or the virtual board.
+
+Every transport has ``write(data)``, ``read(count, timeout) -> bytes`` (up to ``count`` bytes, fewer or none when
+``timeout`` seconds pass first) and ``close()``, and is a context manager. The link layer above is the same for all.
+
+URLs:
+
+- ``/dev/ttyUSB1``, ``COM3``, ``serial:///dev/ttyUSB1?baud=3000000``: a serial port (pyserial), 3 Mbaud by default;
+- ``socket://host:port``: a TCP connection (a virtual board started elsewhere, or a bridge to a board);
+- ``sim://<board>``: the board's virtual board, built if needed and started for this connection (see
+  :func:`open_transport`'s ``virtual_boards``).
+"""
+
+import socket
+import urllib.parse
+
+__all__ = ["DEFAULT_BAUD", "SerialTransport", "SocketTransport", "open_transport", "parse_url"]
+
+DEFAULT_BAUD = 3_000_000
+
+
+def parse_url(url):
+    """``(kind, target, options)``: kind ``"serial"``, ``"socket"`` or ``"sim"``; ``ValueError`` for anything else."""
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"a device URL is a non-empty string, not {url!r}")
+    if "://" not in url:
+        return "serial", url, {"baud": DEFAULT_BAUD}
+    parsed = urllib.parse.urlsplit(url)
+    options = dict(urllib.parse.parse_qsl(parsed.query))
+    if parsed.scheme == "serial":
+        baud = options.get("baud", str(DEFAULT_BAUD))
+        if not baud.isdigit():
+            raise ValueError(f"baud must be an integer in {url!r}")
+        return "serial", parsed.path, {"baud": int(baud)}
+    if parsed.scheme == "socket":
+        if not parsed.hostname or parsed.port is None:
+            raise ValueError(f"a socket URL is socket://host:port, not {url!r}")
+        return "socket", (parsed.hostname, parsed.port), {}
+    if parsed.scheme == "sim":
+        if not parsed.netloc:
+            raise ValueError(f"a virtual board URL names a board, e.g. sim://icebreaker, not {url!r}")
+        return "sim", parsed.netloc, options
+    raise ValueError(f"unknown device URL scheme {parsed.scheme!r} in {url!r}: use a serial port path, "
+                     "serial://, socket://host:port or sim://<board>")
+
+
+class SocketTransport:
+    """A TCP connection; ``on_close`` runs after the socket closes (the virtual board's session uses it)."""
+
+    def __init__(self, sock, on_close=None):
+        self.sock, self._on_close = sock, on_close
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    @classmethod
+    def connect(cls, host, port, timeout=10.0):
+        return cls(socket.create_connection((host, port), timeout=timeout))
+
+    def write(self, data):
+        self.sock.sendall(bytes(data))
+
+    def read(self, count, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(count)
+        except socket.timeout:
+            return b""
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+            if self._on_close:
+                self._on_close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SerialTransport:
+    """A serial port through pyserial (8N1, no flow control: the link's credits do that)."""
+
+    def __init__(self, path, baud=DEFAULT_BAUD):
+        import serial
+
+        try:
+            self.port = serial.Serial(path, baudrate=baud, timeout=0)
+        except serial.SerialException as error:
+            raise OSError(f"cannot open serial port {path}: {error}") from None
+
+    def write(self, data):
+        self.port.write(bytes(data))
+
+    def read(self, count, timeout):
+        self.port.timeout = timeout
+        return self.port.read(count)
+
+    def close(self):
+        self.port.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def open_transport(url, *, virtual_boards=None, progress=print):
+    """Open the transport ``url`` names.
+
+    ``virtual_boards`` maps board names to :class:`~mmfree.sim.virtual_board.VirtualBoard` factories for
+    ``sim://`` (the runtime supplies the boards' tops); a ``sim://`` URL for a board without one is a ``ValueError``.
+    """
+    kind, target, options = parse_url(url)
+    if kind == "serial":
+        return SerialTransport(target, options["baud"])
+    if kind == "socket":
+        return SocketTransport.connect(*target)
+    factory = (virtual_boards or {}).get(target)
+    if factory is None:
+        raise ValueError(f"no virtual board {target!r}; available: {', '.join(sorted(virtual_boards or {})) or 'none'}")
+    serving = factory().serve(progress=progress)
+    session = serving.__enter__()
+    return SocketTransport(session.connect(), on_close=lambda: serving.__exit__(None, None, None))
