@@ -43,6 +43,7 @@ def test_demo_model_runs_bit_exact_from_its_program():
     assert len(program.instructions) == 1 + 1 + 6 * 3 + 1 + 1
 
 
+@pytest.mark.filterwarnings("ignore:.*no tokenizer.json")
 @pytest.mark.parametrize("fmt", ["base3", "2bit"])
 def test_imported_hf_model_runs_bit_exact(tmp_path, fmt):
     config = ModelConfig(vocab_size=50, hidden_size=40, num_layers=2, intermediate_size=72)
