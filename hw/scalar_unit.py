@@ -2,9 +2,11 @@
 
 The format (:class:`mmfree.host.fixed.Scalar`) is ``mant · 2^exp``, ``mant`` an unsigned ``bits``-bit integer
 normalized to exactly ``bits`` bits (its top bit set), or zero with ``exp = 0``; every operation rounds once, to
-nearest with ties up. The unit runs one operation per command over a small shared datapath: one shift-and-add
-register ``X`` of ``W = 2·bits + 3`` bits (multiplier, aligner, normalizer, integer scanner and square root), a
-bit-serial divider, and an exponent adder. The sequencer uses it a few times per vector, e.g. for
+nearest with ties up. The unit runs one operation per command over a small shared datapath: one ``SB_MAC16``
+(:class:`~mmfree.hw.primitives.Mac16`) for the mantissas' product, one shift-and-add register ``X`` of
+``W = 2·bits + 3`` bits (aligner, normalizer, integer scanner, square root, and the dividend and quotient of
+``QUANT``), a bit-serial divider, and an exponent adder. The sequencer uses it a few times
+per vector: ``QUANT`` for the quantizer's constants from ``max|p|``, then e.g.
 ``scale = constant · Scalar(M) · unit · rsqrt_scalar(B + ε·(A + ε))`` (``GoldenModel.bitlinear``).
 
 Operations (``cmd.op``), each equal to a golden function of :mod:`mmfree.host.fixed`, and their cycles from the
@@ -15,8 +17,8 @@ op             result                                                           
 =============  ==========================================================================  ======================
 ``FROM_INT``   ``Scalar.normalize(integer, power, bits)`` (``Scalar.from_int`` when          ``int_width + W − L
                ``power = 0``); ``L`` = bit length of ``integer``                           + 4``; 2 for 0
-``MUL``        ``a * b``                                                                   ``bits + 4 + z``; 2 for
-                                                                                           a zero operand
+``MUL``        ``a * b``                                                                   ``5 + z``; 2 for a zero
+                                                                                           operand
 ``ADD``        ``a + b``: the exact sum rounded once; when an operand is zero, or the        ``Δ + 5 + z``; 2 when
                exponents differ by ``Δ > bits + 1``, the other operand (the one with the   an operand is
                larger exponent) unchanged, as the golden model does                        returned
@@ -25,14 +27,25 @@ op             result                                                           
 ``RSQRT_INT``  ``rsqrt_scalar(Scalar(integer, power))``, that is                           ``8·bits + 9 + z + j``
                ``rsqrt(integer · 2^(power mod 2), bits).scaled(−⌊power/2⌋)``; with
                ``power = 0`` it is ``fixed.rsqrt(integer, bits)``
+``QUANT``      the quantizer's constants of ``Arithmetic.quantize`` for ``M = integer``,   ``int_width + W − L
+               ``quant_bits = bits``: ``value.exp = k = bitlen(M) − bits``, ``recip = R =  + 6 + 2·recip_bits``;
+               ⌊(127·2^r + ⌊M'/2⌋) / M'⌋`` (``r = bits + recip_bits − 7``, ``M' =           2 for 0
+               round_shift(M, k)``, which is ``2^bits`` when the rounding carries),
+               ``value.mant = 0``; for ``M = 0``, ``k = −bits`` and ``R = 0`` (the golden
+               ``127·2^r`` does not fit ``recip``; any ``R`` quantizes zeros to zero)
 =============  ==========================================================================  ======================
 
 ``z`` is the number of places the normalizer shifts the exact result before rounding it (``W`` less its bit length;
 for ``ADD`` the exact result is twice the aligned sum, for the square roots it is ``r`` below), ``Δ`` the
 difference of the exponents and ``j = int_width − t`` the integer bits scanned, ``t = s − power mod 2`` when ``s >
-0`` and 0 otherwise. Undefined op codes and zero ``rsqrt`` operands take 2 cycles. At the defaults (16, 16, 48):
-``MUL`` 23 or 24 and ``ADD`` 22 or 23 for normalized operands, ``FROM_INT`` 39 to 43 for 44- to 48-bit integers
-(86 for 1), ``RSQRT`` of a normalized scalar 147 or 148, ``RSQRT_INT`` 186 to 203.
+0`` and 0 otherwise. Undefined op codes and zero ``rsqrt`` operands take 2 cycles. At the defaults (16, 16, 48, 16):
+``MUL`` 8 or 9 and ``ADD`` 22 or 23 for normalized operands, ``FROM_INT`` 39 to 43 for 44- to 48-bit integers
+(86 for 1), ``RSQRT`` of a normalized scalar 147 or 148, ``RSQRT_INT`` 186 to 203, ``QUANT`` 73 to 81 for 40- to
+48-bit ``M``.
+
+``QUANT`` normalizes ``M`` as ``FROM_INT`` does, then divides by restoring division, a quotient bit per two-cycle
+step: the remainder starts as the dividend's top bits, ``127·2^(bits − 8)`` (below ``M'``), and ``X`` holds the
+rest, ``⌊M'/2⌋``, shifting it out at the top while ``R`` enters at the bottom.
 
 ``rsqrt`` follows :func:`mmfree.host.fixed.rsqrt` exactly: ``v`` is the value shifted right by the least even ``s``
 that fits it in ``2·bits`` bits (``X`` scans ``integer`` in from its top bit and stops there; a value that fits is
@@ -46,7 +59,8 @@ Operands need not be normalized: every operation does what its golden function d
 pairs (a zero mantissa with a nonzero exponent included).
 
 ``o.payload.error`` is set when the result's exponent does not fit ``exp_bits`` (the golden model's exponents are
-unbounded; the field then holds the exponent's low bits), and for the undefined op codes 6 and 7 (result zero).
+unbounded; the field then holds the exponent's low bits), and for the undefined op code 7 (result zero).
+``o.payload.recip`` is set by ``QUANT`` only; the other ops leave it as it was.
 
 Protocol: one result per command, in order. The unit holds a command (``i.ready`` low) while it computes and takes
 it in the cycle it writes the result to ``o``, so ``i.payload`` must stay as offered (as ``lib.stream`` requires);
@@ -59,6 +73,8 @@ from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
+
+from .primitives import IMPLS, Mac16
 
 __all__ = ["ScalarOp", "scalar_layout", "scalar_command_layout", "scalar_result_layout", "ScalarUnit"]
 
@@ -79,6 +95,7 @@ class ScalarOp(enum.Enum, shape=3):
     SCALE = 3
     RSQRT = 4
     RSQRT_INT = 5
+    QUANT = 6
 
 
 def scalar_layout(bits, exp_bits):
@@ -98,20 +115,21 @@ def scalar_command_layout(bits, exp_bits, int_width):
     })
 
 
-def scalar_result_layout(bits, exp_bits):
-    """A result: ``value`` (a scalar, at bit 0, so the low bits read as one), then ``error`` (1)."""
-    return data.StructLayout({"value": scalar_layout(bits, exp_bits), "error": 1})
+def scalar_result_layout(bits, exp_bits, recip_bits):
+    """A result: ``value`` (a scalar, at bit 0, so the low bits read as one), then ``error`` (1), then ``recip``
+    (``unsigned(recip_bits + 1)``, the quantizer's reciprocal: set by ``QUANT`` only)."""
+    return data.StructLayout({"value": scalar_layout(bits, exp_bits), "error": 1, "recip": unsigned(recip_bits + 1)})
 
 
 class _State(enum.Enum, shape=3):
     IDLE = 0
     DECODE = 1  # the command's exponent sum and ADD's comparison are registered; start or finish the op
-    MUL = 2     # shift-and-add, the multiplier's bits from the top
+    MUL = 2     # the product into X
     ALIGN = 3   # shift the operand with the larger exponent left by the difference, then add the other
     NORM = 4    # left-normalize X (FROM_INT and RSQRT_INT: scanning the integer in from its top bit)
     ROUND = 5   # round X to bits bits, write the result
     PRE = 6     # RSQRT: find v, the value shifted right by the least even amount that fits 2·bits bits
-    DIV = 7     # 2^(4·bits) / v bit by bit, and the square root of the quotient two bits at a time
+    DIV = 7     # 2^(4·bits) / v bit by bit, and the square root of the quotient two bits at a time; QUANT: R
 
 
 class ScalarUnit(wiring.Component):
@@ -122,31 +140,43 @@ class ScalarUnit(wiring.Component):
     Parameters
     ----------
     bits : int
-        ``Formats.scalar_bits``: mantissa bits (default 16).
+        ``Formats.scalar_bits``: mantissa bits (8 to 16, as one ``SB_MAC16`` multiplies the mantissas; default 16).
     exp_bits : int
         Bits of the signed exponents (default 16).
     int_width : int
-        Bits of the unsigned ``integer`` operand of ``FROM_INT`` and ``RSQRT_INT`` (default 48: a sum of squares
-        of 8192 elements, a ``max|p|`` of 48-bit products).
+        Bits of the unsigned ``integer`` operand of ``FROM_INT``, ``RSQRT_INT`` and ``QUANT`` (default 48: a sum
+        of squares of 8192 elements, a ``max|p|`` of 48-bit products).
+    recip_bits : int
+        ``Formats.recip_bits`` of ``QUANT`` (default 16; ``bits − 1`` to ``2·bits + 2``); its ``quant_bits`` is
+        ``bits``.
+    impl : {"model", "ice40", "ecp5"} or None
+        Implementation of the multiplier (:class:`~mmfree.hw.primitives.Mac16`); ``None`` chooses by the platform.
 
     Attributes
     ----------
     i : In(stream.Signature(scalar_command_layout(bits, exp_bits, int_width)))
-    o : Out(stream.Signature(scalar_result_layout(bits, exp_bits)))
+    o : Out(stream.Signature(scalar_result_layout(bits, exp_bits, recip_bits)))
     """
 
-    def __init__(self, *, bits=16, exp_bits=16, int_width=48):
-        self._bits = _check_int("bits", bits, 2, 32)
+    def __init__(self, *, bits=16, exp_bits=16, int_width=48, recip_bits=16, impl=None):
+        self._bits = _check_int("bits", bits, 8, 16)
+        if impl is not None and impl not in IMPLS:
+            raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
+        self._impl = impl
         self._exp_bits = _check_int("exp_bits", exp_bits, 8, 32)
         self._int_width = _check_int("int_width", int_width, 1, 128)
+        self._recip_bits = _check_int("recip_bits", recip_bits, bits - 1, 2 * bits + 2)
         super().__init__({
             "i": In(stream.Signature(scalar_command_layout(bits, exp_bits, int_width))),
-            "o": Out(stream.Signature(scalar_result_layout(bits, exp_bits))),
+            "o": Out(stream.Signature(scalar_result_layout(bits, exp_bits, recip_bits))),
         })
 
     bits = property(lambda self: self._bits)
     exp_bits = property(lambda self: self._exp_bits)
     int_width = property(lambda self: self._int_width)
+    recip_bits = property(lambda self: self._recip_bits)
+    #: ``r``: ``QUANT``'s reciprocal is ``≈ 127·2^r / M'``
+    recip_shift = property(lambda self: self._bits + self._recip_bits - 7)
 
     def elaborate(self, platform):
         m = Module()
@@ -154,13 +184,14 @@ class ScalarUnit(wiring.Component):
         width = 2 * bits + 3                        # X, the working register
         ew = max(eb, bits_for(width + iw)) + 3      # internal exponents: never wrap
         steps = 4 * bits + 2                        # DIV steps: 4·bits + 1 quotient bits, the last root digit
+        quant_steps = self._recip_bits + 1          # DIV steps of QUANT: the bits of R
         cmd, o = self.i.payload, self.o
         a, b, op = cmd.a, cmd.b, cmd.op
 
         # datapath registers: no reset (the state machine sets each before use)
         x = Signal(width, reset_less=True)
         e = Signal(signed(ew), reset_less=True)     # the result's exponent once X is normalized (before the carry)
-        count = Signal(range(max(2 * steps, iw, bits + 2) + 1), reset_less=True)
+        count = Signal(range(max(2 * steps, iw) + 1), reset_less=True)
         scan = Signal(reset_less=True)              # shifting the integer operand into X, bit `count` next
         remainder = Signal(2 * bits, reset_less=True)   # division: < v
         divisor = Signal(2 * bits, reset_less=True)     # v
@@ -171,11 +202,17 @@ class ScalarUnit(wiring.Component):
         a_high = Signal(reset_less=True)            # ADD: a has the larger (or equal) exponent
         far = Signal(reset_less=True)               # ADD: the smaller operand is below half an ulp of the other
         a_zero, b_zero, int_zero = Signal(reset_less=True), Signal(reset_less=True), Signal(reset_less=True)
+        quant = Signal(reset_less=True)             # the command is QUANT
+        quant_last = Signal()                       # QUANT's last DIV cycle
         state = Signal(_State)
 
         # -- first cycle: the exponents of the command ------------------------------------------------------------
         diff = Signal(signed(eb + 1))
         m.d.comb += diff.eq(a.exp - b.exp)
+        # ADD: |diff| > bits + 1, from diff's low bits once its high bits are a sign extension (short compares)
+        low = bits_for(bits + 1) + 1
+        low_diff = diff[:low].as_signed()
+        far_apart = ~((diff[low - 1:] == 0) | diff[low - 1:].all()) | (low_diff < -(bits + 1)) | (low_diff > bits + 1)
         is_rsqrt = op == ScalarOp.RSQRT
         root_pow = Signal(signed(eb))               # RSQRT: a = (mant, exp); RSQRT_INT: (integer, power)
         m.d.comb += root_pow.eq(Mux(is_rsqrt, a.exp, cmd.power))
@@ -186,6 +223,8 @@ class ScalarUnit(wiring.Component):
         with m.Switch(op):
             with m.Case(ScalarOp.FROM_INT):     # the integer, scanned in
                 m.d.comb += [p.eq(cmd.power), q.eq(iw + width - bits)]
+            with m.Case(ScalarOp.QUANT):        # M, scanned in: e = bitlen(M) − bits
+                m.d.comb += q.eq(iw + width - bits)
             with m.Case(ScalarOp.MUL):          # the product (W − bits added in DECODE)
                 m.d.comb += [p.eq(a.exp), q.eq(b.exp)]
             with m.Case(ScalarOp.ADD):          # twice the aligned sum: 2·((m_high << Δ) + m_low) · 2^(low − 1)
@@ -205,6 +244,11 @@ class ScalarUnit(wiring.Component):
         e_step = Signal(signed(ew))
         m.d.comb += e_step.eq(e + delta)
 
+        # -- rounding X (normalized) to bits bits -----------------------------------------------------------------
+        rounded = Signal(bits + 1)
+        m.d.comb += rounded.eq(x[width - bits:] + x[width - bits - 1])
+        carry = rounded[bits]                       # all ones rounded up: 2^bits → 2^(bits−1), exponent + 1
+
         # -- X ← 2·X + addend (| inject in its lowest bit) -------------------------------------------------------
         addend = Signal(bits + 2, reset_less=True)  # set a cycle ahead (0 but in MUL and ALIGN's last cycle)
         inject = Signal()
@@ -212,11 +256,18 @@ class ScalarUnit(wiring.Component):
         m.d.comb += x_shift_add.eq((x << 1) + addend)
         with m.If(scan):    # the integer operand, from its top bit
             m.d.comb += inject.eq(cmd.integer.bit_select(count, 1))
-        x_clear, x_load, x_step = Signal(), Signal(), Signal()
+        # the mantissas' product: one SB_MAC16, its operands and product registered inside (ready in MUL)
+        m.submodules.mac = mac = Mac16(a_signed=False, b_signed=False, impl=self._impl)
+        m.d.comb += [mac.a.eq(a.mant), mac.b.eq(b.mant)]
+        x_clear, x_load, x_step, x_quant, x_product = Signal(), Signal(), Signal(), Signal(), Signal()
         with m.If(x_clear):
             m.d.sync += x.eq(0)
+        with m.Elif(x_product):
+            m.d.sync += x.eq(mac.o)
         with m.Elif(x_load):    # ADD: the operand with the larger exponent; RSQRT: a
             m.d.sync += x.eq(Mux(a_high, a.mant, b.mant))
+        with m.Elif(x_quant):   # QUANT: ⌊M'/2⌋ at the top
+            m.d.sync += x.eq(rounded[1:] << (width - quant_steps))
         with m.Elif(x_step):
             m.d.sync += x.eq(Cat(x_shift_add[0] | inject, x_shift_add[1:]))
 
@@ -234,11 +285,6 @@ class ScalarUnit(wiring.Component):
         root_trial = Signal(2 * bits + 5, reset_less=True)
         root_bit = ~root_trial[-1]
 
-        # -- rounding X (normalized) to bits bits -----------------------------------------------------------------
-        rounded = Signal(bits + 1)
-        m.d.comb += rounded.eq(x[width - bits:] + x[width - bits - 1])
-        carry = rounded[bits]                       # all ones rounded up: 2^bits → 2^(bits−1), exponent + 1
-
         # -- finishing: write o, take the command -----------------------------------------------------------------
         finish = Signal()
         res_mant = Signal(bits)
@@ -252,12 +298,13 @@ class ScalarUnit(wiring.Component):
                     m.d.sync += [
                         e.eq(e_sum),
                         a_high.eq(~diff[-1] | is_rsqrt),
-                        far.eq(Mux(diff[-1], diff < -(bits + 1), diff > bits + 1)),
+                        far.eq(far_apart),
                         count.eq(Mux(diff[-1], -diff, diff)),   # ADD: Δ
                         addend.eq(0),
                         a_zero.eq(a.mant == 0),
                         b_zero.eq(b.mant == 0),
                         int_zero.eq(cmd.integer == 0),
+                        quant.eq(op == ScalarOp.QUANT),
                         scan.eq(0),
                         delta.eq(-1),
                         state.eq(_State.DECODE),
@@ -265,21 +312,16 @@ class ScalarUnit(wiring.Component):
 
             with m.Case(_State.DECODE):
                 with m.Switch(op):
-                    with m.Case(ScalarOp.FROM_INT):
-                        with m.If(int_zero):
-                            m.d.comb += finish.eq(1)
+                    with m.Case(ScalarOp.FROM_INT, ScalarOp.QUANT):
+                        with m.If(int_zero):    # QUANT of 0: k = −bits, R = 0
+                            m.d.comb += [finish.eq(1), res_exp.eq(Mux(quant, -bits, 0))]
+                            m.d.sync += o.payload.recip.eq(0)
                         m.d.comb += x_clear.eq(1)
                         m.d.sync += [count.eq(iw - 1), scan.eq(1), state.eq(_State.NORM)]
                     with m.Case(ScalarOp.MUL):
                         with m.If(a_zero | b_zero):
                             m.d.comb += finish.eq(1)
-                        m.d.comb += x_clear.eq(1)
-                        m.d.sync += [
-                            delta.eq(width - bits),
-                            count.eq(bits - 1),
-                            addend.eq(Mux(b.mant[bits - 1], a.mant, 0)),
-                            state.eq(_State.MUL),
-                        ]
+                        m.d.sync += [delta.eq(width - bits), state.eq(_State.MUL)]
                     with m.Case(ScalarOp.ADD):
                         with m.If(a_zero | b_zero | far):
                             # an operand unchanged: b when a is zero, or b is not zero and a is far below it
@@ -317,17 +359,9 @@ class ScalarUnit(wiring.Component):
                         m.d.comb += [finish.eq(1), bad_op.eq(1)]
 
             with m.Case(_State.MUL):
-                with m.If(count == bits - 1):   # the product's exponent: + W − bits
-                    m.d.sync += e.eq(e_step)
-                m.d.sync += delta.eq(-1)
-                # X ← 2·X + (b's bit count)·a; the addend of the next step: b's bit count − 1
-                m.d.comb += x_step.eq(1)
-                m.d.sync += [
-                    count.eq(count - 1),
-                    addend.eq(Mux((count != 0) & b.mant.bit_select((count - 1)[:len(count)], 1), a.mant, 0)),
-                ]
-                with m.If(count == 0):
-                    m.d.sync += state.eq(_State.NORM)
+                # the product of the mantissas the command offered in IDLE, into X; its exponent: + W − bits
+                m.d.comb += x_product.eq(1)
+                m.d.sync += [e.eq(e_step), delta.eq(-1), state.eq(_State.NORM)]
 
             with m.Case(_State.ALIGN):
                 # X ← 2·X, and in the last cycle (count = 0) + 2·m_low
@@ -351,10 +385,21 @@ class ScalarUnit(wiring.Component):
                 e_up = Signal(signed(ew))
                 m.d.comb += [
                     e_up.eq(e + 1),
-                    finish.eq(1),
+                    finish.eq(~quant),
                     res_mant.eq(Mux(carry, 1 << (bits - 1), rounded)),
                     res_exp.eq(Mux(carry, e_up, e)),
                 ]
+                with m.If(quant):
+                    # R = ⌊(127·2^r + ⌊M'/2⌋) / M'⌋, M' = rounded (2^bits when it carried): the remainder starts
+                    # as the dividend's top bits, 127·2^(bits − 8) < M'; X holds the rest, ⌊M'/2⌋, from its top
+                    m.d.comb += x_quant.eq(1)
+                    m.d.sync += [
+                        divisor.eq(rounded),
+                        remainder.eq(127 << (bits - 8)),
+                        dividend_bit.eq(rounded[quant_steps] if quant_steps < bits + 1 else 0),
+                        count.eq(0),
+                        state.eq(_State.DIV),
+                    ]
 
             with m.Case(_State.PRE):
                 # The value is integer · 2^odd; v is it shifted right by the least even s that fits 2·bits bits
@@ -391,14 +436,20 @@ class ScalarUnit(wiring.Component):
                 with m.Else():
                     with m.If(count != 2 * steps - 1):
                         m.d.sync += [
-                            dividend_bit.eq((count == 1) & half),
+                            dividend_bit.eq(Mux(quant, x[-2], (count == 1) & half)),
                             remainder.eq(Mux(quotient_bit, div_trial, div_in)),
                             pair.eq(Cat(quotient_bit, pair[0])),
                         ]
-                    with m.If(count[1]):
+                    with m.If(quant):   # R's bits into X from the bottom, the dividend's out at the top
+                        m.d.comb += [inject.eq(quotient_bit), x_step.eq(1)]
+                    with m.Elif(count[1]):
                         m.d.comb += [inject.eq(root_bit), x_step.eq(1)]
                         m.d.sync += root_rem.eq(Mux(root_bit, root_trial, root_in))
                 m.d.sync += count.eq(count + 1)
+                m.d.sync += quant_last.eq(quant & (count == 2 * quant_steps - 2))
+                with m.If(quant_last):
+                    m.d.comb += [finish.eq(1), res_exp.eq(e)]
+                    m.d.sync += o.payload.recip.eq(Cat(quotient_bit, x[:quant_steps - 1]))
                 with m.If(count == 2 * steps - 1):
                     m.d.sync += state.eq(_State.NORM)
 

@@ -12,7 +12,7 @@ CONFIGS = {
     # products p = v ⊙ c at the default formats, vectors up to 8192
     "default": {"width": 48, "max_len": 8192},
     # small formats: every shift and rounding case is reached by random vectors
-    "small": {"width": 10, "max_len": 24, "reduce_bits": 4, "quant_bits": 5, "recip_bits": 7},
+    "small": {"width": 10, "max_len": 24, "reduce_bits": 4},
     # narrow elements (int8 logits): no shift is ever needed; max_len not a power of two
     "narrow": {"width": 8, "max_len": 300},
 }
@@ -31,9 +31,8 @@ def test_layouts():
         ("data", signed(48), 0), ("shift", unsigned(6), 48), ("last", 1, 54)]
     assert {name: field.shape for name, field in o} == {
         "max_abs": unsigned(48), "argmax": unsigned(13), "max": signed(48), "count": unsigned(14),
-        "sum_sq": unsigned(44), "sq_shift": unsigned(6), "shift_ok": 1, "q_shift": signed(7),
-        "q_recip": unsigned(32), "overlong": 1}
-    assert (unit.recip_shift, unit.shift_max, unit.sum_bits) == (25, 33, 44)
+        "sum_sq": unsigned(44), "sq_shift": unsigned(6), "shift_ok": 1, "overlong": 1}
+    assert (unit.shift_max, unit.sum_bits) == (33, 44)
     # the sum of squares grows with max_len
     assert ReductionUnit(48, max_len=1 << 20).sum_bits == 51
     assert ReductionUnit(12).shift_bits == 1
@@ -46,9 +45,9 @@ def test_layouts():
     ({"width": 64}, ValueError, "width must be between 2 and 63"),
     ({"width": 16, "max_len": 0}, ValueError, "max_len must be between 1"),
     ({"width": 16, "max_len": "8"}, TypeError, "max_len must be an int"),
-    ({"width": 16, "reduce_bits": 1}, ValueError, "reduce_bits must be between 2 and 32"),
-    ({"width": 16, "quant_bits": 40}, ValueError, "quant_bits must be between 2 and 32"),
-    ({"width": 16, "recip_bits": 6}, ValueError, "recip_bits must be between 7 and 32"),
+    ({"width": 16, "reduce_bits": 1}, ValueError, "reduce_bits must be between 2 and 16, got 1"),
+    ({"width": 16, "reduce_bits": 17}, ValueError, "reduce_bits must be between 2 and 16"),
+    ({"width": 16, "impl": "gowin"}, ValueError, "impl must be None or one of"),
 ])
 def test_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

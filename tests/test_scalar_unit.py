@@ -12,7 +12,7 @@ CONFIGS = {
     # Formats.scalar_bits, integers up to a sum of squares of 8192 elements or a 48-bit max|p|
     "default": {},
     # small formats: exponent overflow and every rounding case are common
-    "small": {"bits": 8, "exp_bits": 8, "int_width": 24},
+    "small": {"bits": 8, "exp_bits": 8, "int_width": 24, "recip_bits": 7},
 }
 
 
@@ -29,13 +29,19 @@ def test_layouts():
         ("op", 0, 3), ("a", 3, 32), ("b", 35, 32), ("integer", 67, 48), ("power", 115, 16)]
     assert cmd["a"].shape["mant"].shape == unsigned(16) and cmd["a"].shape["exp"].shape == signed(16)
     assert cmd["op"].shape is ScalarOp
-    assert [(name, field.offset, field.width) for name, field in res] == [("value", 0, 32), ("error", 32, 1)]
-    assert [op.value for op in ScalarOp] == list(range(6))
+    assert [(name, field.offset, field.width) for name, field in res] == [
+        ("value", 0, 32), ("error", 32, 1), ("recip", 33, 17)]
+    assert [op.value for op in ScalarOp] == list(range(7))
+    assert unit.recip_shift == 25
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"bits": 16.0}, TypeError, "bits must be an int"),
-    ({"bits": 1}, ValueError, "bits must be between 2 and 32, got 1"),
+    ({"bits": 7}, ValueError, "bits must be between 8 and 16, got 7"),
+    ({"bits": 17}, ValueError, "bits must be between 8 and 16"),
+    ({"impl": "gowin"}, ValueError, "impl must be None or one of"),
+    ({"recip_bits": 14}, ValueError, "recip_bits must be between 15 and 34, got 14"),
+    ({"bits": 8, "recip_bits": 19}, ValueError, "recip_bits must be between 7 and 18"),
     ({"exp_bits": 7}, ValueError, "exp_bits must be between 8 and 32"),
     ({"exp_bits": False}, TypeError, "exp_bits must be an int"),
     ({"int_width": 0}, ValueError, "int_width must be between 1 and 128"),

@@ -1,24 +1,30 @@
 """Bench of :class:`mmfree.hw.scalar_unit.ScalarUnit` against :mod:`mmfree.host.fixed`.
 
 Every result (mantissa, exponent, error flag) is compared with the golden function of its op: ``Scalar.normalize``
-(``from_int``), ``Scalar.__mul__``, ``Scalar.__add__``, ``Scalar.scaled``, ``rsqrt_scalar`` and ``rsqrt``.
+(``from_int``), ``Scalar.__mul__``, ``Scalar.__add__``, ``Scalar.scaled``, ``rsqrt_scalar`` and ``rsqrt``; ``QUANT``'s
+``(k, R)`` with the formula of ``Arithmetic.quantize`` *and* by quantizing a vector with them and comparing the int8
+output with ``Arithmetic.quantize``.
 Operands are random and adversarial: zeros (also with a nonzero exponent), unnormalized mantissas, rounding ties
 and carries, exponent differences around the addition's cut-off, exponents at the edge of their field, rsqrt of 1,
-of ``2^(2·bits) − 1`` and of the widest integers. Commands arrive with random gaps (junk on the payload while not
+of ``2^(2·bits) − 1`` and of the widest integers, ``QUANT`` of integers whose rounding to ``bits`` bits ties or
+carries. Commands arrive with random gaps (junk on the payload while not
 valid), results are taken with random back-pressure, and the stream rules are checked on every cycle; the latency
 of each op is checked against the documented one.
 
 Parameters (:func:`mmfree.sim.benches.params`): the unit's constructor arguments (``bits``, ``exp_bits``,
-``int_width``) and ``ops`` (random commands, default 3000).
+``int_width``, ``recip_bits``) and ``ops`` (random commands, default 3000).
 """
 
 import math
 import random
+from types import SimpleNamespace
 
 import cocotb
+import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
-from mmfree.host.fixed import Scalar, rsqrt, rsqrt_scalar
+from mmfree.host.fixed import Scalar, bit_length, round_shift, rsqrt, rsqrt_scalar
+from mmfree.host.golden import Arithmetic, Formats
 from mmfree.hw.scalar_unit import ScalarOp, ScalarUnit
 
 from . import params
@@ -28,14 +34,37 @@ PARAMS = params()
 OPS = PARAMS.pop("ops", 3000)
 UNIT = ScalarUnit(**PARAMS)
 BITS, EB, IW = UNIT.bits, UNIT.exp_bits, UNIT.int_width
+R = UNIT.recip_shift
+# the golden quantizer needs only its formats
+GOLDEN = Arithmetic(Formats(quant_bits=BITS, recip_bits=UNIT.recip_bits), eps=None, residual_frac=0)
 CMD = UNIT.i.payload.shape()
 RESULT = UNIT.o.payload.shape()
 EXP_LO, EXP_HI = -(1 << (EB - 1)), (1 << (EB - 1)) - 1
 TIMEOUT = {"timeout_time": 500, "timeout_unit": "ms"}
 
 
+def quant(peak):
+    """``QUANT``'s (k, R) by the formula of ``Arithmetic.quantize``; R is documented as 0 for ``M = 0``."""
+    k = int(bit_length(peak)) - BITS
+    top = max(int(round_shift(peak, k)), 1)
+    return k, ((127 << R) + top // 2) // top if peak else 0
+
+
+def quantizes_as_golden(peak, k, recip):
+    """The unit's (k, R) drive the golden quantizer's per-element step to its q, over ``peak`` and values below."""
+    rng = np.random.default_rng(peak)
+    x = np.concatenate([[peak, -peak, peak - 1, peak // 2], rng.integers(-peak, peak + 1, 60)]).astype(np.int64)
+    want, _ = GOLDEN.quantize(SimpleNamespace(combined=np.int64(1)), x[None])
+    q = np.sign(x) * np.minimum(127, np.right_shift(round_shift(np.abs(x), k) * recip + (1 << (R - 1)), R))
+    return np.array_equal(q, want[0])
+
+
 def golden(op, a, b, integer, power):
-    """(mant, exp, error) that the unit must give; ``a``, ``b`` are (mant, exp) pairs."""
+    """(mant, exp, error, recip) that the unit must give (recip None but for QUANT); ``a``, ``b`` are (mant, exp)
+    pairs."""
+    if op == ScalarOp.QUANT:
+        k, recip = quant(integer)
+        return 0, k, 0, recip
     sa, sb = Scalar(*a, BITS), Scalar(*b, BITS)
     if op == ScalarOp.FROM_INT:
         s = Scalar.normalize(integer, power, BITS)
@@ -54,10 +83,10 @@ def golden(op, a, b, integer, power):
         if power == 0:
             assert s == rsqrt(integer, BITS)
     else:
-        return 0, 0, 1
+        return 0, 0, 1, None
     error = not EXP_LO <= s.exp <= EXP_HI
     exp = (s.exp - EXP_LO) % (1 << EB) + EXP_LO  # the field keeps the low bits
-    return s.mant, exp, int(error)
+    return s.mant, exp, int(error), None
 
 
 def encode(op, a=(0, 0), b=(0, 0), integer=0, power=0):
@@ -68,7 +97,7 @@ def encode(op, a=(0, 0), b=(0, 0), integer=0, power=0):
 
 def decode(raw):
     view = RESULT.from_bits(raw)
-    return int(view.value.mant), int(view.value.exp), int(view.error)
+    return int(view.value.mant), int(view.value.exp), int(view.error), int(view.recip)
 
 
 def describe(command):
@@ -87,7 +116,11 @@ async def run(dut, commands, *, p_gap, p_stall):
     await sender
     for index, (command, raw) in enumerate(zip(commands, raws)):
         got, want = decode(raw), golden(*command)
-        assert got == want, f"command {index} {describe(command)}: (mant, exp, error) {got}, expected {want}"
+        if want[3] is None:  # recip is QUANT's only
+            got = got[:3] + (None,)
+        assert got == want, f"command {index} {describe(command)}: (mant, exp, error, recip) {got}, expected {want}"
+        if command[0] == ScalarOp.QUANT and command[3]:
+            assert quantizes_as_golden(command[3], got[1], got[3]), f"command {index}: q differs from golden"
     dut._log.info(f"{len(commands)} commands match the golden model")
 
 
@@ -139,11 +172,13 @@ def tie(value, bits=BITS):
 
 
 def random_command():
-    op = random.choices(list(ScalarOp), weights=[3, 3, 4, 1, 2, 2])[0]
+    op = random.choices(list(ScalarOp), weights=[3, 3, 4, 1, 2, 2, 2])[0]
     a, b = rscalar(), rscalar()
     integer, power = 0, 0
     if op == ScalarOp.FROM_INT:
         integer, power = rinteger(), rpower()
+    elif op == ScalarOp.QUANT:
+        integer = rinteger()
     elif op == ScalarOp.ADD:
         if random.random() < 0.7 and a[0]:  # exponents close: the exact sum is rounded
             b = (b[0], a[1] + random.randint(-(BITS + 3), BITS + 3))
@@ -215,8 +250,19 @@ def adversarial_commands():
         if value < 1 << IW:
             for power in (0, 1, -1, EXP_HI, EXP_LO):
                 commands.append((ScalarOp.RSQRT_INT, (0, 0), (0, 0), value, power))
-    # undefined op codes
-    commands += [(6, (top, 1), (top, 2), 5, 1), (7, (0, 0), (0, 0), 0, 0)]
+    # QUANT: 0, powers of two and their neighbours, M with its rounding bit exactly set (ties), all ones (M' rounds
+    # up to 2^bits)
+    for k in range(IW + 1):
+        for value in {1 << k, (1 << k) - 1, (1 << k) + 1}:
+            if 0 <= value < 1 << IW:
+                commands.append((ScalarOp.QUANT, (0, 0), (0, 0), value, 0))
+    for extra in range(1, IW - BITS + 1):
+        for mant in (top, half, top - 1, (3 << (BITS - 2)) + 1):
+            for low in (1 << (extra - 1), (1 << (extra - 1)) - 1, (1 << extra) - 1):
+                if (mant << extra) + low < 1 << IW:
+                    commands.append((ScalarOp.QUANT, (0, 0), (0, 0), (mant << extra) + low, 0))
+    # undefined op code
+    commands += [(7, (top, 1), (top, 2), 5, 1), (7, (0, 0), (0, 0), 0, 0)]
     return commands
 
 
@@ -251,9 +297,11 @@ def documented_latency(op, a, b, integer, power, *, bits=BITS, int_width=IW):
         return 2
     if op == ScalarOp.FROM_INT:
         return int_width + width - integer.bit_length() + 4 if integer else 2
+    if op == ScalarOp.QUANT:
+        return int_width + width - integer.bit_length() + 4 + 2 * (UNIT.recip_bits + 1) if integer else 2
     if op == ScalarOp.MUL:
         product = a[0] * b[0]
-        return bits + 4 + z(product) if product else 2
+        return 5 + z(product) if product else 2
     if op == ScalarOp.ADD:
         delta = abs(a[1] - b[1])
         if not a[0] or not b[0] or delta > bits + 1:
