@@ -48,19 +48,37 @@ class Pipeline:
     stage, through as many registers as stages passed since it was made (made once, shared by every reader). Every
     register loads when ``en`` is high; :meth:`finish` emits them.
 
+    With a ``period`` ``c > 1`` the pipeline carries at most one element every ``c`` stages, aligned to a phase
+    counter: :attr:`phase` (``0 … c − 1``) advances with ``en``, and an element is at stage ``s`` only in cycles
+    with ``phase == s mod c`` (it entered stage 0 at phase 0). A value then needs a register only every ``c``
+    stages: the registers of a value made at stage ``b`` load only when ``phase == b mod c``, and each holds it for
+    ``c`` stages, so ``pipe(value)`` at stage ``s`` is register ``⌈(s − b)/c⌉`` of its chain. Values are only
+    meaningful in the cycles their stage holds an element (:meth:`present`).
+
     Parameters
     ----------
     m : Module
     en : Value
         The advance signal: all registers load when it is high.
+    period : int
+        ``c``: stages between two elements (default 1: an element may follow in the next stage).
     """
 
-    def __init__(self, m, en):
+    def __init__(self, m, en, period=1):
+        if not isinstance(period, int) or isinstance(period, bool) or period < 1:
+            raise ValueError(f"period must be a positive int, got {period!r}")
         self.m = m
         self.en = en
+        self.period = period
         self.stage = 0
         self._chains = {}
-        self._loads = []
+        self._loads = {}
+        #: the phase counter (a constant 0 when the period is 1)
+        self.phase = C(0, 1)
+        if period > 1:
+            self.phase = Signal(range(period), name="phase")
+            with m.If(en):
+                m.d.sync += self.phase.eq(Mux(self.phase == period - 1, 0, self.phase + 1))
 
     def track(self, signal, *, name=None, stage=None, reset=False):
         """Declare ``signal`` as made at ``stage`` (default: the current one); its registers are named after
@@ -72,33 +90,58 @@ class Pipeline:
         self._chains[id(signal)] = ([signal], stage, reset, signal.name if name is None else name)
         return signal
 
-    def comb(self, value, *, name, shape=None, reset=False):
-        """A new signal at the current stage, driven combinationally by ``value``."""
+    def comb(self, value, *, name, shape=None, reset=False, stage=None):
+        """A new signal at ``stage`` (default: the current one), driven combinationally by ``value``."""
         value = Value.cast(value)
-        signal = Signal(value.shape() if shape is None else shape, name=f"{name}_s{self.stage}")
+        stage = self.stage if stage is None else stage
+        signal = Signal(value.shape() if shape is None else shape, name=f"{name}_s{stage}")
         self.m.d.comb += signal.eq(value)
-        return self.track(signal, name=name, reset=reset)
+        return self.track(signal, name=name, reset=reset, stage=stage)
 
     def next(self):
         self.stage += 1
 
+    def tracks(self, value):
+        """Whether ``value`` is a tracked signal."""
+        return isinstance(value, Signal) and id(value) in self._chains
+
+    def stage_of(self, signal):
+        """The stage at which a tracked signal is made."""
+        return self._chains[id(signal)][1]
+
+    def reach(self, signal):
+        """Move on to the stage at which ``signal`` (tracked) is made, unless the pipeline is already past it."""
+        self.stage = max(self.stage, self.stage_of(signal))
+
+    def present(self, stage=None):
+        """High in the cycles in which ``stage`` (default: the current one) may hold an element."""
+        stage = self.stage if stage is None else stage
+        return C(1, 1) if self.period == 1 else self.phase == stage % self.period
+
     def __call__(self, signal):
         """``signal`` (a tracked signal) as seen at the current stage."""
+        return self.at(signal, self.stage)
+
+    def at(self, signal, stage):
+        """``signal`` (a tracked signal) as seen at ``stage``."""
         chain, born, reset, name = self._chains[id(signal)]
-        depth = self.stage - born
+        depth = stage - born
         if depth < 0:
-            raise ValueError(f"{name} is made at stage {born}, after the current stage {self.stage}")
-        while len(chain) <= depth:
-            reg = Signal.like(chain[0], name=f"{name}_s{born + len(chain)}", reset_less=not reset)
-            self._loads.append(reg.eq(chain[-1]))
+            raise ValueError(f"{name} is made at stage {born}, after stage {stage}")
+        index = -(-depth // self.period)
+        while len(chain) <= index:
+            reg = Signal.like(chain[0], name=f"{name}_s{born + (len(chain) - 1) * self.period + 1}",
+                              reset_less=not reset)
+            self._loads.setdefault(born % self.period, []).append(reg.eq(chain[-1]))
             chain.append(reg)
-        return chain[depth]
+        return chain[index]
 
     def finish(self):
         """Emit the registers (call once, after the last stage)."""
-        with self.m.If(self.en):
-            self.m.d.sync += self._loads
-        self._loads = []
+        for residue, loads in self._loads.items():
+            with self.m.If(self.en & self.present(residue)):
+                self.m.d.sync += loads
+        self._loads = {}
 
 
 def round_shift(value, shift):
@@ -161,12 +204,17 @@ class SigmoidCore:
         self.d_bits = max(max(drops).bit_length(), 1)
         self.words = [e | d << self.e_bits for e, d in zip(self.entries, drops)]
 
-    def build(self, m, pipe, z, frac, *, name="sigmoid"):
+    def build(self, m, pipe, z, frac, *, name="sigmoid", multiply=None):
         """Add the σ stages to ``pipe``.
 
         ``z`` (signed, Q.frac, tracked at the current stage) selects the ROM word at the current stage; the next
         stage multiplies ``D·r``; the stage after subtracts. Returns ``(sigma, complement)`` (unsigned(gate_frac +
-        1), tracked) at the pipe's stage on return, two stages after the call's.
+        1), tracked) at the pipe's stage on return, two stages after the call's (or, with ``multiply``, the stage
+        at which its product is made, if that is later).
+
+        ``multiply(a, b, name=...)``, if given, makes ``D·r`` and returns it tracked at the stage at which it is
+        ready; ``a`` (``D``) is valid at the ROM word's stage, ``b`` (``r``) is tracked. By default it is a ``*`` at
+        the ROM word's stage.
         """
         g, sub = self.gate_frac, frac - self.segment_bits
         if sub < 0:
@@ -192,9 +240,14 @@ class SigmoidCore:
         lo = pipe.comb(port.data[:self.e_bits], name=f"{name}_lo")
         lo_flip = pipe.comb((1 << g) - lo, name=f"{name}_lo_flip", shape=unsigned(g + 1))
         if sub:
-            drop = pipe.comb(port.data[self.e_bits:] * pipe(rem), name=f"{name}_drop")
+            if multiply is None:
+                drop = pipe.comb(port.data[self.e_bits:] * pipe(rem), name=f"{name}_drop")
+            else:
+                drop = multiply(port.data[self.e_bits:], rem, name=f"{name}_drop")
 
         pipe.next()  # e = E − rs(D·r, sub) and 2^g − e, each one carry chain:
+        if sub:
+            pipe.reach(drop)
         # E − ⌊(q + 2^(sub−1)) / 2^sub⌋ = ⌊(E·2^sub + 2^(sub−1) − 1 − q) / 2^sub⌋ and
         # 2^g − that = ⌊((2^g − E)·2^sub + 2^(sub−1) + q) / 2^sub⌋; the constants are low bits, not adders
         if sub:

