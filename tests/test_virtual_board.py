@@ -65,3 +65,36 @@ def test_top_without_link_ports_is_rejected():
 
     with pytest.raises(ValueError, match="rx/tx byte streams"):
         VirtualBoard(Nothing(), name="nothing")
+
+
+class UartEcho(wiring.Component):
+    """The echo behind the real UART PHY: pins ``uart_rx``/``uart_tx``, ``clocks_per_bit`` clocks per bit."""
+
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
+
+    def __init__(self, clocks_per_bit):
+        self.clocks_per_bit = clocks_per_bit
+        super().__init__()
+
+    def elaborate(self, platform):
+        from mmfree.hw.uart import UART
+
+        m = Module()
+        m.submodules.uart = uart = UART(clk_freq=3e6 * self.clocks_per_bit, baud=3_000_000)
+        m.submodules.echo = echo = Echo(add=7)
+        wiring.connect(m, uart.rx, echo.rx)
+        wiring.connect(m, echo.tx, uart.tx)
+        m.d.comb += [uart.rxd.eq(self.uart_rx), self.uart_tx.eq(uart.txd)]
+        return m
+
+
+def test_bytes_cross_the_real_uart_phy():
+    board = VirtualBoard(UartEcho(clocks_per_bit=10), name="uart_echo", clocks_per_bit=10)
+    payload = bytes(random.getrandbits(8) for _ in range(3000))
+    with board.serve(progress=None) as session:
+        with session.connect() as sock:
+            sock.sendall(payload)
+            echoed = receive(sock, len(payload))
+    assert echoed == bytes((b + 7) & 0xFF for b in payload)
+    assert session.stats["cycles"] >= 10 * 10 * len(payload)  # 10 bits of 10 clocks per byte
