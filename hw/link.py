@@ -49,6 +49,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host import protocol
+from .checks import check_int
 
 __all__ = ["request_layout", "response_layout", "crc16_step", "LinkDevice"]
 
@@ -88,13 +89,6 @@ def crc16_step(crc, byte):
     return Cat(*(reduce(xor, (source[name][i] for name, i in sorted(bits))) for bits in state))
 
 
-def _check_int(name, value, minimum, maximum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be between {minimum} and {maximum}, got {value}")
-
-
 class _Event(enum.Enum, shape=2):
     """A link-generated frame."""
     ERROR = 0
@@ -126,10 +120,10 @@ class LinkDevice(wiring.Component):
     """
 
     def __init__(self, *, depth=512, timeout=300_000):
-        _check_int("depth", depth, 512, 1 << 16)
+        check_int("depth", depth, 512, 1 << 16)
         if depth & (depth - 1):
             raise ValueError(f"depth must be a power of two, got {depth}")
-        _check_int("timeout", timeout, 1, 1 << 24)
+        check_int("timeout", timeout, 1, 1 << 24)
         self._depth, self._timeout = depth, timeout
         super().__init__({
             "rx": In(stream.Signature(8)),

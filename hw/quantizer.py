@@ -49,6 +49,8 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .checks import check_int
+
 __all__ = ["command_layout", "input_layout", "output_layout", "Quantizer"]
 
 
@@ -70,14 +72,6 @@ def input_layout(p_width, lanes=1):
 def output_layout(lanes=1):
     """Layout of an output beat: ``q``: ``ArrayLayout(signed(8), lanes)``; ``last``: 1 bit."""
     return data.StructLayout({"q": data.ArrayLayout(signed(8), lanes), "last": 1})
-
-
-def _check_int(name, value, minimum, maximum=None):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ValueError(f"{name} must be {bound}, got {value}")
 
 
 def _shift_steps(bits, amount, steps, width, fill):
@@ -119,10 +113,10 @@ class Quantizer(wiring.Component):
     """
 
     def __init__(self, p_width=60, lanes=1, *, quant_bits=16, recip_bits=16):
-        _check_int("p_width", p_width, 2)
-        _check_int("lanes", lanes, 1)
-        _check_int("quant_bits", quant_bits, 1, 32)
-        _check_int("recip_bits", recip_bits, 7, 32)
+        check_int("p_width", p_width, 2)
+        check_int("lanes", lanes, 1)
+        check_int("quant_bits", quant_bits, 1, 32)
+        check_int("recip_bits", recip_bits, 7, 32)
         self._p_width, self._lanes = p_width, lanes
         self._quant_bits, self._recip_bits = quant_bits, recip_bits
         super().__init__({

@@ -56,17 +56,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .checks import check_int
 from .primitives import IMPLS, Mac16
 
 __all__ = ["ReductionUnit", "reduction_input_layout", "reduction_output_layout"]
-
-
-def _check_int(name, value, low, high):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 def reduction_input_layout(width, shift_bits):
@@ -137,9 +130,9 @@ class ReductionUnit(wiring.Component):
     """
 
     def __init__(self, width, *, max_len=8192, reduce_bits=16, impl=None):
-        self._width = _check_int("width", width, 2, 63)
-        self._max_len = _check_int("max_len", max_len, 1, 1 << 24)
-        self._reduce_bits = _check_int("reduce_bits", reduce_bits, 2, 16)
+        self._width = check_int("width", width, 2, 63)
+        self._max_len = check_int("max_len", max_len, 1, 1 << 24)
+        self._reduce_bits = check_int("reduce_bits", reduce_bits, 2, 16)
         if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
         self._impl = impl

@@ -74,17 +74,10 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
+from .checks import check_int
 from .primitives import IMPLS, Mac16
 
 __all__ = ["ScalarOp", "scalar_layout", "scalar_command_layout", "scalar_result_layout", "ScalarUnit"]
-
-
-def _check_int(name, value, low, high):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
-    return value
 
 
 class ScalarOp(enum.Enum, shape=3):
@@ -159,13 +152,13 @@ class ScalarUnit(wiring.Component):
     """
 
     def __init__(self, *, bits=16, exp_bits=16, int_width=48, recip_bits=16, impl=None):
-        self._bits = _check_int("bits", bits, 8, 16)
+        self._bits = check_int("bits", bits, 8, 16)
         if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
         self._impl = impl
-        self._exp_bits = _check_int("exp_bits", exp_bits, 8, 32)
-        self._int_width = _check_int("int_width", int_width, 1, 128)
-        self._recip_bits = _check_int("recip_bits", recip_bits, bits - 1, 2 * bits + 2)
+        self._exp_bits = check_int("exp_bits", exp_bits, 8, 32)
+        self._int_width = check_int("int_width", int_width, 1, 128)
+        self._recip_bits = check_int("recip_bits", recip_bits, bits - 1, 2 * bits + 2)
         super().__init__({
             "i": In(stream.Signature(scalar_command_layout(bits, exp_bits, int_width))),
             "o": Out(stream.Signature(scalar_result_layout(bits, exp_bits, recip_bits))),

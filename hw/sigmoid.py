@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..host.fixed import SigmoidTable
 from ..host.golden import Formats
+from .checks import check_int
 
 __all__ = ["Pipeline", "SigmoidCore", "sigmoid_output_layout", "SigmoidUnit"]
 
@@ -185,15 +186,10 @@ class SigmoidCore:
     """
 
     def __init__(self, gate_frac=_F.gate_frac, segment_bits=_F.sigmoid_segment_bits, z_range=_F.sigmoid_range):
-        for name, value in [("gate_frac", gate_frac), ("segment_bits", segment_bits), ("z_range", z_range)]:
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int, got {value!r}")
-        if gate_frac < 1:
-            raise ValueError(f"gate_frac must be at least 1, got {gate_frac}")
-        if segment_bits < 0:
+        check_int("gate_frac", gate_frac, 1)
+        if check_int("segment_bits", segment_bits) < 0:
             raise ValueError(f"segment_bits must be non-negative, got {segment_bits}")
-        if z_range < 1:
-            raise ValueError(f"z_range must be at least 1, got {z_range}")
+        check_int("z_range", z_range, 1)
         self.gate_frac = gate_frac
         self.segment_bits = segment_bits
         self.z_range = z_range
@@ -301,11 +297,8 @@ class SigmoidUnit(wiring.Component):
 
     def __init__(self, width=_F.act_bits, frac=_F.act_frac, *, gate_frac=_F.gate_frac,
                  segment_bits=_F.sigmoid_segment_bits, z_range=_F.sigmoid_range):
-        for name, value in [("width", width), ("frac", frac)]:
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} must be an int, got {value!r}")
-        if width < 2:
-            raise ValueError(f"width must be at least 2, got {width}")
+        check_int("width", width, 2)
+        check_int("frac", frac)
         self.core = SigmoidCore(gate_frac, segment_bits, z_range)
         if not segment_bits <= frac:
             raise ValueError(f"frac ({frac}) must be at least segment_bits ({segment_bits})")

@@ -49,6 +49,7 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .checks import check_int
 from .trit_decoder import TRITS_PER_BYTE, TritDecoder
 
 __all__ = ["acc_width", "weight_layout", "activation_layout", "output_layout", "TernaryMatVec"]
@@ -88,13 +89,6 @@ def output_layout(rows, width):
     return data.StructLayout({"acc": data.ArrayLayout(signed(width), rows), "error": 1})
 
 
-def _check_int(name, value, minimum):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-
-
 def _term_shape(lo, hi):
     return Shape.cast(range(lo, hi + 1))
 
@@ -122,9 +116,9 @@ class TernaryMatVec(wiring.Component):
     """
 
     def __init__(self, rows=8, cols=5, max_len=4096, *, fmt=None):
-        _check_int("rows", rows, 1)
-        _check_int("cols", cols, 1)
-        _check_int("max_len", max_len, 1)
+        check_int("rows", rows, 1)
+        check_int("cols", cols, 1)
+        check_int("max_len", max_len, 1)
         if fmt is not None:
             if not isinstance(fmt, str):
                 raise TypeError(f"fmt must be None or a str, got {fmt!r}")

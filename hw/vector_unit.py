@@ -90,6 +90,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.golden import Formats
+from .checks import check_int
 from .multiplier import LIMB_BITS, MultiplierPool
 from .primitives import IMPLS
 from .sigmoid import Pipeline, SigmoidCore, round_shift, saturate
@@ -109,13 +110,6 @@ class VectorOp(enum.Enum, shape=3):
     GATE = 5
     GLU_G = 6
     GLU_U = 7
-
-
-def _check_int(name, value, minimum=None):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
 
 
 class VectorUnit(wiring.Component):
@@ -179,7 +173,7 @@ class VectorUnit(wiring.Component):
                                      ("state_bits", state_bits, 2), ("state_frac", state_frac, 0),
                                      ("residual_bits", residual_bits, 2), ("gated_shift", gated_shift, None),
                                      ("glu_shift", glu_shift, None), ("cycles_per_element", cycles_per_element, 1)]:
-            _check_int(name, value, minimum)
+            check_int(name, value, minimum)
         if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
         self.cycles_per_element, self._impl = cycles_per_element, impl
