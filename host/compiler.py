@@ -20,7 +20,7 @@ import numpy as np
 
 from .golden import Formats, GoldenModel
 from .isa import INSTRUCTION_BITS, Epilogue, Opcode, Slot, encode
-from .packing import pack
+from .packing import TRITS_PER_BYTE, pack
 from .safetensors_io import SafetensorsFile, load_file, save_file
 
 __all__ = ["CoreParams", "CORES", "FitError", "Program", "compile_model", "pack_words"]
@@ -75,7 +75,7 @@ class CoreParams:
     @property
     def cols(self):
         """Columns per matvec cycle: trits per byte of the trit format."""
-        return 5 if self.trit_format == "base3" else 4
+        return TRITS_PER_BYTE[self.trit_format]
 
     @property
     def max_cols(self):
@@ -150,7 +150,7 @@ def pack_words(values, bits):
 
 def matrix_words(trits, rows, fmt):
     """A ternary matrix (out × in, int8) as weight words: row groups of ``rows``, ``rows/8`` words per column group."""
-    cols = 5 if fmt == "base3" else 4
+    cols = TRITS_PER_BYTE[fmt]
     out_features, in_features = trits.shape
     padded = np.zeros((-(-out_features // rows) * rows, -(-in_features // cols) * cols), dtype=np.int8)
     padded[:out_features, :in_features] = trits

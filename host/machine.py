@@ -12,7 +12,7 @@ import numpy as np
 from .fixed import Scalar
 from .golden import Arithmetic, Projection
 from .isa import Epilogue, Opcode, Slot, decode
-from .packing import unpack
+from .packing import TRITS_PER_BYTE, unpack
 
 __all__ = ["Machine", "unpack_words", "matrix_from_words"]
 
@@ -29,7 +29,7 @@ def unpack_words(words, count, bits, signed=True):
 
 def matrix_from_words(words, rows, cols, lanes, fmt):
     """The ternary matrix (rows × cols, int8) that :func:`~mmfree.host.compiler.matrix_words` laid out."""
-    per_byte = 5 if fmt == "base3" else 4
+    per_byte = TRITS_PER_BYTE[fmt]
     groups, col_groups = -(-rows // lanes), -(-cols // per_byte)
     data = np.ascontiguousarray(words, dtype="<u8").view(np.uint8).reshape(groups, col_groups, lanes)
     trits = unpack(np.ascontiguousarray(data.transpose(0, 2, 1)).reshape(-1), groups * lanes * col_groups * per_byte,
@@ -79,8 +79,7 @@ class Machine:
 
     def _projection(self, f):
         rows, cols, lanes = f["rows"], f["cols"], self.core.rows
-        per_byte = 5 if self.core.trit_format == "base3" else 4
-        words = -(-rows // lanes) * -(-cols // per_byte) * lanes // 8
+        words = -(-rows // lanes) * -(-cols // self.core.cols) * lanes // 8
         trits = matrix_from_words(self._words(f["weights"], words), rows, cols, lanes, self.core.trit_format)
         bits, cbits = self.formats.scalar_bits, self.formats.const_bits
         pre = {}

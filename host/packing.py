@@ -15,7 +15,7 @@ import operator
 
 import numpy as np
 
-__all__ = ["FORMATS", "BITS_PER_WEIGHT", "packed_size", "pack", "unpack",
+__all__ = ["FORMATS", "BITS_PER_WEIGHT", "TRITS_PER_BYTE", "packed_size", "pack", "unpack",
            "pack_2bit", "unpack_2bit", "pack_base3", "unpack_base3"]
 
 #: names of the packing formats
@@ -23,7 +23,8 @@ FORMATS = ("2bit", "base3")
 #: storage cost of one trit, in bits
 BITS_PER_WEIGHT = {"2bit": 2.0, "base3": 1.6}
 
-_TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
+#: packing format → trits per byte
+TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
 _MAX_BASE3_BYTE = 3**5 - 1
 
 # Decode tables, indexed by byte value. 2-bit: four int8 trits per byte, viewed as one little-endian uint32 so that
@@ -62,7 +63,7 @@ def packed_size(count, fmt):
         ``ceil(count / 4)`` for ``"2bit"``, ``ceil(count / 5)`` for ``"base3"``.
     """
     _check_fmt(fmt)
-    return -(-_check_count(count) // _TRITS_PER_BYTE[fmt])
+    return -(-_check_count(count) // TRITS_PER_BYTE[fmt])
 
 
 def _as_trits(trits):
@@ -81,7 +82,7 @@ def _as_trits(trits):
 def _pack_groups(trits, fmt, kernel):
     """Pack whole groups with ``kernel(group_trits, out)`` and the padded final group, if any, the same way."""
     t = _as_trits(trits)
-    per_byte = _TRITS_PER_BYTE[fmt]
+    per_byte = TRITS_PER_BYTE[fmt]
     whole, rest = divmod(t.size, per_byte)
     out = np.empty(packed_size(t.size, fmt), np.uint8)
     kernel(t[: whole * per_byte], out[:whole])
@@ -183,7 +184,7 @@ def _check_padding(data, decoded, count, fmt, pad):
         last = data.size - 1
         value = f"{data[last]:#010b}" if fmt == "2bit" else f"{data[last]}"
         raise ValueError(f"final byte (offset {last}, value {value}) has padding other than {pad} "
-                         f"in its unused positions {count % _TRITS_PER_BYTE[fmt]}..{_TRITS_PER_BYTE[fmt] - 1}")
+                         f"in its unused positions {count % TRITS_PER_BYTE[fmt]}..{TRITS_PER_BYTE[fmt] - 1}")
 
 
 def unpack_2bit(data, count):

@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from .primitives import BlockRam
 from .ternary_matvec import TernaryMatVec, acc_width, output_layout
+from .trit_decoder import TRITS_PER_BYTE
 from .weight_memory import WeightMemory
 
 __all__ = ["MatvecEngine", "matvec_command_layout"]
@@ -64,7 +65,7 @@ class MatvecEngine(wiring.Component):
             raise ValueError(f"fmt must be 'base3' or '2bit', got {fmt!r}")
         if not isinstance(q_depth, int) or q_depth < 2:
             raise ValueError(f"q_depth must be an int ≥ 2, got {q_depth!r}")
-        self.rows, self.fmt, self.cols = rows, fmt, 5 if fmt == "base3" else 4
+        self.rows, self.fmt, self.cols = rows, fmt, TRITS_PER_BYTE[fmt]
         self.max_len, self.q_depth, self._impl = max_len, q_depth, impl
         self.array = TernaryMatVec(rows, self.cols, max_len, fmt=fmt)
         super().__init__({

@@ -14,10 +14,9 @@ from amaranth import *
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["TRITS_PER_BYTE", "trit_group_layout", "TritDecoder"]
+from ..host.packing import TRITS_PER_BYTE
 
-#: packing format → trits per byte
-TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
+__all__ = ["TRITS_PER_BYTE", "trit_group_layout", "TritDecoder"]
 
 
 def trit_group_layout(trits):

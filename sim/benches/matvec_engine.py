@@ -20,6 +20,7 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from mmfree.host.compiler import compile_model, matrix_words
 from mmfree.host.machine import matrix_from_words
 from mmfree.host.models import resolve_model
+from mmfree.host.packing import TRITS_PER_BYTE
 from mmfree.hw.ternary_matvec import acc_width, output_layout
 
 from . import params
@@ -27,7 +28,7 @@ from .streams import Sink, Source, reset
 
 P = params()
 ROWS, FMT, MAX_LEN, Q_DEPTH = P["rows"], P["fmt"], P["max_len"], P["q_depth"]
-COLS = 5 if FMT == "base3" else 4
+COLS = TRITS_PER_BYTE[FMT]
 WIDTH = acc_width(MAX_LEN)
 LAYOUT = output_layout(ROWS, WIDTH)
 TIMEOUT = {"timeout_time": 200, "timeout_unit": "ms"}
