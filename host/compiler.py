@@ -21,7 +21,7 @@ import numpy as np
 from .golden import Formats, GoldenModel
 from .isa import INSTRUCTION_BITS, Epilogue, Opcode, Slot, encode
 from .packing import TRITS_PER_BYTE, pack
-from .safetensors_io import SafetensorsFile, load_file, save_file
+from .safetensors_io import SafetensorsFile, save_file
 
 __all__ = ["CoreParams", "CORES", "FitError", "Program", "compile_model", "pack_words"]
 
@@ -117,14 +117,13 @@ class Program:
         """Read a program written by :meth:`save` (``ValueError`` for another file or version)."""
         with SafetensorsFile(path) as f:
             meta = f.metadata or {}
-        if meta.get("format") != "mmfree-program" or meta.get("version") != str(PROGRAM_VERSION):
-            raise ValueError(f"{path} is not an mmfree program of version {PROGRAM_VERSION}")
-        tensors = load_file(path)
+            if meta.get("format") != "mmfree-program" or meta.get("version") != str(PROGRAM_VERSION):
+                raise ValueError(f"{path} is not an mmfree program of version {PROGRAM_VERSION}")
+            image, code = f.get("image").copy(), f.get("instructions").tobytes()
         size = INSTRUCTION_BITS // 8
-        code = tensors["instructions"].tobytes()
         instructions = [int.from_bytes(code[i:i + size], "little") for i in range(0, len(code), size)]
         layout = {name: tuple(value) for name, value in json.loads(meta["layout"]).items()}
-        return cls(instructions, tensors["image"], CoreParams(**json.loads(meta["core"])),
+        return cls(instructions, image, CoreParams(**json.loads(meta["core"])),
                    Formats(**json.loads(meta["formats"])), layout)
 
     def memory_table(self):
