@@ -69,6 +69,25 @@ async def load(dut, port, items):
     getattr(dut, f"{port}we").value = 0
 
 
+async def load_weights(dut, words):
+    """Write image words (64-bit, :func:`matrix_words` order) into the weight memory, ``ROWS / 8`` to a word."""
+    rows = np.asarray(words).reshape(-1, ROWS // 8)
+    assert len(rows) <= 16384, "the bench's image must fit the weight memory"
+    await load(dut, "w_", enumerate(sum(int(w) << (64 * k) for k, w in enumerate(row)) for row in rows))
+
+
+async def load_q(dut, q):
+    """Write int8 activations (a multiple of ``COLS``) into the q buffer, ``COLS`` to a word, low column first."""
+    await load(dut, "q_", enumerate(sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(q[j:j + COLS]))
+                                    for j in range(0, len(q), COLS)))
+
+
+async def start(dut):
+    await reset(dut, sources=("cmd",), sinks=("o",))
+    for port in ("w_", "q_"):
+        getattr(dut, f"{port}we").value = 0
+
+
 async def idle(dut):
     while True:
         await ReadOnly()
@@ -81,27 +100,21 @@ async def idle(dut):
 @cocotb.test(**TIMEOUT)
 async def matrices_from_the_weight_image(dut):
     rng = np.random.default_rng(random.getrandbits(32))
-    await reset(dut, sources=("cmd",), sinks=("o",))
-    for port in ("w_", "q_"):
-        getattr(dut, f"{port}we").value = 0
+    await start(dut)
     ops = operations(rng)
     image, bases = [], []
     for trits, _ in ops:
         bases.append(sum(len(w) for w in image) // (ROWS // 8))
         image.append(matrix_words(trits.astype(np.int8), ROWS, FMT))
-    words = np.concatenate(image).reshape(-1, ROWS // 8)  # the image's 64-bit words, ROWS / 8 to a memory word
-    assert len(words) <= 16384, "the bench's image must fit the weight memory"
-    await load(dut, "w_", enumerate(sum(int(w) << (64 * k) for k, w in enumerate(row)) for row in words))
+    await load_weights(dut, np.concatenate(image))
     cmd, out = Source(dut, "cmd", dut.clk, p_gap=0.3), Sink(dut, "o", dut.clk, p_stall=0.3)
     acc_offset = LAYOUT["acc"].offset
     for index, ((trits, q), base) in enumerate(zip(ops, bases)):
         rows, cols = trits.shape
         groups, col_groups = -(-rows // ROWS), -(-cols // COLS)
         padded = np.concatenate([q, rng.integers(-128, 128, col_groups * COLS - cols)])  # junk × trit 0
-        q_words = [sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(padded[j * COLS:(j + 1) * COLS]))
-                   for j in range(col_groups)]
         await idle(dut)
-        await load(dut, "q_", enumerate(q_words))
+        await load_q(dut, padded)
         command = base | groups << 14 | col_groups << 30
         sent = cocotb.start_soon(cmd.send([command]))
         received = await out.receive(groups, max_cycles=20 * groups * col_groups + 100)
@@ -117,16 +130,12 @@ async def one_beat_per_cycle(dut):
     """Without back-pressure a matrix of G row groups × J column groups takes G·(J + 1) cycles plus the latency
     (the array's hand-off costs one cycle per row group)."""
     rng = np.random.default_rng(random.getrandbits(32))
-    await reset(dut, sources=("cmd",), sinks=("o",))
-    for port in ("w_", "q_"):
-        getattr(dut, f"{port}we").value = 0
+    await start(dut)
     groups, col_groups = 6, 9
     trits = rng.integers(-1, 2, (groups * ROWS, col_groups * COLS)).astype(np.int8)
     q = rng.integers(-128, 128, col_groups * COLS)
-    words = matrix_words(trits, ROWS, FMT).reshape(-1, ROWS // 8)
-    await load(dut, "w_", enumerate(sum(int(w) << (64 * k) for k, w in enumerate(row)) for row in words))
-    await load(dut, "q_", [(j, sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(q[j * COLS:(j + 1) * COLS])))
-                           for j in range(col_groups)])
+    await load_weights(dut, matrix_words(trits, ROWS, FMT))
+    await load_q(dut, q)
     cmd, out = Source(dut, "cmd", dut.clk), Sink(dut, "o", dut.clk)
     sent = cocotb.start_soon(cmd.send([groups << 14 | col_groups << 30]))
     received = await out.receive(groups)
