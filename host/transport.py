@@ -11,6 +11,7 @@ URLs:
   :func:`open_transport`'s ``virtual_boards``).
 """
 
+import contextlib
 import socket
 import urllib.parse
 
@@ -121,6 +122,7 @@ def open_transport(url, *, virtual_boards=None, progress=print):
     factory = (virtual_boards or {}).get(target)
     if factory is None:
         raise ValueError(f"no virtual board {target!r}; available: {', '.join(sorted(virtual_boards or {})) or 'none'}")
-    serving = factory().serve(progress=progress)
-    session = serving.__enter__()
-    return SocketTransport(session.connect(), on_close=lambda: serving.__exit__(None, None, None))
+    with contextlib.ExitStack() as stack:
+        session = stack.enter_context(factory().serve(progress=progress))
+        transport = SocketTransport(session.connect(), on_close=stack.pop_all().close)
+    return transport
