@@ -168,6 +168,8 @@ REGISTRY = [
         point("UP5K c=1", families=ICE40, acc_bits=16, cycles_per_element=1, impl="ice40"),
         point("UP5K c=2", families=ICE40, acc_bits=16, cycles_per_element=2, impl="ice40"),
         point("UP5K c=3", families=ICE40, acc_bits=16, cycles_per_element=3, impl="ice40"),
+        point("UP5K c=2 act24", families=ICE40, acc_bits=16, cycles_per_element=2, impl="ice40", act_bits=24,
+              act_frac=16),
         point("c=2 ecp5", families=ECP5, acc_bits=16, cycles_per_element=2, impl="ecp5"),
     ]),
     Unit("Mac16", "primitives:Mac16", [
