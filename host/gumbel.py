@@ -11,8 +11,8 @@ For temperature ``T > 0`` the device picks ``argmax_j ( y_j + G[r_j] )`` (the fi
   token; the seed sets it (0 is replaced by 1: an LFSR at 0 stays there).
 
 ``T = 0`` is greedy: the first maximum of ``acc``. The noise table has 256 entries, so the sampled distribution is
-softmax(logits / T) up to the table's quantization: over 100,000 draws from 12 tokens the frequencies were within
-0.002 of softmax at T = 0.5 and 1 (tests/test_gumbel.py checks 20,000 draws).
+softmax(logits / T) up to the table's quantization (tests/test_gumbel.py: 20,000 draws from 12 tokens at T = 0.5
+and 1 stay within 0.012 of softmax per token).
 """
 
 import numpy as np
