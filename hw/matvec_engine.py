@@ -10,7 +10,8 @@ memories hold their outputs (``cs``/``r_en`` low), so no skid buffer is needed. 
 previous one has issued its last read.
 
 While no command runs, the load ports write the weight memory (words) and the q buffer (words of ``C`` int8, low
-column first); the sequencer and the link use them.
+column first), and the read port reads the weight memory (``r_data`` is the word of the last cycle with ``r_en``,
+one cycle later, and holds otherwise); the sequencer and the link use them.
 """
 
 from amaranth import *
@@ -54,6 +55,9 @@ class MatvecEngine(wiring.Component):
         A command is running (reads not all issued, or beats not all taken by the array).
     w_addr, w_data, w_we : In
         Weight-memory load port (14-bit word address, ``8·rows``-bit word); only while not ``busy``.
+    r_addr, r_en : In; r_data : Out
+        Weight-memory read port, only while not ``busy`` and not writing (ignored while the memory holds a word for
+        the array); read latency 1.
     q_addr, q_data, q_we : In
         q-buffer load port (``8·cols``-bit word of int8, column ``c`` at bits ``8c … 8c + 7``).
     """
@@ -73,6 +77,7 @@ class MatvecEngine(wiring.Component):
             "o": Out(stream.Signature(output_layout(rows, acc_width(max_len)))),
             "busy": Out(1),
             "w_addr": In(14), "w_data": In(8 * rows), "w_we": In(1),
+            "r_addr": In(14), "r_en": In(1), "r_data": Out(8 * rows),
             "q_addr": In(range(q_depth)), "q_data": In(8 * self.cols), "q_we": In(1),
         })
 
@@ -100,9 +105,10 @@ class MatvecEngine(wiring.Component):
         m.d.comb += [
             self.busy.eq(running | beat | acts_valid),
             self.cmd.ready.eq(~running),
-            weights.cs.eq(issue | self.w_we),
+            weights.cs.eq(issue | self.w_we | self.r_en & ~running & ~beat),
             weights.we.eq(~running & self.w_we),
-            weights.addr.eq(Mux(running, addr, self.w_addr)),
+            weights.addr.eq(Mux(running, addr, Mux(self.w_we, self.w_addr, self.r_addr))),
+            self.r_data.eq(weights.rdata),
             weights.wdata.eq(self.w_data),
             q.r_en.eq(issue),
             q.r_addr.eq(col),

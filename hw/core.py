@@ -1,0 +1,804 @@
+"""The accelerator core: a sequencer that runs a compiled program (docs/isa.md) over the compute units.
+
+One ``RUN`` command runs the program once for a token id and answers with the argmax of the head's accumulators;
+the recurrent state stays in vector memory between commands until ``CLEAR``. The host loads the weight image and
+the program through the load ports while the core is idle and reads every vector memory back through the debug
+port. :class:`~mmfree.host.machine.Machine` is the instruction-level model the core equals bit for bit.
+
+This is the first, sequential form of the core: a BITLINEAR runs as passes over its input, one after another, then
+the scale chain, then the matvec with the epilogue in its drain.
+
+- *passes* stream a vector (a slot of vector memory, or a vector of the weight image) one element at a time through
+  a shared datapath: an optional floor shift, a product with a second operand (1, ``2^e`` or a vector of the image)
+  made on one ``Mac16`` over 15-bit limbs, an optional rounding or floor shift, into the reduction unit, the
+  quantizer (whose int8 outputs are packed into the q buffer) or a slot. Per BITLINEAR: ``max|v|`` (its shift ``k``),
+  ``max|v ⊙ c|``, the quantization with ``Σ (v ≫ k)²``, for a projection with two norms ``Σ u²`` of
+  ``u = ((v ≫ k) · pre) ≫ pre_shift`` and, when the first norm is over another slot, that slot's ``k`` and sum of
+  squares; for a FORGET epilogue the layer's ``1 − lb`` is copied into slot F.
+- the *scale chain*: a fixed sequence of scalar-unit operations (``SCALE_CHAIN``) from those sums to the output scale,
+  in the golden model's order of rounding (``Arithmetic.bitlinear``).
+- the *drain*: each row group's accumulators leave the matvec engine one by one into the vector unit with their
+  operands read from vector memory (or, for the head, into the reduction unit's argmax and the logits memory);
+  the vector unit's results are written back in order.
+
+EMBED streams the token's embedding row through the pass datapath (times ``2^e`` or rounded right by ``−e``,
+``e = exp + residual_frac``, saturated) into slot X.
+
+Vector memory: slots X (residual, ``residual_bits``), V (the vector unit's result width), G (accumulators), F
+(``1 − lb`` / ``1 − f``), the recurrent state (``state_bits`` × ``state_words``, layer ``l`` at ``l · H``) and the
+logits (accumulators), each a :class:`~mmfree.hw.primitives.BlockRam`.
+"""
+
+from amaranth import *
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..host.isa import INSTRUCTION_BITS, OPCODE_BITS, Epilogue, Opcode, Slot
+from .field_reader import FieldReader
+from .instruction import instruction_layout
+from .matvec_engine import MatvecEngine
+from .primitives import IMPLS, BlockRam, Mac16
+from .quantizer import Quantizer
+from .reduction import ReductionUnit
+from .scalar_unit import ScalarOp, ScalarUnit
+from .ternary_matvec import acc_width
+from .vector_unit import VectorOp, VectorUnit
+
+__all__ = ["CoreCommand", "CoreError", "Memory", "SCALE_CHAIN", "Core"]
+
+WORD_BITS = 64
+#: bits of a pass multiplier limb: every limb but the top one is unsigned and fits a signed 16-bit port
+LIMB = 15
+
+
+class CoreCommand(enum.Enum, shape=1):
+    RUN = 0    #: run the program for ``token``
+    CLEAR = 1  #: zero the recurrent state
+
+
+class CoreError(enum.Enum, shape=2):
+    NONE = 0
+    TOKEN = 1      #: the token id is not below the EMBED instruction's ``tokens``
+    NO_LOGITS = 2  #: the program ended without a LOGITS epilogue
+    OPCODE = 3     #: an undefined opcode
+
+
+class Memory(enum.Enum, shape=3):
+    """What the debug port reads."""
+    X = 0
+    V = 1
+    G = 2
+    F = 3
+    STATE = 4
+    LOGITS = 5
+
+
+#: the scale chain: (op, a, b, integer, power, destination) per scalar-unit command, in ``Arithmetic.bitlinear``'s
+#: order of rounding. ``sum_a``, ``two_ka`` and ``unit_first`` belong to the first norm's input (the ``first`` slot
+#: of a projection with two norms whose first norm is over another slot, else ``v``), ``sum_u`` and ``two_ku`` to
+#: the second norm's ``u``; a projection with one norm skips from ``"two norms"`` to ``"rsqrt"``.
+SCALE_CHAIN = [
+    (ScalarOp.FROM_INT, None, None, "sum_a", None, "t"),
+    (ScalarOp.MUL, "t", "inv_n", None, None, "t"),
+    (ScalarOp.MUL, "unit_first", "unit_first", None, None, "u"),
+    (ScalarOp.SCALE, "u", None, None, "two_ka", "u"),
+    (ScalarOp.MUL, "t", "u", None, None, "a"),
+    (ScalarOp.ADD, "a", "eps", None, None, "a"),           # A + ε: the denominator of one norm
+    (ScalarOp.MUL, "eps", "a", None, None, "a"),           # "two norms": ε·(A + ε)
+    (ScalarOp.FROM_INT, None, None, "sum_u", None, "t"),
+    (ScalarOp.MUL, "t", "inv_n", None, None, "t"),
+    (ScalarOp.MUL, "unit_src", "unit_src", None, None, "u"),
+    (ScalarOp.SCALE, "u", None, None, "two_ku", "u"),
+    (ScalarOp.MUL, "t", "u", None, None, "t"),
+    (ScalarOp.ADD, "t", "a", None, None, "a"),             # B + ε·(A + ε)
+    (ScalarOp.RSQRT, "a", None, None, None, "a"),          # "rsqrt"
+    (ScalarOp.FROM_INT, None, None, "max_p", None, "t"),
+    (ScalarOp.MUL, "constant", "t", None, None, "t"),
+    (ScalarOp.MUL, "t", "unit_src", None, None, "t"),
+    (ScalarOp.MUL, "t", "a", None, None, "s"),
+]
+_TWO_NORMS, _RSQRT = 6, 13
+
+
+class _Src(enum.Enum, shape=3):
+    X = 0
+    V = 1
+    G = 2
+    F = 3
+    FIELD = 4
+
+
+class _Factor(enum.Enum, shape=2):
+    ONE = 0
+    FIELD = 1
+    POW2 = 2
+
+
+class Core(wiring.Component):
+    """The core for a :class:`~mmfree.host.compiler.CoreParams` and the golden model's ``Formats``.
+
+    Parameters
+    ----------
+    params : CoreParams
+        ``rows``, ``trit_format``, ``max_vector``, ``state_words``, ``acc_bits``, ``program_instructions``
+        (``weight_words`` is the weight memory's 16 K words).
+    formats : Formats
+        The numeric formats (``mmfree.host.golden.Formats``).
+    cycles_per_element : int
+        The vector unit's.
+    impl : {"model", "ice40", "ecp5"} or None
+
+    Attributes
+    ----------
+    cmd : In(stream)
+        ``{op: CoreCommand, token: 16 bits}``, taken while idle.
+    res : Out(stream)
+        ``{token: the argmax, error: CoreError}``, one per RUN (CLEAR answers nothing).
+    busy : Out(1)
+    cycles : Out(32)
+        Cycles of the last RUN, from taking it to offering its result.
+    w_addr, w_data, w_we : In
+        Weight-image load port (64-bit words), while idle.
+    p_addr, p_data, p_we : In
+        Program load port: 64-bit word ``4·n + k`` is bits ``64k …`` of instruction ``n``; while idle.
+    d_sel, d_addr : In; d_data : Out
+        Debug read port (:class:`Memory`, element index; ``d_data`` one cycle later, sign-extended), while idle.
+    logit_mant, logit_exp : Out
+        The head's output scale after the last RUN.
+    """
+
+    def __init__(self, params, formats, *, cycles_per_element=2, impl=None):
+        if impl is not None and impl not in IMPLS:
+            raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
+        if params.rows != 8:
+            raise ValueError(f"the core's matvec engine reads one 64-bit word per cycle: rows must be 8, "
+                             f"not {params.rows}")
+        self.params, self.formats, self._impl = params, formats, impl
+        self.cycles_per_element = cycles_per_element
+        f = formats
+        self.vu = VectorUnit.from_formats(f, acc_bits=params.acc_bits, shift_bits=7,
+                                          cycles_per_element=cycles_per_element, impl=impl)
+        self.acc_bits = acc_width(params.max_vector)
+        self.widths = {_Src.X: f.residual_bits, _Src.V: self.vu.out_bits, _Src.G: self.acc_bits,
+                       _Src.F: f.gate_frac + 2}
+        #: the pass datapath's element and product widths
+        self.elem_bits = max(*self.widths.values(), f.embed_bits, f.const_bits + 1)
+        self.limbs = 1 + -(-(self.elem_bits - 16) // LIMB)
+        self.product_bits = self.elem_bits + 16
+        self.program_words = 4 * params.program_instructions
+        index = range(max(params.max_vector, params.state_words))
+        super().__init__({
+            "cmd": In(stream.Signature(data.StructLayout({"op": CoreCommand, "token": 16}))),
+            "res": Out(stream.Signature(data.StructLayout({"token": 16, "error": CoreError}))),
+            "busy": Out(1),
+            "cycles": Out(32),
+            "w_addr": In(14), "w_data": In(WORD_BITS), "w_we": In(1),
+            "p_addr": In(range(self.program_words)), "p_data": In(WORD_BITS), "p_we": In(1),
+            "d_sel": In(Memory), "d_addr": In(index), "d_data": Out(signed(WORD_BITS)),
+            "logit_mant": Out(f.scalar_bits), "logit_exp": Out(signed(16)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p, f = self.params, self.formats
+        impl = self._impl
+        H = p.max_vector
+
+        # -- units and memories ------------------------------------------------------------------------------
+        m.submodules.engine = engine = MatvecEngine(p.rows, p.trit_format, max_len=H, q_depth=-(-H // 5) + 1,
+                                                    impl=impl)
+        cols = engine.cols
+        m.submodules.vu = vu = self.vu
+        m.submodules.reduce = red = ReductionUnit(self.product_bits, max_len=max(H, 2), reduce_bits=f.reduce_bits,
+                                                  impl=impl)
+        m.submodules.quant = quant = Quantizer(self.product_bits, 1, quant_bits=f.quant_bits,
+                                               recip_bits=f.recip_bits)
+        m.submodules.scalar = scalar_unit = ScalarUnit(bits=f.scalar_bits, exp_bits=16, int_width=self.product_bits,
+                                                  recip_bits=f.recip_bits, impl=impl)
+        m.submodules.fields = fields = FieldReader((16, f.embed_bits))
+        m.submodules.mac = mac = Mac16(a_signed=True, b_signed=True, impl=impl)
+        m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
+        mems = {
+            Memory.X: BlockRam(width=self.widths[_Src.X], depth=H, impl=impl),
+            Memory.V: BlockRam(width=self.widths[_Src.V], depth=H, impl=impl),
+            Memory.G: BlockRam(width=self.widths[_Src.G], depth=H, impl=impl),
+            Memory.F: BlockRam(width=self.widths[_Src.F], depth=H, impl=impl),
+            Memory.STATE: BlockRam(width=f.state_bits, depth=p.state_words, impl=impl),
+            Memory.LOGITS: BlockRam(width=self.acc_bits, depth=H, impl=impl),
+        }
+        for name, mem in mems.items():
+            m.submodules[f"mem_{name.name.lower()}"] = mem
+            m.d.comb += mem.r_en.eq(0)
+
+        # image and program loads, field reads of the weight memory
+        m.d.comb += [
+            engine.w_addr.eq(self.w_addr), engine.w_data.eq(self.w_data), engine.w_we.eq(self.w_we),
+            program.w_addr.eq(self.p_addr), program.w_data.eq(self.p_data), program.w_en.eq(self.p_we),
+            engine.r_addr.eq(fields.mem_addr), engine.r_en.eq(fields.mem_en), fields.mem_data.eq(engine.r_data),
+        ]
+
+        # -- registers of the sequencer ------------------------------------------------------------------------
+        ir = Signal(INSTRUCTION_BITS)
+        bl = data.View(instruction_layout(Opcode.BITLINEAR), ir)
+        emb = data.View(instruction_layout(Opcode.EMBED), ir)
+        conf = data.View(instruction_layout(Opcode.CONFIG), ir)
+        opcode = ir[:OPCODE_BITS]
+        pc = Signal(range(p.program_instructions + 1))
+        fetch = Signal(range(5))
+        token = Signal(16)
+        error = Signal(CoreError)
+        argmax = Signal(16)
+        have_logits = Signal()
+        cycles = Signal(32)
+
+        scalar_layout = data.StructLayout({"mant": f.scalar_bits, "exp": signed(16)})
+        regs = {name: Signal(scalar_layout, name=f"scalar_{name}") for name in ("t", "u", "a", "s")}
+        eps, unit_x, unit_v, unit_g = (Signal(scalar_layout, name=n) for n in ("eps", "unit_x", "unit_v", "unit_g"))
+        residual_frac = Signal(signed(8))
+        k_v, k_f = Signal(8), Signal(8)
+        sum_v, sum_u, sum_f = (Signal(red.sum_bits, name=n) for n in ("sum_v", "sum_u", "sum_f"))
+        max_p = Signal(self.product_bits)
+        state_base = Signal(range(p.state_words + H))
+        row_addr = Signal(20)
+        mul_a, mul_b = Signal(20), Signal(16)      # shift-and-add products of addresses: mul_a · mul_b
+
+        two_norms = bl.has_pre
+        first_other = bl.has_pre & (bl.first != bl.src)
+        quant_cmd_shift = Signal.like(quant.cmd.payload.shift)
+        quant_cmd_recip = Signal.like(quant.cmd.payload.recip)
+
+        m.d.comb += self.cycles.eq(cycles)
+        logit_exp = Signal(signed(16))
+        m.d.comb += self.logit_exp.eq(logit_exp)
+        logit_mant = Signal(f.scalar_bits)
+        m.d.comb += self.logit_mant.eq(logit_mant)
+
+        # -- the pass datapath -----------------------------------------------------------------------------------
+        ps_src = Signal(_Src)
+        ps_factor = Signal(_Factor)
+        ps_pow = Signal(range(16))
+        ps_pre = Signal(8)             # floor shift of the element
+        ps_post = Signal(8)            # shift of the product
+        ps_round = Signal()            # … rounding (else floor)
+        ps_red = Signal(2)             # 0: none, 1: the element, 2: the product to the reduction unit
+        ps_red_shift = Signal(8)
+        ps_quant = Signal()
+        ps_write = Signal(2)           # 0: none, 1: slot X (saturated), 2: slot F
+        ps_count = Signal(range(max(H, p.state_words) + 1))
+        ps_t = Signal.like(ps_count)
+        elem = Signal(signed(self.elem_bits))
+        factor = Signal(signed(17))
+        step = Signal(range(self.limbs + 3))
+        product = Signal(signed(self.product_bits))
+        out = Signal(signed(self.product_bits))
+        red_pending, quant_pending = Signal(), Signal()
+
+        shifted = Signal(signed(self.elem_bits))
+        m.d.comb += shifted.eq(elem >> ps_pre)
+        limb = Signal(signed(16))
+        with m.Switch(step):
+            for k in range(self.limbs):
+                with m.Case(k):
+                    top = k == self.limbs - 1
+                    bits = shifted[LIMB * k:] if top else shifted[LIMB * k:LIMB * (k + 1)]
+                    m.d.comb += limb.eq(bits.as_signed() if top else Cat(bits, C(0, 1)).as_signed())
+        m.d.comb += [mac.a.eq(limb), mac.b.eq(factor), mac.en.eq(1)]
+
+        def sat(value, bits):
+            hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
+            return Mux(value > hi, hi, Mux(value < lo, lo, value))
+
+        half = Signal(signed(self.product_bits + 1))
+        m.d.comb += half.eq(Mux(ps_round, (C(1, self.product_bits + 1) << ps_post) >> 1, 0))
+        rounded = Signal(signed(self.product_bits))
+        m.d.comb += rounded.eq((product + half) >> ps_post)
+
+        # the reduction unit's input: from passes, or the head's accumulators in the drain
+        red_data = Signal(signed(self.product_bits))
+        red_last = Signal()
+        m.d.comb += [red.i.payload.data.eq(red_data), red.i.payload.last.eq(red_last)]
+
+        # the quantizer's int8 outputs, packed into q-buffer words
+        qword = Signal(8 * cols)
+        qbyte = Signal(range(cols))
+        qaddr = Signal(range(engine.q_depth))
+        q_done = Signal()
+        m.d.comb += [quant.o.ready.eq(1), engine.q_data.eq(qword), engine.q_addr.eq(qaddr)]
+        q_next = Signal(8 * cols)
+        with m.Switch(qbyte):
+            for k in range(cols):
+                with m.Case(k):
+                    m.d.comb += q_next.eq(Cat(qword[:8 * k], quant.o.payload.q[0], C(0, 8 * (cols - k - 1))))
+        write_q = Signal()
+        m.d.sync += write_q.eq(0)
+        with m.If(quant.o.valid):
+            m.d.sync += qword.eq(q_next)
+            with m.If((qbyte == cols - 1) | quant.o.payload.last):
+                m.d.sync += [write_q.eq(1), qbyte.eq(0), q_done.eq(quant.o.payload.last)]
+            with m.Else():
+                m.d.sync += qbyte.eq(qbyte + 1)
+        m.d.comb += engine.q_we.eq(write_q)
+        with m.If(write_q):
+            m.d.sync += qaddr.eq(qaddr + 1)
+
+        # -- the drain -----------------------------------------------------------------------------------------
+        epilogue = Signal(Epilogue)
+        m.d.comb += epilogue.eq(bl.epilogue)
+        beat = Signal(data.ArrayLayout(signed(self.acc_bits), p.rows))
+        beat_valid = Signal()
+        lane = Signal(range(p.rows))
+        row = Signal(16)
+        out_count = Signal(16)
+        el_valid = Signal()
+        el_acc = Signal(signed(self.acc_bits))
+        el_last = Signal()
+        el_glu_g = Signal()
+        vu_shift = Signal(signed(7))
+
+        scale_exp = regs["s"].exp
+        frac = Mux(epilogue == Epilogue.RESIDUAL, residual_frac, f.act_frac)
+        want_shift = Signal(signed(18))
+        m.d.comb += want_shift.eq(-(scale_exp + frac))
+        m.d.comb += vu_shift.eq(Mux(want_shift > 63, 63, Mux(want_shift < -64, -64, want_shift)))
+
+        vop = Signal(VectorOp)
+        with m.Switch(epilogue):
+            with m.Case(Epilogue.FORGET):
+                m.d.comb += vop.eq(VectorOp.FORGET)
+            with m.Case(Epilogue.STATE):
+                m.d.comb += vop.eq(VectorOp.STATE)
+            with m.Case(Epilogue.GATE):
+                m.d.comb += vop.eq(VectorOp.GATE)
+            with m.Case(Epilogue.RESIDUAL):
+                m.d.comb += vop.eq(VectorOp.RESIDUAL)
+            with m.Case(Epilogue.GLU):
+                m.d.comb += vop.eq(Mux(el_glu_g, VectorOp.GLU_G, VectorOp.GLU_U))
+        a_operand = Mux(epilogue == Epilogue.RESIDUAL, mems[Memory.X].r_data.as_signed(),
+                        mems[Memory.F].r_data.as_signed())
+        m.d.comb += [
+            vu.i.payload.op.eq(vop),
+            vu.i.payload.last.eq(el_last),
+            vu.i.payload.acc.eq(el_acc),
+            vu.i.payload.mant.eq(regs["s"].mant),
+            vu.i.payload.shift.eq(vu_shift),
+            vu.i.payload.a.eq(a_operand),
+            vu.i.payload.b.eq(mems[Memory.STATE].r_data.as_signed()),
+            vu.o.ready.eq(1),
+        ]
+        is_logits = epilogue == Epilogue.LOGITS
+        el_taken = el_valid & Mux(is_logits, red.i.ready, vu.i.ready)
+        expected = Mux(epilogue == Epilogue.GLU, bl.rows >> 1, Mux(is_logits, 0, bl.rows))
+
+        # -- the sequencer ---------------------------------------------------------------------------------------
+        ret = Signal(range(16))   # where a pass returns (an index into PASS_RETURNS)
+        chain = Signal(range(len(SCALE_CHAIN) + 1))
+
+        def start_pass(src, count, *, factor_=_Factor.ONE, pow_=0, pre=0, post=0, round_=0, red_sel=0,
+                       red_shift=0, quant_=0, write=0, back):
+            m.d.sync += [ps_src.eq(src), ps_count.eq(count), ps_t.eq(0), ps_factor.eq(factor_), ps_pow.eq(pow_),
+                         ps_pre.eq(pre), ps_post.eq(post), ps_round.eq(round_), ps_red.eq(red_sel),
+                         ps_red_shift.eq(red_shift), ps_quant.eq(quant_), ps_write.eq(write),
+                         ret.eq(PASS_RETURNS.index(back))]
+            m.next = "PASS_READ"
+
+        def start_fields(addr, count, wide=0, is_signed=1):
+            m.d.comb += [fields.start.valid.eq(1), fields.start.payload.addr.eq(addr),
+                         fields.start.payload.count.eq(count), fields.start.payload.width.eq(wide),
+                         fields.start.payload.signed.eq(is_signed)]
+
+        PASS_RETURNS = ["EMBED_DONE", "BL_A_DONE", "BL_B_DONE", "BL_C_DONE", "BL_D_DONE", "BL_E_DONE",
+                        "BL_F_DONE", "BL_AUX_DONE"]
+
+        def slot_src(slot):
+            return Mux(slot == Slot.X, _Src.X, Mux(slot == Slot.V, _Src.V, Mux(slot == Slot.G, _Src.G, _Src.F)))
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                for mem in mems.values():
+                    m.d.comb += [mem.r_addr.eq(self.d_addr), mem.r_en.eq(1)]
+                with m.If(self.cmd.valid):
+                    m.d.sync += [token.eq(self.cmd.payload.token), error.eq(CoreError.NONE), pc.eq(0),
+                                 fetch.eq(0), have_logits.eq(0), cycles.eq(0), ps_t.eq(0)]
+                    with m.If(self.cmd.payload.op == CoreCommand.CLEAR):
+                        m.next = "CLEAR"
+                    with m.Else():
+                        m.next = "FETCH"
+
+            with m.State("CLEAR"):
+                m.d.comb += [mems[Memory.STATE].w_addr.eq(ps_t), mems[Memory.STATE].w_data.eq(0),
+                             mems[Memory.STATE].w_en.eq(1)]
+                m.d.sync += ps_t.eq(ps_t + 1)
+                with m.If(ps_t == p.state_words - 1):
+                    m.next = "IDLE"
+
+            with m.State("FETCH"):
+                # four program words, read latency 1: addresses in cycles 0…3, data in cycles 1…4
+                m.d.comb += [program.r_addr.eq(Cat(fetch[:2], pc)), program.r_en.eq(1)]
+                with m.If(fetch != 0):
+                    m.d.sync += ir.eq(Cat(ir[WORD_BITS:], program.r_data))
+                m.d.sync += fetch.eq(fetch + 1)
+                with m.If(fetch == 4):
+                    m.d.sync += fetch.eq(0)
+                    m.next = "DECODE"
+
+            with m.State("DECODE"):
+                with m.Switch(opcode):
+                    with m.Case(Opcode.CONFIG):
+                        m.d.sync += [residual_frac.eq(conf.residual_frac),
+                                     eps.mant.eq(conf.eps_mant), eps.exp.eq(conf.eps_exp),
+                                     unit_x.mant.eq(conf.unit_mant), unit_x.exp.eq(conf.unit_exp)]
+                        m.next = "NEXT"
+                    with m.Case(Opcode.EMBED):
+                        with m.If(token >= emb.tokens):
+                            m.d.sync += error.eq(CoreError.TOKEN)
+                            m.next = "DONE"
+                        with m.Else():
+                            m.d.sync += [mul_a.eq(emb.row_words), mul_b.eq(token), row_addr.eq(emb.table)]
+                            m.next = "EMBED_ROW"
+                    with m.Case(Opcode.BITLINEAR):
+                        m.d.sync += [mul_a.eq(bl.rows), mul_b.eq(bl.layer), state_base.eq(0), qaddr.eq(0),
+                                     qbyte.eq(0), q_done.eq(0)]
+                        m.next = "BL_LAYER"
+                    with m.Case(Opcode.END):
+                        with m.If(~have_logits):
+                            m.d.sync += error.eq(CoreError.NO_LOGITS)
+                        m.next = "DONE"
+                    with m.Default():
+                        m.d.sync += error.eq(CoreError.OPCODE)
+                        m.next = "DONE"
+
+            with m.State("NEXT"):
+                m.d.sync += pc.eq(pc + 1)
+                with m.If(pc == p.program_instructions - 1):
+                    with m.If(~have_logits):
+                        m.d.sync += error.eq(CoreError.NO_LOGITS)
+                    m.next = "DONE"
+                with m.Else():
+                    m.next = "FETCH"
+
+            with m.State("DONE"):
+                m.d.comb += [self.res.valid.eq(1), self.res.payload.token.eq(argmax),
+                             self.res.payload.error.eq(error)]
+                with m.If(self.res.ready):
+                    m.next = "IDLE"
+
+            # -- EMBED: row address (shift-and-add), the exponent, then the row through the pass datapath ----
+            with m.State("EMBED_ROW"):
+                with m.If(mul_b == 0):
+                    m.next = "EMBED_EXP"
+                with m.Else():
+                    m.d.sync += [row_addr.eq(row_addr + Mux(mul_b[0], mul_a, 0)), mul_a.eq(mul_a << 1),
+                                 mul_b.eq(mul_b >> 1)]
+
+            with m.State("EMBED_EXP"):
+                start_fields(emb.exps + (token >> 2), token[:2] + 1)
+                with m.If(fields.start.ready):
+                    m.next = "EMBED_EXP_WAIT"
+
+            with m.State("EMBED_EXP_WAIT"):
+                m.d.comb += fields.o.ready.eq(1)
+                with m.If(fields.o.valid & fields.o.payload.last):
+                    e = Signal(signed(18))
+                    m.d.comb += e.eq(fields.o.payload.data + residual_frac)
+                    m.d.sync += [ps_pow.eq(Mux(e > 0, e, 0)), ps_post.eq(Mux(e < 0, -e, 0))]
+                    m.next = "EMBED_START"
+
+            with m.State("EMBED_START"):
+                start_fields(row_addr, emb.length, wide=1)
+                with m.If(fields.start.ready):
+                    start_pass(_Src.FIELD, emb.length, factor_=_Factor.POW2, pow_=ps_pow, post=ps_post, round_=1,
+                               write=1, back="EMBED_DONE")
+
+            with m.State("EMBED_DONE"):
+                m.next = "NEXT"
+
+            # -- BITLINEAR -----------------------------------------------------------------------------------
+            with m.State("BL_LAYER"):
+                with m.If(mul_b == 0):
+                    m.next = "BL_A"
+                with m.Else():
+                    m.d.sync += [state_base.eq(state_base + Mux(mul_b[0], mul_a, 0)), mul_a.eq(mul_a << 1),
+                                 mul_b.eq(mul_b >> 1)]
+
+            with m.State("BL_A"):      # max|v| and its shift k
+                start_pass(slot_src(bl.src), bl.cols, red_sel=1, back="BL_A_DONE")
+
+            with m.State("BL_A_DONE"):
+                m.d.comb += red.o.ready.eq(1)
+                with m.If(red.o.valid):
+                    m.d.sync += k_v.eq(red.o.payload.sq_shift)
+                    m.next = "BL_B"
+
+            with m.State("BL_B"):      # max|v ⊙ c|
+                start_fields(bl.consts, bl.cols)
+                with m.If(fields.start.ready):
+                    start_pass(slot_src(bl.src), bl.cols, factor_=_Factor.FIELD, red_sel=2, back="BL_B_DONE")
+
+            with m.State("BL_B_DONE"):
+                m.d.comb += red.o.ready.eq(1)
+                with m.If(red.o.valid):
+                    m.d.sync += max_p.eq(red.o.payload.max_abs)
+                    m.next = "BL_QUANT"
+
+            with m.State("BL_QUANT"):  # the quantizer's shift and reciprocal from max|p|
+                m.d.comb += [scalar_unit.i.valid.eq(1), scalar_unit.i.payload.op.eq(ScalarOp.QUANT),
+                             scalar_unit.i.payload.integer.eq(max_p), scalar_unit.o.ready.eq(1)]
+                with m.If(scalar_unit.o.valid):
+                    m.d.sync += [quant_cmd_shift.eq(scalar_unit.o.payload.value.exp),
+                                 quant_cmd_recip.eq(scalar_unit.o.payload.recip)]
+                    m.next = "BL_QCMD"
+
+            with m.State("BL_QCMD"):
+                m.d.comb += [quant.cmd.valid.eq(1), quant.cmd.payload.shift.eq(quant_cmd_shift),
+                             quant.cmd.payload.recip.eq(quant_cmd_recip)]
+                with m.If(quant.cmd.ready):
+                    m.next = "BL_C"
+
+            with m.State("BL_C"):      # q into the q buffer, Σ (v ≫ k)²
+                start_fields(bl.consts, bl.cols)
+                with m.If(fields.start.ready):
+                    start_pass(slot_src(bl.src), bl.cols, factor_=_Factor.FIELD, red_sel=1, red_shift=k_v,
+                               quant_=1, back="BL_C_DONE")
+
+            with m.State("BL_C_DONE"):
+                m.d.comb += red.o.ready.eq(q_done)
+                with m.If(red.o.valid & q_done):
+                    m.d.sync += sum_v.eq(red.o.payload.sum_sq)
+                    with m.If(two_norms):
+                        m.next = "BL_D"
+                    with m.Else():
+                        m.next = "BL_AUX"
+
+            with m.State("BL_D"):      # Σ u², u = ((v ≫ k) · pre) ≫ pre_shift
+                start_fields(bl.pre, bl.cols)
+                with m.If(fields.start.ready):
+                    start_pass(slot_src(bl.src), bl.cols, factor_=_Factor.FIELD, pre=k_v, post=bl.pre_shift,
+                               red_sel=2, back="BL_D_DONE")
+
+            with m.State("BL_D_DONE"):
+                m.d.comb += red.o.ready.eq(1)
+                with m.If(red.o.valid):
+                    m.d.sync += sum_u.eq(red.o.payload.sum_sq)
+                    with m.If(first_other):
+                        m.next = "BL_E"
+                    with m.Else():
+                        m.next = "BL_AUX"
+
+            with m.State("BL_E"):      # the first norm's slot: its shift …
+                start_pass(slot_src(bl.first), bl.cols, red_sel=1, back="BL_E_DONE")
+
+            with m.State("BL_E_DONE"):
+                m.d.comb += red.o.ready.eq(1)
+                with m.If(red.o.valid):
+                    m.d.sync += k_f.eq(red.o.payload.sq_shift)
+                    m.next = "BL_F"
+
+            with m.State("BL_F"):      # … and its sum of squares
+                start_pass(slot_src(bl.first), bl.cols, red_sel=1, red_shift=k_f, back="BL_F_DONE")
+
+            with m.State("BL_F_DONE"):
+                m.d.comb += red.o.ready.eq(1)
+                with m.If(red.o.valid):
+                    m.d.sync += sum_f.eq(red.o.payload.sum_sq)
+                    m.next = "BL_AUX"
+
+            with m.State("BL_AUX"):    # FORGET: the layer's 1 − lb into slot F
+                with m.If(epilogue == Epilogue.FORGET):
+                    start_fields(bl.aux, bl.rows, is_signed=0)
+                    with m.If(fields.start.ready):
+                        start_pass(_Src.FIELD, bl.rows, write=2, back="BL_AUX_DONE")
+                with m.Else():
+                    m.d.sync += chain.eq(0)
+                    m.next = "BL_CHAIN"
+
+            with m.State("BL_AUX_DONE"):
+                m.d.sync += chain.eq(0)
+                m.next = "BL_CHAIN"
+
+            with m.State("BL_CHAIN"):  # the scale chain on the scalar unit
+                def unit_of(slot):
+                    return Mux(slot == Slot.X, unit_x.as_value(), Mux(slot == Slot.V, unit_v.as_value(),
+                                                                     unit_g.as_value()))
+
+                def scalar(name):
+                    value = Signal(scalar_layout, name=name)
+                    m.d.comb += [value.mant.eq(bl[f"{name}_mant"]), value.exp.eq(bl[f"{name}_exp"])]
+                    return value
+
+                operands = {**regs, "eps": eps, "unit_src": unit_of(bl.src),
+                            "unit_first": Mux(first_other, unit_of(bl.first), unit_of(bl.src)),
+                            "inv_n": scalar("inv_n"), "constant": scalar("constant")}
+                integers = {"sum_a": Mux(first_other, sum_f, sum_v), "sum_u": sum_u, "max_p": max_p}
+                powers = {"two_ka": Mux(first_other, k_f, k_v) << 1,
+                          "two_ku": (k_v + bl.pre_shift + bl.pre_exp) << 1}
+                self._scale_chain(m, scalar_unit, chain, regs, operands, integers, powers, two_norms)
+                with m.If(chain == len(SCALE_CHAIN)):
+                    m.next = "BL_MATVEC"
+
+            with m.State("BL_MATVEC"):
+                m.d.comb += [engine.cmd.valid.eq(1), engine.cmd.payload.base.eq(bl.weights),
+                             engine.cmd.payload.row_groups.eq((bl.rows + p.rows - 1) >> 3),
+                             engine.cmd.payload.col_groups.eq((bl.cols + cols - 1) // cols)]
+                with m.If(engine.cmd.ready):
+                    m.d.sync += [row.eq(0), lane.eq(0), out_count.eq(0), beat_valid.eq(0), el_valid.eq(0)]
+                    m.next = "BL_DRAIN"
+
+            with m.State("BL_DRAIN"):
+                self._drain(m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, row, out_count,
+                            el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data,
+                            red_last)
+                done = (row == bl.rows) & ~el_valid & (out_count == expected)
+                with m.If(done):
+                    with m.Switch(epilogue):
+                        with m.Case(Epilogue.GATE):
+                            m.d.sync += [unit_g.eq(regs["s"]), unit_v.mant.eq(regs["s"].mant),
+                                         unit_v.exp.eq(Mux(regs["s"].mant != 0,
+                                                           regs["s"].exp + (f.gated_shift - f.state_frac), 0))]
+                        with m.Case(Epilogue.GLU):
+                            m.d.sync += [unit_v.mant.eq(regs["s"].mant),
+                                         unit_v.exp.eq(Mux(regs["s"].mant != 0,
+                                                           regs["s"].exp + (f.glu_shift - f.act_frac), 0))]
+                    with m.If(is_logits):
+                        m.next = "BL_ARGMAX"
+                    with m.Else():
+                        m.next = "NEXT"
+
+            with m.State("BL_ARGMAX"):
+                m.d.comb += red.o.ready.eq(1)
+                with m.If(red.o.valid):
+                    m.d.sync += [argmax.eq(red.o.payload.argmax), have_logits.eq(1),
+                                 logit_mant.eq(regs["s"].mant), logit_exp.eq(regs["s"].exp)]
+                    m.next = "NEXT"
+
+            # -- a pass: one element at a time ---------------------------------------------------------------
+            with m.State("PASS_READ"):
+                for slot, memory in ((_Src.X, Memory.X), (_Src.V, Memory.V), (_Src.G, Memory.G),
+                                     (_Src.F, Memory.F)):
+                    m.d.comb += [mems[memory].r_addr.eq(ps_t), mems[memory].r_en.eq(ps_src == slot)]
+                m.next = "PASS_LOAD"
+
+            with m.State("PASS_LOAD"):
+                need_field = (ps_src == _Src.FIELD) | (ps_factor == _Factor.FIELD)
+                m.d.comb += fields.o.ready.eq(need_field)
+                with m.If(~need_field | fields.o.valid):
+                    with m.Switch(ps_src):
+                        for slot, memory in ((_Src.X, Memory.X), (_Src.V, Memory.V), (_Src.G, Memory.G),
+                                             (_Src.F, Memory.F)):
+                            with m.Case(slot):
+                                m.d.sync += elem.eq(mems[memory].r_data.as_signed())
+                        with m.Case(_Src.FIELD):
+                            m.d.sync += elem.eq(fields.o.payload.data)
+                    with m.Switch(ps_factor):
+                        with m.Case(_Factor.ONE):
+                            m.d.sync += factor.eq(1)
+                        with m.Case(_Factor.FIELD):
+                            m.d.sync += factor.eq(fields.o.payload.data)
+                        with m.Case(_Factor.POW2):
+                            m.d.sync += factor.eq(C(1, 17) << ps_pow)
+                    m.d.sync += [step.eq(0), product.eq(0)]
+                    m.next = "PASS_MUL"
+
+            with m.State("PASS_MUL"):
+                # limb k is at the multiplier's input in step k, its product at the output in step k + 2
+                m.d.sync += step.eq(step + 1)
+                with m.Switch(step):
+                    for k in range(self.limbs):
+                        with m.Case(k + 2):
+                            m.d.sync += product.eq(product + (mac.o << (LIMB * k)))
+                with m.If(step == self.limbs + 1):
+                    m.next = "PASS_SHIFT"
+
+            with m.State("PASS_SHIFT"):
+                m.d.sync += [out.eq(rounded), red_pending.eq(ps_red != 0), quant_pending.eq(ps_quant)]
+                m.next = "PASS_SINK"
+
+            with m.State("PASS_SINK"):
+                last = ps_t == ps_count - 1
+                m.d.comb += [red.i.valid.eq(red_pending), red_data.eq(Mux(ps_red == 2, out, shifted)),
+                             red.i.payload.shift.eq(ps_red_shift), red_last.eq(last),
+                             quant.i.valid.eq(quant_pending), quant.i.payload.p[0].eq(out),
+                             quant.i.payload.last.eq(last)]
+                with m.If(red.i.ready):
+                    m.d.sync += red_pending.eq(0)
+                with m.If(quant.i.ready):
+                    m.d.sync += quant_pending.eq(0)
+                with m.If((~red_pending | red.i.ready) & (~quant_pending | quant.i.ready)):
+                    with m.Switch(ps_write):
+                        with m.Case(1):
+                            m.d.comb += [mems[Memory.X].w_addr.eq(ps_t), mems[Memory.X].w_en.eq(1),
+                                         mems[Memory.X].w_data.eq(sat(out, f.residual_bits))]
+                        with m.Case(2):
+                            m.d.comb += [mems[Memory.F].w_addr.eq(ps_t), mems[Memory.F].w_en.eq(1),
+                                         mems[Memory.F].w_data.eq(out)]
+                    m.d.sync += ps_t.eq(ps_t + 1)
+                    with m.If(last):
+                        m.next = "PASS_RETURN"
+                    with m.Else():
+                        m.next = "PASS_READ"
+
+            with m.State("PASS_RETURN"):
+                with m.Switch(ret):
+                    for index, name in enumerate(PASS_RETURNS):
+                        with m.Case(index):
+                            m.next = name
+
+        quant_cmd_shift = Signal.like(quant.cmd.payload.shift)
+        quant_cmd_recip = Signal.like(quant.cmd.payload.recip)
+
+        with m.If(~self.cmd.ready):
+            m.d.sync += cycles.eq(cycles + 1)
+        m.d.comb += self.busy.eq(~self.cmd.ready)
+
+        # the debug port: the memory read in the last idle cycle, sign-extended
+        d_sel = Signal(Memory)
+        m.d.sync += d_sel.eq(self.d_sel)
+        with m.Switch(d_sel):
+            for name, mem in mems.items():
+                with m.Case(name):
+                    m.d.comb += self.d_data.eq(mem.r_data.as_signed())
+        return m
+
+    @staticmethod
+    def _scale_chain(m, scalar, chain, regs, operands, integers, powers, two_norms):
+        """Step ``chain`` of :data:`SCALE_CHAIN`: offer its command, store its result, go on."""
+        with m.Switch(chain):
+            for index, (op, a, b, integer, power, dest) in enumerate(SCALE_CHAIN):
+                with m.Case(index):
+                    command = scalar.i.payload
+                    m.d.comb += [scalar.i.valid.eq(1), command.op.eq(op), scalar.o.ready.eq(1)]
+                    if a is not None:
+                        m.d.comb += command.a.eq(operands[a])
+                    if b is not None:
+                        m.d.comb += command.b.eq(operands[b])
+                    if integer is not None:
+                        m.d.comb += command.integer.eq(integers[integer])
+                    if power is not None:
+                        m.d.comb += command.power.eq(powers[power])
+                    with m.If(scalar.o.valid):
+                        m.d.sync += regs[dest].eq(scalar.o.payload.value)
+                        following = index + 1
+                        if following == _TWO_NORMS:
+                            following = Mux(two_norms, _TWO_NORMS, _RSQRT)
+                        m.d.sync += chain.eq(following)
+
+    def _drain(self, m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, row, out_count, el_valid,
+               el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last):
+        """The drain of a BITLINEAR: row groups from the matvec engine, elements into the vector unit (or, for the
+        head, the reduction unit and the logits memory), results into vector memory."""
+        rows = self.params.rows
+        m.d.comb += engine.o.ready.eq(~beat_valid)
+        with m.If(engine.o.valid & ~beat_valid):
+            m.d.sync += [beat.eq(engine.o.payload.acc), beat_valid.eq(1), lane.eq(0)]
+
+        acc = beat[lane]
+        issue = beat_valid & (~el_valid | el_taken)
+        for memory, address in ((Memory.X, row), (Memory.F, row), (Memory.STATE, state_base + row)):
+            m.d.comb += [mems[memory].r_addr.eq(address), mems[memory].r_en.eq(issue)]
+        with m.If(issue):
+            m.d.sync += [el_valid.eq(1), el_acc.eq(acc), el_last.eq(row == bl.rows - 1), el_glu_g.eq(~row[0]),
+                         row.eq(row + 1), lane.eq(lane + 1)]
+            with m.If((lane == rows - 1) | (row == bl.rows - 1)):
+                m.d.sync += beat_valid.eq(0)
+            with m.If(epilogue == Epilogue.GATE):
+                m.d.comb += [mems[Memory.G].w_addr.eq(row), mems[Memory.G].w_data.eq(acc),
+                             mems[Memory.G].w_en.eq(1)]
+            with m.If(is_logits):
+                m.d.comb += [mems[Memory.LOGITS].w_addr.eq(row), mems[Memory.LOGITS].w_data.eq(acc),
+                             mems[Memory.LOGITS].w_en.eq(1)]
+        with m.Elif(el_taken):
+            m.d.sync += el_valid.eq(0)
+
+        m.d.comb += [vu.i.valid.eq(el_valid & ~is_logits), red.i.valid.eq(el_valid & is_logits),
+                     red_data.eq(el_acc), red_last.eq(el_last), red.i.payload.shift.eq(0)]
+
+        data = vu.o.payload.data
+        with m.If(vu.o.valid):
+            m.d.sync += out_count.eq(out_count + 1)
+            with m.Switch(epilogue):
+                for kind, memory, base in ((Epilogue.FORGET, Memory.F, 0), (Epilogue.STATE, Memory.STATE, state_base),
+                                           (Epilogue.GATE, Memory.V, 0), (Epilogue.RESIDUAL, Memory.X, 0),
+                                           (Epilogue.GLU, Memory.V, 0)):
+                    with m.Case(kind):
+                        m.d.comb += [mems[memory].w_addr.eq(base + out_count), mems[memory].w_data.eq(data),
+                                     mems[memory].w_en.eq(1)]
