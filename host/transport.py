@@ -8,20 +8,23 @@ URLs:
 - ``/dev/ttyUSB1``, ``COM3``, ``serial:///dev/ttyUSB1?baud=3000000``: a serial port (pyserial), 3 Mbaud by default;
 - ``socket://host:port``: a TCP connection (a virtual board started elsewhere, or a bridge to a board);
 - ``sim://<board>``: the board's virtual board, built if needed and started for this connection (see
-  :func:`open_transport`'s ``virtual_boards``).
+  :func:`open_transport`'s ``virtual_boards``);
+- ``golden://`` or ``golden://<core>``: the golden device (:mod:`mmfree.host.golden_device`) in this process, behind
+  the link's device model, with the core parameters of ``CORES[<core>]`` (default ``icebreaker``).
 """
 
 import contextlib
 import socket
 import urllib.parse
 
-__all__ = ["DEFAULT_BAUD", "SerialTransport", "SocketTransport", "open_transport", "parse_url"]
+__all__ = ["DEFAULT_BAUD", "SerialTransport", "SocketTransport", "InProcessTransport", "open_transport", "parse_url"]
 
 DEFAULT_BAUD = 3_000_000
 
 
 def parse_url(url):
-    """``(kind, target, options)``: kind ``"serial"``, ``"socket"`` or ``"sim"``; ``ValueError`` for anything else."""
+    """``(kind, target, options)``: kind ``"serial"``, ``"socket"``, ``"sim"`` or ``"golden"``; ``ValueError`` for
+    anything else."""
     if not isinstance(url, str) or not url:
         raise ValueError(f"a device URL is a non-empty string, not {url!r}")
     if "://" not in url:
@@ -41,8 +44,10 @@ def parse_url(url):
         if not parsed.netloc:
             raise ValueError(f"a virtual board URL names a board, e.g. sim://icebreaker, not {url!r}")
         return "sim", parsed.netloc, options
+    if parsed.scheme == "golden":
+        return "golden", parsed.netloc or "icebreaker", {}
     raise ValueError(f"unknown device URL scheme {parsed.scheme!r} in {url!r}: use a serial port path, "
-                     "serial://, socket://host:port or sim://<board>")
+                     "serial://, socket://host:port, sim://<board> or golden://")
 
 
 class SocketTransport:
@@ -108,6 +113,39 @@ class SerialTransport:
         self.close()
 
 
+class InProcessTransport:
+    """A device in this process: ``device`` is a :class:`~mmfree.host.link.DeviceModel` (its handler is the layer
+    above). The device answers within :meth:`write`; :meth:`read` returns what it sent and never waits. A read that
+    finds nothing lets the device's inter-byte timeout expire (the line was quiet)."""
+
+    def __init__(self, device):
+        self.device = device
+        self._queue = bytearray()
+
+    def _deliver(self, outputs):
+        for frame, _ in outputs:
+            self._queue += frame.encode()
+
+    def write(self, data):
+        self._deliver(self.device.feed(data))
+
+    def read(self, count, timeout):
+        if not self._queue:
+            self._deliver(self.device.timeout())
+        data = bytes(self._queue[:count])
+        del self._queue[:count]
+        return data
+
+    def close(self):
+        self._queue.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def open_transport(url, *, virtual_boards=None, progress=print):
     """Open the transport ``url`` names.
 
@@ -119,6 +157,14 @@ def open_transport(url, *, virtual_boards=None, progress=print):
         return SerialTransport(target, options["baud"])
     if kind == "socket":
         return SocketTransport.connect(*target)
+    if kind == "golden":
+        from .compiler import CORES
+        from .golden_device import GoldenDevice
+        from .link import DeviceModel
+
+        if target not in CORES:
+            raise ValueError(f"no core {target!r} for golden://; known: {', '.join(sorted(CORES))}")
+        return InProcessTransport(DeviceModel(handler=GoldenDevice(CORES[target]).handle))
     factory = (virtual_boards or {}).get(target)
     if factory is None:
         raise ValueError(f"no virtual board {target!r}; available: {', '.join(sorted(virtual_boards or {})) or 'none'}")
