@@ -64,13 +64,16 @@ class CoreError(enum.Enum, shape=2):
 
 
 class Memory(enum.Enum, shape=3):
-    """What the debug port reads."""
+    """What the debug port reads: vector memories (elements, sign-extended), the weight image and the program
+    (64-bit words, raw)."""
     X = 0
     V = 1
     G = 2
     F = 3
     STATE = 4
     LOGITS = 5
+    IMAGE = 6
+    PROGRAM = 7
 
 
 #: the scale chain: (op, a, b, integer, power, destination) per scalar-unit command, in ``Arithmetic.bitlinear``'s
@@ -142,7 +145,7 @@ class Core(wiring.Component):
     p_addr, p_data, p_we : In
         Program load port: 64-bit word ``4·n + k`` is bits ``64k …`` of instruction ``n``; while idle.
     d_sel, d_addr : In; d_data : Out
-        Debug read port (:class:`Memory`, element index; ``d_data`` one cycle later, sign-extended), while idle.
+        Debug read port (:class:`Memory`, element or word index; ``d_data`` one cycle later), while idle.
     logit_mant, logit_exp : Out
         The head's output scale after the last RUN.
     """
@@ -166,7 +169,7 @@ class Core(wiring.Component):
         self.limbs = 1 + -(-(self.elem_bits - 16) // LIMB)
         self.product_bits = self.elem_bits + 16
         self.program_words = 4 * params.program_instructions
-        index = range(max(params.max_vector, params.state_words))
+        index = range(max(params.max_vector, params.state_words, self.program_words, 1 << 14))
         super().__init__({
             "cmd": In(stream.Signature(data.StructLayout({"op": CoreCommand, "token": 16}))),
             "res": Out(stream.Signature(data.StructLayout({"token": 16, "error": CoreError}))),
@@ -395,8 +398,9 @@ class Core(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
-                for mem in mems.values():
+                for mem in (*mems.values(), program):
                     m.d.comb += [mem.r_addr.eq(self.d_addr), mem.r_en.eq(1)]
+                m.d.comb += [engine.r_addr.eq(self.d_addr), engine.r_en.eq(self.d_sel == Memory.IMAGE)]
                 with m.If(self.cmd.valid):
                     m.d.sync += [token.eq(self.cmd.payload.token), error.eq(CoreError.NONE), pc.eq(0),
                                  fetch.eq(0), have_logits.eq(0), cycles.eq(0), ps_t.eq(0)]
@@ -737,6 +741,10 @@ class Core(wiring.Component):
             for name, mem in mems.items():
                 with m.Case(name):
                     m.d.comb += self.d_data.eq(mem.r_data.as_signed())
+            with m.Case(Memory.IMAGE):
+                m.d.comb += self.d_data.eq(engine.r_data)
+            with m.Case(Memory.PROGRAM):
+                m.d.comb += self.d_data.eq(program.r_data)
         return m
 
     @staticmethod

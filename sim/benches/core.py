@@ -39,8 +39,8 @@ async def write_port(dut, prefix, words):
     getattr(dut, f"{prefix}we").value = 0
 
 
-async def read_memory(dut, memory, count):
-    """``count`` elements of a vector memory through the debug port (signed ints)."""
+async def read_memory(dut, memory, count, signed=True):
+    """``count`` elements (signed) or words (unsigned) of a memory through the debug port."""
     values = []
     dut.d_sel.value = memory.value
     dut.d_addr.value = 0
@@ -48,9 +48,10 @@ async def read_memory(dut, memory, count):
         await RisingEdge(dut.clk)               # the element of `address` is read at this edge
         dut.d_addr.value = address + 1
         await ReadOnly()
-        values.append(dut.d_data.value.to_signed())
+        value = dut.d_data.value
+        values.append(value.to_signed() if signed else value.to_unsigned())
     await RisingEdge(dut.clk)
-    return np.array(values, dtype=np.int64)
+    return values
 
 
 async def idle(dut):
@@ -64,7 +65,9 @@ async def idle(dut):
 
 
 def expect(name, got, want):
-    want = np.asarray(want, dtype=np.int64).reshape(-1)
+    """Python ints ``got`` equal ``want`` element by element."""
+    got = np.array(got, dtype=object)
+    want = np.array([int(w) for w in (want.reshape(-1) if isinstance(want, np.ndarray) else want)], dtype=object)
     assert len(got) == len(want), f"{name}: {len(got)} elements read, {len(want)} expected"
     wrong = np.flatnonzero(got != want)
     assert not len(wrong), (f"{name}: {len(wrong)} of {len(want)} elements differ, first at {wrong[0]}: "
@@ -86,6 +89,8 @@ async def program_runs_bit_exact(dut):
     await write_port(dut, "w_", program.image)
     code = [(word >> (64 * k)) & WORD_MASK for word in program.instructions for k in range(INSTRUCTION_BITS // 64)]
     await write_port(dut, "p_", code)
+    expect("image read back", await read_memory(dut, Memory.IMAGE, len(program.image), signed=False), program.image)
+    expect("program read back", await read_memory(dut, Memory.PROGRAM, len(code), signed=False), code)
     await cmd.send([CoreCommand.CLEAR.value])
     await idle(dut)
 
