@@ -11,10 +11,11 @@ the scale chain, then the matvec with the epilogue in its drain.
 - *passes* stream a vector (a slot of vector memory, or a vector of the weight image) one element at a time through
   a shared datapath: an optional floor shift, a product with a second operand (1, ``2^e`` or a vector of the image)
   made on one ``Mac16`` over 15-bit limbs, an optional rounding or floor shift, into the reduction unit, the
-  quantizer (whose int8 outputs are packed into the q buffer) or a slot. Per BITLINEAR: ``max|v|`` (its shift ``k``),
-  ``max|v ⊙ c|``, the quantization with ``Σ (v ≫ k)²``, for a projection with two norms ``Σ u²`` of
-  ``u = ((v ≫ k) · pre) ≫ pre_shift`` and, when the first norm is over another slot, that slot's ``k`` and sum of
-  squares; for a FORGET epilogue the layer's ``1 − lb`` is copied into slot F.
+  quantizer (whose int8 outputs are packed into the q buffer) or a slot. Per BITLINEAR: ``max|v ⊙ c|``, the
+  quantization with ``Σ (v ≫ k)²``, for a projection with two norms ``Σ u²`` of ``u = ((v ≫ k) · pre) ≫ pre_shift``
+  and, when the first norm is over another slot, that slot's sum of squares; for a FORGET epilogue the layer's
+  ``1 − lb`` is copied into slot F. The shifts ``k`` need no pass: every write of slots X, V and G keeps the
+  vector's ``max|x|``.
 - the *scale chain*: a fixed sequence of scalar-unit operations (``SCALE_CHAIN``) from those sums to the output scale,
   in the golden model's order of rounding (``Arithmetic.bitlinear``).
 - the *drain*: each row group's accumulators leave the matvec engine one by one into the vector unit with their
@@ -239,6 +240,9 @@ class Core(wiring.Component):
         eps, unit_x, unit_v, unit_g = (Signal(scalar_layout, name=n) for n in ("eps", "unit_x", "unit_v", "unit_g"))
         residual_frac = Signal(signed(8))
         k_v, k_f = Signal(8), Signal(8)
+        # max|x| of each slot's vector, kept as it is written: the shift k of its sum of squares needs no pass
+        peaks = {slot: Signal(self.widths[slot], name=f"peak_{slot.name.lower()}") for slot in (_Src.X, _Src.V, _Src.G)}
+        scan = Signal(max(self.widths.values()))   # a peak shifted right until it fits reduce_bits − 1 bits
         sum_v, sum_u, sum_f = (Signal(red.sum_bits, name=n) for n in ("sum_v", "sum_u", "sum_f"))
         max_p = Signal(self.product_bits)
         state_base = Signal(range(p.state_words + H))
@@ -389,8 +393,15 @@ class Core(wiring.Component):
                          fields.start.payload.count.eq(count), fields.start.payload.width.eq(wide),
                          fields.start.payload.signed.eq(is_signed)]
 
-        PASS_RETURNS = ["EMBED_DONE", "BL_A_DONE", "BL_B_DONE", "BL_C_DONE", "BL_D_DONE", "BL_E_DONE",
-                        "BL_F_DONE", "BL_AUX_DONE"]
+        PASS_RETURNS = ["EMBED_DONE", "BL_B_DONE", "BL_C_DONE", "BL_D_DONE", "BL_F_DONE", "BL_AUX_DONE"]
+
+        def peak_of(slot):
+            return Mux(slot == Slot.X, peaks[_Src.X], Mux(slot == Slot.V, peaks[_Src.V], peaks[_Src.G]))
+
+        def track(src, value, first):
+            """Keep max|value| over the writes of a slot's vector (``first`` marks its first element)."""
+            magnitude = Mux(value < 0, -value, value)
+            m.d.sync += peaks[src].eq(Mux(first | (magnitude > peaks[src]), magnitude, peaks[src]))
 
         def slot_src(slot):
             return Mux(slot == Slot.X, _Src.X, Mux(slot == Slot.V, _Src.V, Mux(slot == Slot.G, _Src.G, _Src.F)))
@@ -500,18 +511,23 @@ class Core(wiring.Component):
             # -- BITLINEAR -----------------------------------------------------------------------------------
             with m.State("BL_LAYER"):
                 with m.If(mul_b == 0):
-                    m.next = "BL_A"
+                    m.d.sync += [scan.eq(peak_of(bl.src)), k_v.eq(0)]
+                    m.next = "BL_K"
                 with m.Else():
                     m.d.sync += [state_base.eq(state_base + Mux(mul_b[0], mul_a, 0)), mul_a.eq(mul_a << 1),
                                  mul_b.eq(mul_b >> 1)]
 
-            with m.State("BL_A"):      # max|v| and its shift k
-                start_pass(slot_src(bl.src), bl.cols, red_sel=1, back="BL_A_DONE")
+            with m.State("BL_K"):      # k = max(0, bitlen(max|v|) − (reduce_bits − 1)), and the first slot's
+                with m.If(scan >> (f.reduce_bits - 1) != 0):
+                    m.d.sync += [scan.eq(scan >> 1), k_v.eq(k_v + 1)]
+                with m.Else():
+                    m.d.sync += [scan.eq(peak_of(bl.first)), k_f.eq(0)]
+                    m.next = "BL_K_FIRST"
 
-            with m.State("BL_A_DONE"):
-                m.d.comb += red.o.ready.eq(1)
-                with m.If(red.o.valid):
-                    m.d.sync += k_v.eq(red.o.payload.sq_shift)
+            with m.State("BL_K_FIRST"):
+                with m.If(scan >> (f.reduce_bits - 1) != 0):
+                    m.d.sync += [scan.eq(scan >> 1), k_f.eq(k_f + 1)]
+                with m.Else():
                     m.next = "BL_B"
 
             with m.State("BL_B"):      # max|v ⊙ c|
@@ -565,20 +581,11 @@ class Core(wiring.Component):
                 with m.If(red.o.valid):
                     m.d.sync += sum_u.eq(red.o.payload.sum_sq)
                     with m.If(first_other):
-                        m.next = "BL_E"
+                        m.next = "BL_F"
                     with m.Else():
                         m.next = "BL_AUX"
 
-            with m.State("BL_E"):      # the first norm's slot: its shift …
-                start_pass(slot_src(bl.first), bl.cols, red_sel=1, back="BL_E_DONE")
-
-            with m.State("BL_E_DONE"):
-                m.d.comb += red.o.ready.eq(1)
-                with m.If(red.o.valid):
-                    m.d.sync += k_f.eq(red.o.payload.sq_shift)
-                    m.next = "BL_F"
-
-            with m.State("BL_F"):      # … and its sum of squares
+            with m.State("BL_F"):      # the first norm's slot: its sum of squares
                 start_pass(slot_src(bl.first), bl.cols, red_sel=1, red_shift=k_f, back="BL_F_DONE")
 
             with m.State("BL_F_DONE"):
@@ -631,7 +638,7 @@ class Core(wiring.Component):
             with m.State("BL_DRAIN"):
                 self._drain(m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, row, out_count,
                             el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data,
-                            red_last)
+                            red_last, track)
                 done = (row == bl.rows) & ~el_valid & (out_count == expected)
                 with m.If(done):
                     with m.Switch(epilogue):
@@ -712,6 +719,7 @@ class Core(wiring.Component):
                         with m.Case(1):
                             m.d.comb += [mems[Memory.X].w_addr.eq(ps_t), mems[Memory.X].w_en.eq(1),
                                          mems[Memory.X].w_data.eq(sat(out, f.residual_bits))]
+                            track(_Src.X, sat(out, f.residual_bits), ps_t == 0)
                         with m.Case(2):
                             m.d.comb += [mems[Memory.F].w_addr.eq(ps_t), mems[Memory.F].w_en.eq(1),
                                          mems[Memory.F].w_data.eq(out)]
@@ -771,7 +779,7 @@ class Core(wiring.Component):
                         m.d.sync += chain.eq(following)
 
     def _drain(self, m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, row, out_count, el_valid,
-               el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last):
+               el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last, track):
         """The drain of a BITLINEAR: row groups from the matvec engine, elements into the vector unit (or, for the
         head, the reduction unit and the logits memory), results into vector memory."""
         rows = self.params.rows
@@ -791,6 +799,7 @@ class Core(wiring.Component):
             with m.If(epilogue == Epilogue.GATE):
                 m.d.comb += [mems[Memory.G].w_addr.eq(row), mems[Memory.G].w_data.eq(acc),
                              mems[Memory.G].w_en.eq(1)]
+                track(_Src.G, acc, row == 0)
             with m.If(is_logits):
                 m.d.comb += [mems[Memory.LOGITS].w_addr.eq(row), mems[Memory.LOGITS].w_data.eq(acc),
                              mems[Memory.LOGITS].w_en.eq(1)]
@@ -810,3 +819,6 @@ class Core(wiring.Component):
                     with m.Case(kind):
                         m.d.comb += [mems[memory].w_addr.eq(base + out_count), mems[memory].w_data.eq(data),
                                      mems[memory].w_en.eq(1)]
+                        if memory in (Memory.X, Memory.V):
+                            slot = _Src.X if memory is Memory.X else _Src.V
+                            track(slot, data[:self.widths[slot]].as_signed(), out_count == 0)
