@@ -44,14 +44,36 @@ is ``en``), and a stream that offers an element every cycle has one taken every 
 another phase waits up to ``c − 1`` cycles). The pipeline stalls as a whole (:class:`~mmfree.hw.sigmoid.Pipeline`
 with period ``c``): ``o`` comes from registers gated by the phase and holds while stalled; bubbles (and GLU_G
 elements) do not collapse. :attr:`VectorUnit.latency` is the number of cycles from taking an element to offering
-its result without stalls: 13, 16 and 16 cycles at ``c`` = 1, 2, 3 for the UP5K formats (golden.Formats,
-``acc_bits = 16``), 13, 16, 18 at the defaults.
+its result without stalls: 15, 18 and 18 cycles at ``c`` = 1, 2, 3 for the UP5K formats (golden.Formats,
+``acc_bits = 16``), 15, 17, 20 at the defaults.
 
 Stages: ``acc·mant`` and ``f·h`` on the multipliers; the variable shift; rounding, saturation; residual add and
-σ address (input ``z`` or ``h``); ROM word and ``D·r``; σ; ``z·σ``, ``h·σ`` or ``(1 − lb)·σ(−z)``; one rounding
-(SiLU in its input's format, or 1 − f); ``SiLU·(1 − f)``, ``SiLU(h)·acc_g`` or ``SiLU(z_g)·acc_u``; the product
-registered; result selection; output registers. Each product takes 2 stages (the multiplier's registers) plus one
-per extra phase its partial products are spread over.
+σ address (input ``z`` or ``h``); ROM word and ``D·r``; σ; ``z·σ``, ``h·σ`` or ``(1 − lb)·σ(−z)`` from the
+registered σ; one rounding (SiLU in its input's format, or 1 − f); ``SiLU·(1 − f)``, ``SiLU(h)·acc_g``,
+``SiLU(z_g)·acc_u`` or ``(1 − f)·2^s``; the product registered; the result's rounding carry chain; its window and
+saturation; output registers. Each product takes 2 stages (the multiplier's registers) plus one per extra phase its
+partial products are spread over.
+
+The variable shift. One arithmetic right shifter serves both directions' needs: for ``shift ≥ 0`` it makes
+``w = 2·acc·mant >> shift``, rounded as ``(w + 1) >> 1`` (one carry chain for both result widths, each width's
+fit read off ``w``'s bits); for a left shift ``l = −shift`` it makes the overflow probe ``2·acc·mant >> max(wide −
+l, 0)`` (``wide`` = the wider of act_bits and residual_bits): ``acc·mant·2^l`` fits ``wide`` bits iff
+``acc·mant`` fits ``wide − l`` bits, iff the probe is 0 or −1 (for ``l ≥ wide`` the probe is ``2·acc·mant``, 0
+iff ``acc·mant = 0``, the only product that does not overflow). A separate left shifter makes the value.
+
+The result's rounding. Every result is ``(p + late·2^s + 2^(s−1)) >> s`` (no rounding constant where ``s ≤ 0``,
+``p`` shifted left by ``−s`` where ``s < 0``) with the operation's ``s`` (``input_shift`` for INPUT, STATE, SCALE
+and RESIDUAL, ``gated_shift`` for GATE, ``glu_shift`` for GLU_U), saturated to the state for STATE: ``p`` is the
+last product and ``late`` is STATE's ``rs(f·h, g)``, SCALE's ``z`` or RESIDUAL's sum (0 for the others, whose
+``late`` is written as 0); SCALE and RESIDUAL multiply by 0, FORGET passes ``1 − f`` through the multiplier as
+``(1 − f)·2^s`` (``s = input_shift`` where ``2^s`` fits the operand, else 0). One carry chain and a window
+multiplexer replace a rounding adder per operation.
+
+Delay lines. The two values that ride the most stages go through block RAM instead of flip-flops: ``late``
+(from the residual add to the result's carry chain) and the late products' narrow operand ``y`` (from the input to
+the last product). Each is a :class:`~mmfree.hw.primitives.BlockRam` used as a circular buffer (``_DelayLines``):
+written at its stage, read ``k`` periods later from the address ``count − k`` (``count`` counts the pipeline's
+periods), the RAM's output register standing for the pipeline's.
 
 Multipliers. Every product is split into 16×16 partial products with explicit signedness (16-bit limbs, unsigned
 but the top limb of a signed operand) and made on :class:`~mmfree.hw.primitives.Mac16` instances shared over the
@@ -71,15 +93,15 @@ segments over [0, 8)) with ``acc_bits = 16``: 8 partial products per element (``
 =====  ========  ======  =====  ===========
 ``c``  SB_MAC16  LC      EBR    Fmax (MHz)
 =====  ========  ======  =====  ===========
-1      8         2604    2      33.6
-2      4         2465    2      32.9
-3      4         2313    2      35.3
+1      8         1909    5      36.5
+2      4         1864    5      37.8
+3      4         1774    5      36.1
 =====  ========  ======  =====  ===========
 
-Most cells are flip-flops carrying values down the pipeline (the period's registers hold a value for ``c`` stages,
-so they shrink with ``c``; ~1050 at ``c = 2``), the variable shifter and the rounding and saturating adders of
-32-bit values. On the ECP5-85F (``synth_ecp5``, nextpnr ``--85k --freq 100``) at ``c = 2``: 4 MULT18X18D, 2016
-LUT4, 1083 flip-flops, 1 DP16KD, 79.6 MHz.
+Two EBR hold the σ table, three the delay lines (``late`` 32 bits, ``y`` 16). Most of the LC are the variable
+shift (the right shifter with its rounding ~300 and the left one ~100, in builds without them), the rounding,
+saturating and residual adders of 32-bit values and the multipliers' operand multiplexers; the flip-flops left
+carry ``a``, ``b`` and the σ product's operand (``factor``) over 2–4 stages and the products' partial sums.
 """
 
 import math
@@ -92,7 +114,7 @@ from amaranth.lib.wiring import In, Out
 from ..host.golden import Formats
 from .checks import check_int
 from .multiplier import LIMB_BITS, MultiplierPool
-from .primitives import IMPLS
+from .primitives import IMPLS, BlockRam
 from .sigmoid import Pipeline, SigmoidCore, round_shift, saturate
 
 __all__ = ["VectorOp", "VectorUnit"]
@@ -110,6 +132,41 @@ class VectorOp(enum.Enum, shape=3):
     GATE = 5
     GLU_G = 6
     GLU_U = 7
+
+
+class _DelayLines:
+    """Values carried over many stages of a :class:`~mmfree.hw.sigmoid.Pipeline` in block RAM, not flip-flops.
+
+    Each line is a :class:`~mmfree.hw.primitives.BlockRam` used as a circular buffer indexed by a count of the
+    pipeline's periods (one element slot each): the element at stage ``b`` during period ``n`` writes address ``n``;
+    its read is issued at stage ``t − 1``, ``k = ⌊(t − 1)/c⌋ − ⌊b/c⌋`` periods later, from address ``count − k``,
+    and the RAM's output register holds it from stage ``t`` on for ``c`` stages. Reads and writes of one cycle
+    never share an address (``t ≥ b + 2``), bubbles write junk that nobody reads as valid.
+    """
+
+    def __init__(self, m, pipe, *, impl):
+        self.m, self.pipe, self.impl = m, pipe, impl
+        self.count = Signal(8, name="line_count")
+        with m.If(pipe.en & pipe.present(pipe.period - 1)):
+            m.d.sync += self.count.eq(self.count + 1)
+
+    def __call__(self, signal, stage):
+        """``signal`` (tracked) as seen at ``stage``, through a line; the result is tracked at ``stage``."""
+        pipe = self.pipe
+        born = pipe.stage_of(signal)
+        assert stage >= born + 2, f"{signal.name}: a line needs at least two stages"
+        ram = BlockRam(width=len(signal), depth=1 << len(self.count), impl=self.impl)
+        self.m.submodules[f"{signal.name}_line"] = ram
+        self.m.d.comb += [
+            ram.w_addr.eq(self.count),
+            ram.w_data.eq(signal),
+            ram.w_en.eq(pipe.en & pipe.present(born)),
+            ram.r_addr.eq(self.count - ((stage - 1) // pipe.period - born // pipe.period)),
+            ram.r_en.eq(pipe.en & pipe.present(stage - 1)),
+        ]
+        out = Signal.like(signal, name=f"{signal.name}_line")
+        self.m.d.comb += out.eq(ram.r_data)
+        return pipe.track(out, stage=stage)
 
 
 class VectorUnit(wiring.Component):
@@ -250,6 +307,7 @@ class VectorUnit(wiring.Component):
         en = Signal()
         pipe = Pipeline(m, en, period=self.cycles_per_element)
         pool = MultiplierPool(m, pipe, impl=self._impl)
+        lines = _DelayLines(m, pipe, impl=self._impl)
         payload = self.i.payload
 
         # stage 0: acc · mant and f · h go to the multipliers
@@ -257,7 +315,6 @@ class VectorUnit(wiring.Component):
         op = pipe.comb(payload.op.as_value(), name="op")
         last = pipe.comb(payload.last, name="last")
         emit = pipe.comb(payload.op != VectorOp.GLU_G, name="emit")
-        shift = pipe.comb(payload.shift, name="shift")
         a = pipe.comb(payload.a, name="a")
         b = pipe.comb(payload.b, name="b")
 
@@ -268,43 +325,45 @@ class VectorUnit(wiring.Component):
         y = pipe.comb(Mux(is_op(VectorOp.FORGET, VectorOp.INPUT, VectorOp.STATE), payload.a[:g + 1], payload.acc),
                       name="y", shape=unsigned(max(self.acc_bits, g + 1)))
         wide = max(self.act_bits, self.residual_bits)
-        product_bits = self.acc_bits + self.scalar_bits
-        # acc·mant << l (l = −shift) fits `wide` bits iff the bits of 2·acc·mant from wide − l up all equal its sign
-        left_mask = pipe.comb(Cat(payload.shift <= i - wide for i in range(product_bits + 1)), name="left_mask")
+        # the right shifter's amount: the shift, or for a left shift l = −shift the overflow probe wide − l (≥ 0):
+        # acc·mant << l fits `wide` bits iff 2·acc·mant >> (wide − l) is 0 or −1
+        probe = wide + payload.shift
+        shift_right = pipe.comb(Mux(payload.shift >= 0, payload.shift, Mux(probe > 0, probe, 0)), name="shift_right",
+                                shape=unsigned(max(self.shift_bits - 1, (wide - 1).bit_length())))
+        right = pipe.comb(payload.shift >= 0, name="right")
+        # a left shift l ≥ wide overflows unless acc·mant = 0, so l mod 2^bits(wide − 1) serves
+        shift_left = pipe.comb((-payload.shift)[:(wide - 1).bit_length()], name="shift_left")
         scaled = pool.product(payload.acc, payload.mant, name="scaled")
         decayed = pool.product(b, ((1 << g) - payload.a[:g + 1])[:g + 1], name="decayed")
         fh = pipe.comb(round_shift(decayed, g)[:self.state_bits].as_signed(), name="fh",
                        stage=pipe.stage_of(decayed))
 
-        # the variable shift (right: of 2·acc·mant, rounded in the next stage; left: saturating)
+        # the variable shift (right: of 2·acc·mant, rounded in the next stage, or the overflow probe; left)
         pipe.reach(scaled)
-        sh = pipe(shift)
-        right = pipe.comb(sh >= 0, name="right")
         doubled = Cat(C(0, 1), scaled)
-        shifted_right = pipe.comb(doubled.as_signed() >> sh[:self.shift_bits - 1], name="shifted_right")
-        # a left shift l = −shift ≥ wide overflows unless acc·mant = 0, so l mod 2^bits(wide − 1) serves
-        shifted_left = pipe.comb((scaled[:wide] << (-sh)[:(wide - 1).bit_length()])[:wide], name="shifted_left",
-                                 shape=signed(wide))
-        overflow = pipe.comb(((doubled ^ doubled[-1].replicate(len(doubled))) & pipe(left_mask)).any(),
-                             name="overflow")
+        shifted_right = pipe.comb(doubled.as_signed() >> pipe(shift_right), name="shifted_right")
+        shifted_left = pipe.comb((scaled[:wide] << pipe(shift_left))[:wide], name="shifted_left", shape=signed(wide))
         negative = pipe.comb(scaled[-1], name="negative")
 
         # rounding, saturation
         pipe.next()
 
+        w = pipe(shifted_right)
+        if len(w) < wide + 2:
+            w = Cat(w, w[-1].replicate(wide + 2 - len(w))).as_signed()
+        overflow = ~pipe(right) & w.any() & ~w.all()
+        # one rounding carry chain for both widths: (w + 1) >> 1 over wide + 1 bits
+        rounded = (w[:wide + 1].as_signed() + 1) >> 1
+
         def saturated(bits):
             """sat_bits of the rounded right shift ((w + 1) >> 1, w = 2·acc·mant >> r) or of the left shift."""
             limit = Mux(pipe(negative), -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-            w = pipe(shifted_right)
-            if len(w) < bits + 2:
-                w = Cat(w, w[-1].replicate(bits + 2 - len(w))).as_signed()
             # the rounded value fits `bits` iff w fits bits + 1 and is not 2·max + 1 (which rounds to max + 1):
-            # both read off w's bits, beside a carry chain only bits + 1 long
+            # both read off w's bits
             top = w[bits:]
             fits = (~top.any() | top.all()) & (w[:bits + 1] != (1 << bits) - 1)
-            rounded = ((w[:bits + 1].as_signed() + 1) >> 1)[:bits].as_signed()
-            left = Mux(pipe(overflow), limit, saturate(pipe(shifted_left), bits))
-            return Mux(pipe(right), Mux(fits, rounded, limit), left)
+            left = Mux(overflow, limit, saturate(pipe(shifted_left), bits))
+            return Mux(pipe(right), Mux(fits, rounded[:bits].as_signed(), limit), left)
 
         z = pipe.comb(saturated(self.act_bits), name="z")
         scaled_residual = pipe.comb(saturated(self.residual_bits), name="scaled_residual")
@@ -312,66 +371,81 @@ class VectorUnit(wiring.Component):
         # the residual add; σ input (z, or h for GATE) in the internal format; the σ product's other factor
         pipe.next()
         residual = saturate(pipe(a) + pipe(scaled_residual), self.residual_bits)
-        # the value the result stage needs: SCALE's z, RESIDUAL's sum, STATE's rs(f·h)
-        late = pipe.comb(Mux(is_op(VectorOp.STATE), pipe(fh), Mux(is_op(VectorOp.RESIDUAL), residual, pipe(z))),
+        # the value the result adds: SCALE's z, RESIDUAL's sum, STATE's rs(f·h), 0 for the others
+        late = pipe.comb(Mux(is_op(VectorOp.STATE), pipe(fh),
+                             Mux(is_op(VectorOp.RESIDUAL), residual, Mux(is_op(VectorOp.SCALE), pipe(z), 0))),
                          name="late", shape=signed(max(self.state_bits, self.residual_bits, self.act_bits)))
         z_in = pipe.comb(Mux(is_op(VectorOp.GATE), pipe(b) << k_state, pipe(z) << k_act), name="z_in",
                          shape=signed(iwidth))
-        factor = pipe.comb(Mux(is_op(VectorOp.FORGET), pipe(y)[:g + 1], Mux(is_op(VectorOp.GATE), pipe(b), pipe(z))),
+        factor = pipe.comb(Mux(is_op(VectorOp.FORGET), pipe(a)[:g + 1], Mux(is_op(VectorOp.GATE), pipe(b), pipe(z))),
                            name="factor", shape=signed(max(self.state_bits, self.act_bits, g + 2)))
         # σ(z_in) and σ(−z_in)
         sigma, complement = self.sigmoid.build(m, pipe, z_in, ifrac, multiply=pool.product)
         # σ lies in [E_last, 2^g − E_last]: g bits unless the table ends at 0
-        gate = Mux(is_op(VectorOp.FORGET), pipe(complement), pipe(sigma))[:g + (self.sigmoid.entries[-1] == 0)]
+        gate_bits = g + (self.sigmoid.entries[-1] == 0)
+        gate = pipe.comb(Mux(is_op(VectorOp.FORGET), pipe(complement), pipe(sigma))[:gate_bits], name="gate")
 
-        # z·σ(z) (SiLU), or (1 − lb)·σ(−z_f)
+        # z·σ(z) (SiLU), or (1 − lb)·σ(−z_f), from the registered σ
+        pipe.next()
         gated = pool.product(factor, gate, name="gated")
 
         # rounding: SiLU in its input's format, or 1 − f
         pipe.reach(gated)
+        y_line = lines(y, pipe.stage)
         silu = pipe.comb(round_shift(gated, g), name="silu", shape=signed(max(self.act_bits, self.state_bits, g + 2)))
-        late2 = pipe.comb(Mux(is_op(VectorOp.FORGET), silu, pipe(late)), name="late2",
-                          shape=signed(max(len(late), g + 2)))
+        # the result's rounding: (p + late·2^s + 2^(s−1)) >> s with the operation's s, saturated for STATE; p = 0
+        # for SCALE and RESIDUAL, p = 1 − f · 2^s for FORGET (s = input_shift where 2^s fits the operand, else 0);
+        # the rounding constant and the operation's selects are made here, ahead of their carry chain
+        s_i = self.input_shift
+        forget_shift = s_i if 0 <= s_i < self._other_bits - 1 else 0
+        shifts = {VectorOp.GATE: self.gated_shift, VectorOp.GLU_U: self.glu_shift, VectorOp.FORGET: forget_shift}
+        for o in (VectorOp.SCALE, VectorOp.RESIDUAL, VectorOp.INPUT, VectorOp.STATE):
+            shifts[o] = s_i
+        groups = {}
+        for o, s in shifts.items():
+            groups.setdefault(s, []).append(o)
+        rounding = 0
+        for s, ops in groups.items():
+            if s > 0:
+                rounding = rounding | Mux(is_op(*ops), 1 << (s - 1), 0)
+        rounding = pipe.comb(rounding, name="rounding")
+        selects = {s: pipe.comb(is_op(*ops), name=f"rounding_{s if s >= 0 else f'm{-s}'}")
+                   for s, ops in groups.items()}
+        saturating = pipe.comb(is_op(VectorOp.STATE), name="saturating")
         kept = Signal(signed(self.act_bits))
         with m.If(en & pipe.present() & pipe(valid) & is_op(VectorOp.GLU_G)):
             m.d.sync += kept.eq(silu)
-        # SiLU(z_i)·(1 − f), SiLU(h)·acc_g, or SiLU(z_g)·acc_u with SiLU(z_g) kept from the GLU_G before
+        # SiLU(z_i)·(1 − f), SiLU(h)·acc_g, SiLU(z_g)·acc_u with SiLU(z_g) kept from the GLU_G before, or
+        # (1 − f)·2^s; 0 for SCALE and RESIDUAL
         gating = is_op(VectorOp.INPUT, VectorOp.STATE)
         if self._halve:  # 1 − f = 2^g does not fit the operand: 2·SiLU(z_i) times 2^(g−1) instead
-            one = pipe(y)[g]
+            one = y_line[g]
             silu_i = Mux(gating & one, silu << 1, silu)
-            one_minus_f = pipe(y)[:g] | (one << (g - 1))
+            one_minus_f = y_line[:g] | (one << (g - 1))
         else:
-            silu_i, one_minus_f = silu, pipe(y)[:g + 1]
+            silu_i, one_minus_f = silu, y_line[:g + 1]
         first = pipe.comb(Mux(is_op(VectorOp.GLU_U), kept, silu_i), name="first", shape=signed(self._first_bits))
-        other = pipe.comb(Mux(gating, one_minus_f, pipe(y)[:self.acc_bits].as_signed()), name="other",
-                          shape=signed(self._other_bits))
+        acc_factor = Mux(is_op(VectorOp.GATE, VectorOp.GLU_U), y_line[:self.acc_bits].as_signed(), 0)
+        other = pipe.comb(Mux(gating, one_minus_f, Mux(is_op(VectorOp.FORGET), 1 << forget_shift, acc_factor)),
+                          name="other", shape=signed(self._other_bits))
         product = pool.product(first, other, name="product")
 
         # the result, from the registered product (its partial sum is a carry chain of its own)
         pipe.reach(product)
         pipe.next()
         p = pipe(product)
-        inject = round_shift(p, self.input_shift)
-        result = Signal(signed(self.out_bits))
-        with m.Switch(pipe(op)):
-            with m.Case(VectorOp.FORGET, VectorOp.SCALE, VectorOp.RESIDUAL):
-                m.d.comb += result.eq(pipe(late2))
-            with m.Case(VectorOp.INPUT):
-                m.d.comb += result.eq(inject)
-            with m.Case(VectorOp.STATE):
-                # rs(f·h) + rs(p, s) = ⌊(rs(f·h)·2^s + 2^(s−1) + p) / 2^s⌋: one carry chain, the constant in low bits
-                if self.input_shift > 0:
-                    s = self.input_shift
-                    state = (Cat(C(1 << (s - 1), s), pipe(late2)).as_signed() + p) >> s
-                else:
-                    state = pipe(late2) + inject
-                m.d.comb += result.eq(saturate(state, self.state_bits))
-            with m.Case(VectorOp.GATE):
-                m.d.comb += result.eq(round_shift(p, self.gated_shift))
-            with m.Case(VectorOp.GLU_U):
-                m.d.comb += result.eq(round_shift(p, self.glu_shift))
-        pipe.track(result)
+        for s in groups:
+            if s < 0:
+                p = Mux(pipe(selects[s]), pipe(product) << -s, p)
+        addend = (lines(late, pipe.stage) << max(s_i, 0)) | pipe(rounding)
+        total = pipe.comb(p + addend, name="total")
+        pipe.next()
+        window = pipe(total) >> max(self.input_shift, 0)
+        for s in groups:
+            if max(s, 0) != max(self.input_shift, 0):
+                window = Mux(pipe(selects[s]), pipe(total) >> max(s, 0), window)
+        result = pipe.comb(Mux(pipe(saturating), saturate(window, self.state_bits), window), name="result",
+                           shape=signed(self.out_bits))
 
         # output registers
         pipe.next()
