@@ -38,7 +38,8 @@ from ..host.isa import INSTRUCTION_BITS, OPCODE_BITS, Epilogue, Opcode, Slot
 from .field_reader import FieldReader
 from .instruction import instruction_layout
 from .matvec_engine import MatvecEngine
-from .primitives import IMPLS, BlockRam, Mac16
+from .pass_datapath import PassDatapath
+from .primitives import IMPLS, BlockRam
 from .quantizer import Quantizer
 from .reduction import ReductionUnit
 from .scalar_unit import ScalarOp, ScalarUnit
@@ -48,8 +49,6 @@ from .vector_unit import VectorOp, VectorUnit
 __all__ = ["CoreCommand", "CoreError", "Memory", "SCALE_CHAIN", "Core"]
 
 WORD_BITS = 64
-#: bits of a pass multiplier limb: every limb but the top one is unsigned and fits a signed 16-bit port
-LIMB = 15
 
 
 class CoreCommand(enum.Enum, shape=1):
@@ -167,7 +166,6 @@ class Core(wiring.Component):
                        _Src.F: f.gate_frac + 2}
         #: the pass datapath's element and product widths
         self.elem_bits = max(*self.widths.values(), f.embed_bits, f.const_bits + 1)
-        self.limbs = 1 + -(-(self.elem_bits - 16) // LIMB)
         self.product_bits = self.elem_bits + 16
         self.program_words = 4 * params.program_instructions
         index = range(max(params.max_vector, params.state_words, self.program_words, 1 << 14))
@@ -200,7 +198,7 @@ class Core(wiring.Component):
         m.submodules.scalar = scalar_unit = ScalarUnit(bits=f.scalar_bits, exp_bits=16, int_width=self.product_bits,
                                                   recip_bits=f.recip_bits, impl=impl)
         m.submodules.fields = fields = FieldReader((16, f.embed_bits))
-        m.submodules.mac = mac = Mac16(a_signed=True, b_signed=True, impl=impl)
+        m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {
             Memory.X: BlockRam(width=self.widths[_Src.X], depth=H, impl=impl),
@@ -273,32 +271,16 @@ class Core(wiring.Component):
         ps_write = Signal(2)           # 0: none, 1: slot X (saturated), 2: slot F
         ps_count = Signal(range(max(H, p.state_words) + 1))
         ps_t = Signal.like(ps_count)
-        elem = Signal(signed(self.elem_bits))
-        factor = Signal(signed(17))
-        step = Signal(range(self.limbs + 3))
-        product = Signal(signed(self.product_bits))
-        out = Signal(signed(self.product_bits))
-        red_pending, quant_pending = Signal(), Signal()
-
-        shifted = Signal(signed(self.elem_bits))
-        m.d.comb += shifted.eq(elem >> ps_pre)
-        limb = Signal(signed(16))
-        with m.Switch(step):
-            for k in range(self.limbs):
-                with m.Case(k):
-                    top = k == self.limbs - 1
-                    bits = shifted[LIMB * k:] if top else shifted[LIMB * k:LIMB * (k + 1)]
-                    m.d.comb += limb.eq(bits.as_signed() if top else Cat(bits, C(0, 1)).as_signed())
-        m.d.comb += [mac.a.eq(limb), mac.b.eq(factor), mac.en.eq(1)]
+        t_out = Signal.like(ps_count)     # elements that left the datapath
+        dp_last = Signal()
+        m.d.comb += dp.i.payload.last.eq(dp_last)
+        fetched = Signal()                # an element's read was issued: its operands are on dp.i
+        field = Signal.like(fields.o.payload.data)
+        m.d.comb += [dp.pre.eq(ps_pre), dp.post.eq(ps_post), dp.round.eq(ps_round)]
 
         def sat(value, bits):
             hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
             return Mux(value > hi, hi, Mux(value < lo, lo, value))
-
-        half = Signal(signed(self.product_bits + 1))
-        m.d.comb += half.eq(Mux(ps_round, (C(1, self.product_bits + 1) << ps_post) >> 1, 0))
-        rounded = Signal(signed(self.product_bits))
-        m.d.comb += rounded.eq((product + half) >> ps_post)
 
         # the reduction unit's input: from passes, or the head's accumulators in the drain
         red_data = Signal(signed(self.product_bits))
@@ -382,11 +364,12 @@ class Core(wiring.Component):
 
         def start_pass(src, count, *, factor_=_Factor.ONE, pow_=0, pre=0, post=0, round_=0, red_sel=0,
                        red_shift=0, quant_=0, write=0, back):
-            m.d.sync += [ps_src.eq(src), ps_count.eq(count), ps_t.eq(0), ps_factor.eq(factor_), ps_pow.eq(pow_),
+            m.d.sync += [ps_src.eq(src), ps_count.eq(count), ps_t.eq(0), t_out.eq(0), fetched.eq(0),
+                         ps_factor.eq(factor_), ps_pow.eq(pow_),
                          ps_pre.eq(pre), ps_post.eq(post), ps_round.eq(round_), ps_red.eq(red_sel),
                          ps_red_shift.eq(red_shift), ps_quant.eq(quant_), ps_write.eq(write),
                          ret.eq(PASS_RETURNS.index(back))]
-            m.next = "PASS_READ"
+            m.next = "PASS"
 
         def start_fields(addr, count, wide=0, is_signed=1):
             m.d.comb += [fields.start.valid.eq(1), fields.start.payload.addr.eq(addr),
@@ -663,71 +646,58 @@ class Core(wiring.Component):
                     m.next = "NEXT"
 
             # -- a pass: one element at a time ---------------------------------------------------------------
-            with m.State("PASS_READ"):
+            with m.State("PASS"):
+                # fetch: a slot read (latency 1) and, where the pass needs one, a field, then dp.i
+                slot_data = Signal(signed(self.elem_bits))
+                with m.Switch(ps_src):
+                    for slot, memory in ((_Src.X, Memory.X), (_Src.V, Memory.V), (_Src.G, Memory.G),
+                                         (_Src.F, Memory.F)):
+                        with m.Case(slot):
+                            m.d.comb += slot_data.eq(mems[memory].r_data.as_signed())
+                    with m.Case(_Src.FIELD):
+                        m.d.comb += slot_data.eq(field)
+                with m.Switch(ps_factor):
+                    with m.Case(_Factor.ONE):
+                        m.d.comb += dp.i.payload.y.eq(1)
+                    with m.Case(_Factor.FIELD):
+                        m.d.comb += dp.i.payload.y.eq(field)
+                    with m.Case(_Factor.POW2):
+                        m.d.comb += dp.i.payload.y.eq(C(1, 16) << ps_pow)
+                m.d.comb += [dp.i.valid.eq(fetched), dp.i.payload.x.eq(slot_data)]
+                need_field = (ps_src == _Src.FIELD) | (ps_factor == _Factor.FIELD)
+                issue = (ps_t != ps_count) & (~fetched | dp.i.ready) & (~need_field | fields.o.valid)
                 for slot, memory in ((_Src.X, Memory.X), (_Src.V, Memory.V), (_Src.G, Memory.G),
                                      (_Src.F, Memory.F)):
-                    m.d.comb += [mems[memory].r_addr.eq(ps_t), mems[memory].r_en.eq(ps_src == slot)]
-                m.next = "PASS_LOAD"
+                    m.d.comb += [mems[memory].r_addr.eq(ps_t), mems[memory].r_en.eq(issue & (ps_src == slot))]
+                m.d.comb += fields.o.ready.eq(issue & need_field)
+                with m.If(issue):
+                    m.d.sync += [fetched.eq(1), field.eq(fields.o.payload.data), ps_t.eq(ps_t + 1),
+                                 dp_last.eq(ps_t == ps_count - 1)]
+                with m.Elif(dp.i.ready):
+                    m.d.sync += fetched.eq(0)
 
-            with m.State("PASS_LOAD"):
-                need_field = (ps_src == _Src.FIELD) | (ps_factor == _Factor.FIELD)
-                m.d.comb += fields.o.ready.eq(need_field)
-                with m.If(~need_field | fields.o.valid):
-                    with m.Switch(ps_src):
-                        for slot, memory in ((_Src.X, Memory.X), (_Src.V, Memory.V), (_Src.G, Memory.G),
-                                             (_Src.F, Memory.F)):
-                            with m.Case(slot):
-                                m.d.sync += elem.eq(mems[memory].r_data.as_signed())
-                        with m.Case(_Src.FIELD):
-                            m.d.sync += elem.eq(fields.o.payload.data)
-                    with m.Switch(ps_factor):
-                        with m.Case(_Factor.ONE):
-                            m.d.sync += factor.eq(1)
-                        with m.Case(_Factor.FIELD):
-                            m.d.sync += factor.eq(fields.o.payload.data)
-                        with m.Case(_Factor.POW2):
-                            m.d.sync += factor.eq(C(1, 17) << ps_pow)
-                    m.d.sync += [step.eq(0), product.eq(0)]
-                    m.next = "PASS_MUL"
-
-            with m.State("PASS_MUL"):
-                # limb k is at the multiplier's input in step k, its product at the output in step k + 2
-                m.d.sync += step.eq(step + 1)
-                with m.Switch(step):
-                    for k in range(self.limbs):
-                        with m.Case(k + 2):
-                            m.d.sync += product.eq(product + (mac.o << (LIMB * k)))
-                with m.If(step == self.limbs + 1):
-                    m.next = "PASS_SHIFT"
-
-            with m.State("PASS_SHIFT"):
-                m.d.sync += [out.eq(rounded), red_pending.eq(ps_red != 0), quant_pending.eq(ps_quant)]
-                m.next = "PASS_SINK"
-
-            with m.State("PASS_SINK"):
-                last = ps_t == ps_count - 1
-                m.d.comb += [red.i.valid.eq(red_pending), red_data.eq(Mux(ps_red == 2, out, shifted)),
-                             red.i.payload.shift.eq(ps_red_shift), red_last.eq(last),
-                             quant.i.valid.eq(quant_pending), quant.i.payload.p[0].eq(out),
-                             quant.i.payload.last.eq(last)]
-                with m.If(red.i.ready):
-                    m.d.sync += red_pending.eq(0)
-                with m.If(quant.i.ready):
-                    m.d.sync += quant_pending.eq(0)
-                with m.If((~red_pending | red.i.ready) & (~quant_pending | quant.i.ready)):
+                # the sinks: the reduction unit, the quantizer, a slot
+                red_needed = ps_red != 0
+                m.d.comb += [dp.o.ready.eq(~red_needed | red.i.ready),
+                             red.i.valid.eq(dp.o.valid & red_needed),
+                             red_data.eq(Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x)),
+                             red.i.payload.shift.eq(ps_red_shift), red_last.eq(dp.o.payload.last),
+                             quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
+                             quant.i.payload.p[0].eq(dp.o.payload.product),
+                             quant.i.payload.last.eq(dp.o.payload.last)]
+                out = dp.o.payload.product
+                with m.If(dp.o.valid & dp.o.ready):
+                    m.d.sync += t_out.eq(t_out + 1)
                     with m.Switch(ps_write):
                         with m.Case(1):
-                            m.d.comb += [mems[Memory.X].w_addr.eq(ps_t), mems[Memory.X].w_en.eq(1),
+                            m.d.comb += [mems[Memory.X].w_addr.eq(t_out), mems[Memory.X].w_en.eq(1),
                                          mems[Memory.X].w_data.eq(sat(out, f.residual_bits))]
-                            track(_Src.X, sat(out, f.residual_bits), ps_t == 0)
+                            track(_Src.X, sat(out, f.residual_bits), t_out == 0)
                         with m.Case(2):
-                            m.d.comb += [mems[Memory.F].w_addr.eq(ps_t), mems[Memory.F].w_en.eq(1),
+                            m.d.comb += [mems[Memory.F].w_addr.eq(t_out), mems[Memory.F].w_en.eq(1),
                                          mems[Memory.F].w_data.eq(out)]
-                    m.d.sync += ps_t.eq(ps_t + 1)
-                    with m.If(last):
+                    with m.If(dp.o.payload.last):
                         m.next = "PASS_RETURN"
-                    with m.Else():
-                        m.next = "PASS_READ"
 
             with m.State("PASS_RETURN"):
                 with m.Switch(ret):

@@ -1,0 +1,128 @@
+"""The core's pass datapath: ``((x ≫ pre) · y)`` shifted right by ``post`` (rounded or floor), one element every
+few cycles, on one 16 × 16 multiplier.
+
+The core streams vectors through it to form ``p = v ⊙ c``, ``u = ((v ≫ k) · pre) ≫ pre_shift`` and the embedding
+row in the residual format (docs/core.md). The product is exact: ``x ≫ pre`` is cut into :data:`LIMB`-bit limbs from
+bit 0 up (all but the top one unsigned, so that each fits a signed 16-bit port; the top one signed), each limb times
+``y`` is one partial product on a :class:`~mmfree.hw.primitives.Mac16` (signed × signed), and the partial products
+are summed with their shifts as they leave the multiplier.
+"""
+
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .checks import check_int
+from .primitives import IMPLS, Mac16
+
+__all__ = ["LIMB", "PassDatapath"]
+
+#: bits of a multiplier limb below the top one
+LIMB = 15
+#: signed bits of the second operand ``y`` (one multiplier port)
+FACTOR_BITS = 16
+
+
+class PassDatapath(wiring.Component):
+    """``o = round_or_floor(((x ≫ pre) · y) · 2^−post)``, with ``x ≫ pre`` alongside.
+
+    Parameters
+    ----------
+    x_bits : int
+        Signed width of ``x``; ``⌈(x_bits − 16) / 15⌉ + 1`` limbs, which is also the number of cycles per element.
+    impl : {"model", "ice40", "ecp5"} or None
+        The multiplier's implementation.
+
+    Attributes
+    ----------
+    pre, post : In(8)
+        Floor shift of ``x`` and shift of the product (held over a vector).
+    round : In(1)
+        Round the product's shift to nearest, ties up (``golden.round_shift``), else floor.
+    i : In(stream)
+        ``{x: signed(x_bits), y: signed(16), last}``.
+    o : Out(stream)
+        ``{x: signed(x_bits) (x ≫ pre), product: signed(x_bits + 16), last}``.
+
+    Timing: one element every :attr:`limbs` cycles while ``o`` is taken; ``o`` offers an element ``limbs + 3``
+    cycles after it was taken, from registers. When ``o`` stalls the whole datapath holds.
+    """
+
+    def __init__(self, x_bits, *, impl=None):
+        check_int("x_bits", x_bits, 2)
+        if impl is not None and impl not in IMPLS:
+            raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
+        self.x_bits, self._impl = x_bits, impl
+        self.limbs = 1 + max(0, -(-(x_bits - 16) // LIMB))
+        self.product_bits = x_bits + FACTOR_BITS
+        super().__init__({
+            "pre": In(8), "post": In(8), "round": In(1),
+            "i": In(stream.Signature(data.StructLayout({"x": signed(x_bits), "y": signed(FACTOR_BITS), "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "x": signed(x_bits), "product": signed(self.product_bits), "last": 1}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, width = self.limbs, self.product_bits
+        m.submodules.mac = mac = Mac16(a_signed=True, b_signed=True, impl=self._impl)
+
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), mac.en.eq(en)]
+
+        # the multiplier stage: an element is taken in phase 0 and its limbs go in over the next n cycles
+        phase = Signal(range(n))
+        busy = Signal()                       # an element's limbs are going in
+        x = Signal(signed(self.x_bits))
+        y = Signal(signed(FACTOR_BITS))
+        last = Signal()
+        limb = Signal(range(n))
+        take = en & (~busy | (limb == n - 1))
+        m.d.comb += self.i.ready.eq(take)
+        with m.If(en):
+            with m.If(self.i.valid & take):
+                m.d.sync += [x.eq(self.i.payload.x >> self.pre), y.eq(self.i.payload.y), last.eq(self.i.payload.last),
+                             busy.eq(1), limb.eq(0)]
+            with m.Elif(busy & (limb == n - 1)):
+                m.d.sync += busy.eq(0)
+            with m.Elif(busy):
+                m.d.sync += limb.eq(limb + 1)
+            with m.If(self.i.valid & take & busy):
+                m.d.sync += limb.eq(0)
+        operand = Signal(signed(FACTOR_BITS))
+        with m.Switch(limb):
+            for k in range(n):
+                with m.Case(k):
+                    if k == n - 1:
+                        m.d.comb += operand.eq(x[LIMB * k:].as_signed())
+                    else:
+                        m.d.comb += operand.eq(Cat(x[LIMB * k:LIMB * (k + 1)], C(0, 1)).as_signed())
+        m.d.comb += [mac.a.eq(operand), mac.b.eq(y)]
+
+        # the partial products leave the multiplier two enabled cycles later, with their limb index and element
+        delay = [(Signal(name=f"d{d}_valid"), Signal(range(n), name=f"d{d}_limb"),
+                  Signal(signed(self.x_bits), name=f"d{d}_x"), Signal(name=f"d{d}_last")) for d in range(2)]
+        with m.If(en):
+            m.d.sync += [delay[0][0].eq(busy), delay[0][1].eq(limb), delay[0][2].eq(x), delay[0][3].eq(last)]
+            m.d.sync += [a.eq(b) for a, b in zip(delay[1], delay[0])]
+        valid_d, limb_d, x_d, last_d = delay[1]
+        acc = Signal(signed(width))
+        partial = Signal(signed(width))
+        with m.Switch(limb_d):
+            for k in range(n):
+                with m.Case(k):
+                    m.d.comb += partial.eq(mac.o << (LIMB * k))
+        total = Signal(signed(width))
+        m.d.comb += total.eq(Mux(limb_d == 0, 0, acc) + partial)
+
+        # the shift, into the output register: rounding adds bit post − 1 of the product to its floor shift
+        # (⌊(t + 2^(s−1)) / 2^s⌋ = ⌊t / 2^s⌋ + bit s − 1 of t, two's complement, sign bits included)
+        carry = (Cat(C(0, 1), total).as_signed() >> self.post)[0] & self.round
+        with m.If(en):
+            m.d.sync += self.o.valid.eq(0)
+            with m.If(valid_d):
+                m.d.sync += acc.eq(total)
+                with m.If(limb_d == n - 1):
+                    m.d.sync += [self.o.valid.eq(1), self.o.payload.product.eq((total >> self.post) + carry),
+                                 self.o.payload.x.eq(x_d), self.o.payload.last.eq(last_d)]
+        return m
