@@ -34,6 +34,7 @@ from amaranth import *
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..host.gumbel import FRAC, TABLE_BITS, TAPS, Y_BITS, gumbel_table
 from ..host.isa import INSTRUCTION_BITS, OPCODE_BITS, Epilogue, Opcode, Slot
 from .field_reader import FieldReader
 from .instruction import instruction_layout
@@ -51,9 +52,10 @@ __all__ = ["CoreCommand", "CoreError", "Memory", "SCALE_CHAIN", "Core"]
 WORD_BITS = 64
 
 
-class CoreCommand(enum.Enum, shape=1):
-    RUN = 0    #: run the program for ``token``
+class CoreCommand(enum.Enum, shape=2):
+    RUN = 0    #: run the program for ``token``; answer the argmax, or a sample when ``inv_mant`` is nonzero
     CLEAR = 1  #: zero the recurrent state
+    SEED = 2   #: set the sampler's LFSR to ``seed`` (0 is taken as 1)
 
 
 class CoreError(enum.Enum, shape=2):
@@ -109,12 +111,21 @@ class _Src(enum.Enum, shape=3):
     G = 2
     F = 3
     FIELD = 4
+    REG = 5      # the sampler's constant
 
 
 class _Factor(enum.Enum, shape=2):
     ONE = 0
     FIELD = 1
     POW2 = 2
+    LOGITS = 3   # the logits memory
+
+
+def lfsr_step(state):
+    """The sampler's LFSR after :data:`~mmfree.host.gumbel.TABLE_BITS` Galois steps (``host.gumbel``), as logic."""
+    for _ in range(TABLE_BITS):
+        state = Mux(state[0], (state >> 1) ^ TAPS, state >> 1)
+    return state
 
 
 class Core(wiring.Component):
@@ -170,7 +181,8 @@ class Core(wiring.Component):
         self.program_words = 4 * params.program_instructions
         index = range(max(params.max_vector, params.state_words, self.program_words, 1 << 14))
         super().__init__({
-            "cmd": In(stream.Signature(data.StructLayout({"op": CoreCommand, "token": 16}))),
+            "cmd": In(stream.Signature(data.StructLayout({
+                "op": CoreCommand, "token": 16, "inv_mant": f.scalar_bits, "inv_exp": signed(16), "seed": 32}))),
             "res": Out(stream.Signature(data.StructLayout({"token": 16, "error": CoreError}))),
             "busy": Out(1),
             "cycles": Out(32),
@@ -273,6 +285,14 @@ class Core(wiring.Component):
         ps_t = Signal.like(ps_count)
         t_out = Signal.like(ps_count)     # elements that left the datapath
         dp_last = Signal()
+        # the sampler: its LFSR, 1/T of the RUN, the pass's constant operand and the Gumbel noise table (read at the
+        # LFSR's low bits, which change only when an element is taken, at most every dp.limbs cycles)
+        lfsr = Signal(32, init=1)
+        inv_t = Signal(scalar_layout)
+        sample_x = Signal(self.elem_bits)
+        m.submodules.noise = noise = BlockRam(width=16, depth=1 << TABLE_BITS,
+                                              init=[int(g) & 0xFFFF for g in gumbel_table()], impl=impl)
+        m.d.comb += [noise.r_addr.eq(lfsr[:TABLE_BITS]), noise.r_en.eq(1)]
         m.d.comb += dp.i.payload.last.eq(dp_last)
         fetched = Signal()                # an element's read was issued: its operands are on dp.i
         field = Signal.like(fields.o.payload.data)
@@ -376,7 +396,8 @@ class Core(wiring.Component):
                          fields.start.payload.count.eq(count), fields.start.payload.width.eq(wide),
                          fields.start.payload.signed.eq(is_signed)]
 
-        PASS_RETURNS = ["EMBED_DONE", "BL_B_DONE", "BL_C_DONE", "BL_D_DONE", "BL_F_DONE", "BL_AUX_DONE"]
+        PASS_RETURNS = ["EMBED_DONE", "BL_B_DONE", "BL_C_DONE", "BL_D_DONE", "BL_F_DONE", "BL_AUX_DONE",
+                        "SAMPLE_DONE"]
 
         def peak_of(slot):
             return Mux(slot == Slot.X, peaks[_Src.X], Mux(slot == Slot.V, peaks[_Src.V], peaks[_Src.G]))
@@ -396,12 +417,17 @@ class Core(wiring.Component):
                     m.d.comb += [mem.r_addr.eq(self.d_addr), mem.r_en.eq(1)]
                 m.d.comb += [engine.r_addr.eq(self.d_addr), engine.r_en.eq(self.d_sel == Memory.IMAGE)]
                 with m.If(self.cmd.valid):
-                    m.d.sync += [token.eq(self.cmd.payload.token), error.eq(CoreError.NONE), pc.eq(0),
-                                 fetch.eq(0), have_logits.eq(0), cycles.eq(0), ps_t.eq(0)]
-                    with m.If(self.cmd.payload.op == CoreCommand.CLEAR):
-                        m.next = "CLEAR"
-                    with m.Else():
-                        m.next = "FETCH"
+                    command = self.cmd.payload
+                    m.d.sync += [token.eq(command.token), error.eq(CoreError.NONE), pc.eq(0),
+                                 fetch.eq(0), have_logits.eq(0), cycles.eq(0), ps_t.eq(0),
+                                 inv_t.mant.eq(command.inv_mant), inv_t.exp.eq(command.inv_exp)]
+                    with m.Switch(command.op):
+                        with m.Case(CoreCommand.CLEAR):
+                            m.next = "CLEAR"
+                        with m.Case(CoreCommand.SEED):
+                            m.d.sync += lfsr.eq(Mux(command.seed == 0, 1, command.seed))
+                        with m.Case(CoreCommand.RUN):
+                            m.next = "FETCH"
 
             with m.State("CLEAR"):
                 m.d.comb += [mems[Memory.STATE].w_addr.eq(ps_t), mems[Memory.STATE].w_data.eq(0),
@@ -643,6 +669,32 @@ class Core(wiring.Component):
                 with m.If(red.o.valid):
                     m.d.sync += [argmax.eq(red.o.payload.argmax), have_logits.eq(1),
                                  logit_mant.eq(regs["s"].mant), logit_exp.eq(regs["s"].exp)]
+                    with m.If(inv_t.mant != 0):
+                        m.next = "SAMPLE_K"
+                    with m.Else():
+                        m.next = "NEXT"
+
+            # -- sampling: argmax of sat(round(acc · k)) + G[lfsr], k = scale · (1/T) (host.gumbel) -------------
+            with m.State("SAMPLE_K"):
+                m.d.comb += [scalar_unit.i.valid.eq(1), scalar_unit.i.payload.op.eq(ScalarOp.MUL),
+                             scalar_unit.i.payload.a.eq(regs["s"]), scalar_unit.i.payload.b.eq(inv_t),
+                             scalar_unit.o.ready.eq(1)]
+                with m.If(scalar_unit.o.valid):
+                    k = scalar_unit.o.payload.value
+                    shift = Signal(signed(18))
+                    m.d.comb += shift.eq(-(k.exp + FRAC))
+                    m.d.sync += [sample_x.eq(Mux(shift >= 0, k.mant, k.mant << Mux(shift < -19, 19, -shift)[:5])),
+                                 ps_post.eq(Mux(shift > 255, 255, Mux(shift >= 0, shift, 0)))]
+                    m.next = "SAMPLE"
+
+            with m.State("SAMPLE"):
+                start_pass(_Src.REG, bl.rows, factor_=_Factor.LOGITS, post=ps_post, round_=1, red_sel=3,
+                           back="SAMPLE_DONE")
+
+            with m.State("SAMPLE_DONE"):
+                m.d.comb += red.o.ready.eq(1)
+                with m.If(red.o.valid):
+                    m.d.sync += argmax.eq(red.o.payload.argmax)
                     m.next = "NEXT"
 
             # -- a pass: one element at a time ---------------------------------------------------------------
@@ -656,6 +708,8 @@ class Core(wiring.Component):
                             m.d.comb += slot_data.eq(mems[memory].r_data.as_signed())
                     with m.Case(_Src.FIELD):
                         m.d.comb += slot_data.eq(field)
+                    with m.Case(_Src.REG):
+                        m.d.comb += slot_data.eq(sample_x)
                 with m.Switch(ps_factor):
                     with m.Case(_Factor.ONE):
                         m.d.comb += dp.i.payload.y.eq(1)
@@ -663,12 +717,16 @@ class Core(wiring.Component):
                         m.d.comb += dp.i.payload.y.eq(field)
                     with m.Case(_Factor.POW2):
                         m.d.comb += dp.i.payload.y.eq(C(1, 16) << ps_pow)
+                    with m.Case(_Factor.LOGITS):
+                        m.d.comb += dp.i.payload.y.eq(mems[Memory.LOGITS].r_data.as_signed())
                 m.d.comb += [dp.i.valid.eq(fetched), dp.i.payload.x.eq(slot_data)]
                 need_field = (ps_src == _Src.FIELD) | (ps_factor == _Factor.FIELD)
                 issue = (ps_t != ps_count) & (~fetched | dp.i.ready) & (~need_field | fields.o.valid)
                 for slot, memory in ((_Src.X, Memory.X), (_Src.V, Memory.V), (_Src.G, Memory.G),
                                      (_Src.F, Memory.F)):
                     m.d.comb += [mems[memory].r_addr.eq(ps_t), mems[memory].r_en.eq(issue & (ps_src == slot))]
+                m.d.comb += [mems[Memory.LOGITS].r_addr.eq(ps_t),
+                             mems[Memory.LOGITS].r_en.eq(issue & (ps_factor == _Factor.LOGITS))]
                 m.d.comb += fields.o.ready.eq(issue & need_field)
                 with m.If(issue):
                     m.d.sync += [fetched.eq(1), field.eq(fields.o.payload.data), ps_t.eq(ps_t + 1),
@@ -680,7 +738,8 @@ class Core(wiring.Component):
                 red_needed = ps_red != 0
                 m.d.comb += [dp.o.ready.eq(~red_needed | red.i.ready),
                              red.i.valid.eq(dp.o.valid & red_needed),
-                             red_data.eq(Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x)),
+                             red_data.eq(Mux(ps_red == 3, sat(dp.o.payload.product, Y_BITS) + noise.r_data.as_signed(),
+                                             Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x))),
                              red.i.payload.shift.eq(ps_red_shift), red_last.eq(dp.o.payload.last),
                              quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
                              quant.i.payload.p[0].eq(dp.o.payload.product),
@@ -688,6 +747,8 @@ class Core(wiring.Component):
                 out = dp.o.payload.product
                 with m.If(dp.o.valid & dp.o.ready):
                     m.d.sync += t_out.eq(t_out + 1)
+                    with m.If(ps_red == 3):
+                        m.d.sync += lfsr.eq(lfsr_step(lfsr))
                     with m.Switch(ps_write):
                         with m.Case(1):
                             m.d.comb += [mems[Memory.X].w_addr.eq(t_out), mems[Memory.X].w_en.eq(1),

@@ -7,8 +7,10 @@ and, after each, reads every vector memory back through the debug port and compa
 layer, the head's accumulators and output scale, and the argmax the core answers. Memories start random.
 
 Parameters (:func:`mmfree.sim.benches.params`): ``program`` (path of a saved program), ``tokens`` (token ids),
-``cycles_path`` (where the cycles per token are written as JSON) and optionally ``stop``: run only the first ``stop``
-instructions (then END) and compare with the model's trace after them, to find the first divergence.
+``cycles_path`` (where the cycles per token are written as JSON), optionally ``temperature`` and ``seed`` (the core
+samples, and the bench compares each token with :class:`~mmfree.host.gumbel.GumbelSampler` seeded alike) and
+optionally ``stop``: run only the first ``stop`` instructions (then END) and compare with the model's trace after
+them, to find the first divergence.
 """
 
 import json
@@ -18,6 +20,7 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from mmfree.host.compiler import Program
+from mmfree.host.gumbel import GumbelSampler
 from mmfree.host.isa import INSTRUCTION_BITS, Opcode, Slot, encode
 from mmfree.host.machine import Machine
 from mmfree.hw.core import CoreCommand, CoreError, Memory
@@ -89,6 +92,11 @@ async def program_runs_bit_exact(dut):
     await write_port(dut, "w_", program.image)
     code = [(word >> (64 * k)) & WORD_MASK for word in program.instructions for k in range(INSTRUCTION_BITS // 64)]
     await write_port(dut, "p_", code)
+    sampler = GumbelSampler(P.get("seed", 1))
+    inv = GumbelSampler.inverse_temperature(P.get("temperature", 0.0))
+    inv_fields = 0 if inv is None else (inv.mant << 18) | ((inv.exp & 0xFFFF) << 34)
+    await cmd.send([CoreCommand.SEED.value | (P.get("seed", 1) << 50)])
+    await idle(dut)
     expect("image read back", await read_memory(dut, Memory.IMAGE, len(program.image), signed=False), program.image)
     expect("program read back", await read_memory(dut, Memory.PROGRAM, len(code), signed=False), code)
     await cmd.send([CoreCommand.CLEAR.value])
@@ -98,7 +106,7 @@ async def program_runs_bit_exact(dut):
     for token in P["tokens"] if stop is None else P["tokens"][:1]:
         acc, scales = machine.run(token)
         slots, states = (machine.slots, machine.state) if stop is None else machine.trace[stop - 1][2:]
-        await cmd.send([CoreCommand.RUN.value | (token << 1)])
+        await cmd.send([CoreCommand.RUN.value | (token << 2) | inv_fields])
         (raw,) = await res.receive(1, max_cycles=2_000_000)
         answer, error = raw & 0xFFFF, CoreError(raw >> 16)
         assert error is (CoreError.NONE if stop is None else CoreError.NO_LOGITS), \
@@ -117,7 +125,8 @@ async def program_runs_bit_exact(dut):
             expect(f"token {token}: logits", logits, acc)
             assert (int(dut.logit_mant.value), dut.logit_exp.value.to_signed()) == (scales[0].mant, scales[0].exp), \
                 f"token {token}: logit scale differs"
-            assert answer == int(np.argmax(acc[0])), f"token {token}: argmax {answer}, machine {np.argmax(acc[0])}"
+            want = sampler.sample(acc[0], scales[0], inv)
+            assert answer == want, f"token {token}: the core answers {answer}, the sampler {want}"
 
     with open(P["cycles_path"], "w") as f:
         json.dump({"tokens": P["tokens"], "cycles": cycles}, f)
