@@ -5,53 +5,64 @@
 board) and the layer above, which sees one request at a time as a packet of bytes and answers each with one
 response packet. :class:`mmfree.host.link.DeviceModel` is its behaviour in Python, byte for byte.
 
-Receive path. A deframer takes a byte every cycle (``rx.ready`` is always 1). It hunts for the sync byte, checks the
-header (a byte-parallel CRC-16 over length, sequence number and type), then the payload's CRC-16, and classifies the
-frame by type and sequence number. Every frame's ``len_hi, len_lo, seq, type`` and payload are written to the RX
-buffer (``depth`` bytes, one iCE40 EBR at 512) as they arrive, at a write pointer that runs ahead of the commit
-pointer; only an accepted request is committed, and only committed words reach the layer above. A byte that finds
-the buffer full is not written, and the frame gets ERROR OVERFLOW if it would have been accepted. Other outcomes are
-link-generated frames: ERROR (bad header, bad length, bad CRC, bad sequence, unknown type, inter-byte timeout), the
-HELLO reply (the HELLO also resets the sequence state: the next request expected is HELLO's ``seq`` plus one, and
-there is no last request), and the resent response to a duplicate of the last request (sent only when every
-accepted request has been answered completely; otherwise the duplicate is dropped). After a bad header the deframer
-hunts from the next byte; after an intact header it consumes exactly the frame's extent. ``timeout`` cycles without
-a byte inside a frame end it with ERROR TIMEOUT.
+The link is bit-serial: the UART delivers a byte at most every ``10 · divisor`` cycles (100 at 3 Mbaud and 30 MHz),
+so both CRC-16 checks run one bit per cycle (:func:`crc16_bit`), most significant bit first, and the check bytes
+pass through the same register (a check matches when every one of its bits leaves the register without feedback).
 
-Layer above. ``request`` carries one packet per request: the type byte (``first``), then the payload bytes, ``last``
-on the final beat (the type beat of an empty request). The next request is offered only after the previous one's
-response has been sent completely. ``response`` takes one packet per request, in order: the response's type byte,
-then its payload (bytes beyond ``MAX_PAYLOAD`` are dropped). It is collected in the TX buffer (256 bytes, one EBR) to
-learn its length and goes out once its request has been read completely, with that request's sequence number. The
-buffer keeps the last response for a resend.
+Receive path. While hunting for the sync byte the deframer takes a byte every cycle; inside a frame it keeps
+``rx.ready`` low while it runs the offered byte's 8 bits through the CRC (the stream keeps the byte stable) and takes
+it in the eighth cycle, so a frame byte costs 8 cycles. It checks the header (CRC-16 over length, sequence number and
+type), then the payload's CRC-16, and classifies the frame by type and sequence number. Every frame's ``len_hi,
+len_lo, seq, type`` and payload are written to the RX buffer (``depth`` bytes, one iCE40 EBR at 512) as they
+arrive, at a write pointer that runs ahead of the commit pointer; only an accepted request is committed, and only
+committed words reach the layer above. A byte that finds the buffer full is not written, and the frame gets ERROR
+OVERFLOW if it would have been accepted. Other outcomes are link-generated frames: ERROR (bad header, bad length,
+bad CRC, bad sequence, unknown type, inter-byte timeout), the HELLO reply (the HELLO also resets the sequence state:
+the next request expected is HELLO's ``seq`` plus one, and there is no last request), and the resent response to a
+duplicate of the last request (sent only when every accepted request has been answered completely; otherwise the
+duplicate is dropped). After a bad header the deframer hunts from the next byte; after an intact header it consumes
+exactly the frame's extent. ``timeout`` cycles without a byte offered inside a frame end it with ERROR TIMEOUT.
 
-Transmit path. One sender frames the waiting link-generated frame or the collected response, computing both CRCs as
-the bytes pass, into the ``tx`` register. Link-generated frames go first. One waits in a slot until it has been sent
-(an ERROR's ``expected`` byte is read then); one produced while the slot is full is dropped: the UART cannot be
-stalled, so the link cannot hold back the line, and the host's timeout recovers.
+Layer above. ``request`` carries one packet per request, one beat per cycle while ``ready``: the type byte
+(``first``), then the payload bytes, ``last`` on the final beat (the type beat of an empty request). The next
+request is offered only after the previous one's response has been sent completely. ``response`` takes one packet
+per request, in order, one beat per cycle: the response's type byte, then its payload (bytes beyond ``MAX_PAYLOAD``
+are dropped). The payload is collected in the TX buffer (one EBR: 256 bytes, then the HELLO reply's payload as
+constants) to learn its length and goes out once its request has been read completely, with that request's
+sequence number. The buffer keeps the last response for a resend.
+
+Transmit path. One sender frames the waiting link-generated frame or the collected response. It composes each byte
+bit-serially in the ``tx`` register, shifting the bits in most significant first through its CRC-16 register, in the
+8 cycles after the previous byte was taken (a byte from the TX buffer is loaded when the previous one is taken and
+rotated through), then offers it: the UART, which takes a byte when it starts sending it, keeps the line busy back to
+back. Link-generated frames go
+first. One waits in a slot until it has been sent (an ERROR's ``expected`` byte is read then); one produced while
+the slot is full is dropped: the UART cannot be stalled, so the link cannot hold back the line, and the host's
+timeout recovers.
 
 Credits. The HELLO reply grants ``depth − CREDIT_RESERVE`` bytes: the host keeps at most that many bytes of
 unanswered request frames on the wire. A request of ``len`` payload bytes takes ``len + 4`` bytes of the buffer
 until the layer above has read it (fewer than its ``len + 9`` bytes on the wire), and its response goes out only
 after that, so a host within its credit never overflows the buffer.
 
-Cost on the iCE40UP5K (``benchmarks/cost_table.py`` harness, ``synth_ice40``, nextpnr at 30 MHz, seeds 1–3), default
-parameters: 683 logic cells, 2 EBR (the two buffers), Fmax 36.5–37.9 MHz; with the 3 Mbaud UART in front 777 cells,
-33.8–38.5 MHz. About 250 of the cells are flip-flops (two CRC registers, three buffer pointers, four 9-bit counters,
-the 19-bit timeout counter, the header fields and sequence state).
+Cost on the iCE40UP5K (``benchmarks/cost_table.py`` harness, ``synth_ice40``, nextpnr at 30 MHz, seed 1), default
+parameters: 522 logic cells, 2 EBR (the two buffers, :class:`~mmfree.hw.primitives.BlockRam`), Fmax 36.6 MHz. About
+200 of the cells are flip-flops (two CRC registers, three buffer pointers, four 9-bit counters, the 20-bit timeout
+counter, six byte registers and the sequence state).
 """
 
 from functools import reduce
 from operator import xor
 
 from amaranth import *
-from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host import protocol
 from .checks import check_int
+from .primitives import BlockRam
 
-__all__ = ["request_layout", "response_layout", "crc16_step", "LinkDevice"]
+__all__ = ["request_layout", "response_layout", "crc16_bit", "crc16_step", "LinkDevice"]
 
 
 def request_layout():
@@ -64,9 +75,33 @@ def response_layout():
     return data.StructLayout({"data": 8, "last": 1})
 
 
+def crc16_bit(crc, bit):
+    """The CRC-16 register after one more message bit (``protocol.CRC16_POLY``, most significant bit first).
+
+    Feeding the register its own bit 15 shifts it left without feedback: sending a CRC through the register that
+    computed it leaves 0, and a received check matches while ``crc[15] ^ bit`` stays 0.
+
+    Parameters
+    ----------
+    crc : Value
+        16 bits.
+    bit : Value
+        1 bit.
+
+    Returns
+    -------
+    Value
+        16 bits.
+    """
+    crc = Value.cast(crc)
+    feedback = crc[15] ^ bit
+    shifted = Cat(C(0, 1), crc[:15])
+    return Cat(*(shifted[i] ^ feedback if protocol.CRC16_POLY >> i & 1 else shifted[i] for i in range(16)))
+
+
 def crc16_step(crc, byte):
-    """The CRC-16 register after one more byte, byte-parallel: ``protocol.CRC16_POLY``, MSB first, unrolled into
-    one XOR per register bit (derived here from the polynomial).
+    """The CRC-16 register after one more byte, byte-parallel: :func:`crc16_bit` for its 8 bits, most significant
+    first, unrolled into one XOR per register bit (derived here from the polynomial).
 
     Parameters
     ----------
@@ -110,13 +145,15 @@ class LinkDevice(wiring.Component):
     Attributes
     ----------
     rx : In(stream.Signature(8))
-        Bytes from the line; ``ready`` is always 1.
+        Bytes from the line. While hunting for a frame, ``ready`` is 1; inside a frame it is 1 only in the eighth
+        cycle a byte is offered (the payload must stay stable until then, as the stream rules require).
     tx : Out(stream.Signature(8))
-        Bytes to the line.
+        Bytes to the line, each offered 8 cycles after the previous one was taken.
     request : Out(stream.Signature(request_layout()))
-        Accepted requests, one packet each: type, then payload.
+        Accepted requests, one packet each: type, then payload; a beat per cycle.
     response : In(stream.Signature(response_layout()))
-        One response packet per request, in order: type, then payload (at most ``MAX_PAYLOAD`` bytes).
+        One response packet per request, in order: type, then payload (at most ``MAX_PAYLOAD`` bytes); a beat per
+        cycle.
     """
 
     def __init__(self, *, depth=512, timeout=300_000):
@@ -139,11 +176,12 @@ class LinkDevice(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         addr_bits = self._depth.bit_length() - 1
+        hello = protocol.hello_payload(self.credit)
 
-        m.submodules.rx_buffer = rx_buffer = memory.Memory(shape=8, depth=self._depth, init=[])
-        m.submodules.tx_buffer = tx_buffer = memory.Memory(shape=8, depth=protocol.MAX_PAYLOAD, init=[])
-        rx_write, rx_read = rx_buffer.write_port(), rx_buffer.read_port()
-        tx_write, tx_read = tx_buffer.write_port(), tx_buffer.read_port()
+        # the TX buffer: the response payload at 0..255, the HELLO reply's payload at 256..
+        m.submodules.rx_buffer = rx_buffer = BlockRam(width=8, depth=self._depth)
+        m.submodules.tx_buffer = tx_buffer = BlockRam(width=8, depth=2 * protocol.MAX_PAYLOAD,
+                                                      init=[0] * protocol.MAX_PAYLOAD + list(hello))
 
         # -- state shared by the paths --------------------------------------------------------------------------
         expected = Signal(8)            # the sequence number of the next request
@@ -152,7 +190,7 @@ class LinkDevice(wiring.Component):
         wptr = Signal(addr_bits + 1)    # where the frame being received goes,
         rptr = Signal(addr_bits + 1)    # the next word the reader takes
         answer_due = Signal()           # a request has been read and its response is not sent yet
-        answer_seq = Signal(8)          # that request's sequence number
+        answer_seq = Signal(8, reset_less=True)  # that request's sequence number (rotated through while sent)
         everything_answered = Signal()
         has_request = Signal()          # the RX buffer holds words the reader has not taken
 
@@ -163,124 +201,125 @@ class LinkDevice(wiring.Component):
         def error(code):
             return [post.eq(1), post_kind.eq(_Event.ERROR), post_code.eq(code)]
 
-        # -- the deframer: one byte per cycle -------------------------------------------------------------------
+        # -- the deframer: a byte per cycle while hunting, 8 cycles per byte inside a frame ---------------------
+        # rpos: 0 hunting; 1..6 the header byte after the sync byte (len_hi, len_lo, seq, type, hcrc_hi, hcrc_lo);
+        # 7 payload; 8, 9 the payload check
+        HUNT, LEN_HI, LEN_LO, SEQ, TYPE, HCRC_HI, HCRC_LO, PAYLOAD, CRC_HI, CRC_LO = range(10)
+        rpos = Signal(range(CRC_LO + 1))
+        rx_bit = Signal(3)              # the bit of the offered byte going through the CRC, 0 = most significant
+        in_frame = Signal()
         byte = self.rx.payload
-        take = self.rx.valid
-        m.d.comb += self.rx.ready.eq(1)
+        m.d.comb += [in_frame.eq(rpos != HUNT), self.rx.ready.eq(~in_frame | (rx_bit == 7))]
+        take = self.rx.valid & self.rx.ready
+        with m.If(self.rx.valid & in_frame):
+            m.d.sync += rx_bit.eq(rx_bit + 1)
 
-        HUNT, HEADER, PAYLOAD, CRC_HI, CRC_LO = range(5)
-        state = Signal(range(5))
-        pos = Signal(range(protocol.HEADER_SIZE))  # index of the header byte being received, 1..6
-        crc = Signal(16)
-        crc_next = Signal(16)
-        m.d.comb += crc_next.eq(crc16_step(crc, byte))
-        remaining = Signal(9)   # the length, then the payload bytes still to come
-        too_long = Signal()
-        seq, frame_type = Signal(8), Signal(8)
+        crc = Signal(16, init=protocol.CRC16_INIT, reset_less=True)
+        rx_feedback = crc[15] ^ byte.bit_select(~rx_bit, 1)
+        mismatch = Signal(reset_less=True)             # a bit of the check byte(s) so far differed from the register's
+        intact = ~mismatch & ~rx_feedback  # at a check's last bit: the check matched
+        with m.If(~in_frame | (take & (rpos == HCRC_LO))):
+            m.d.sync += [crc.eq(protocol.CRC16_INIT), mismatch.eq(0)]
+        with m.Elif(self.rx.valid):
+            m.d.sync += [crc.eq(crc16_bit(crc, byte.bit_select(~rx_bit, 1))),
+                         mismatch.eq(mismatch | (rpos.matches(HCRC_HI, HCRC_LO, CRC_HI, CRC_LO) & rx_feedback))]
+
+        remaining = Signal(9, reset_less=True)   # the length, then the payload bytes still to come
+        too_long = Signal(reset_less=True)
+        seq = Signal(8)         # the last sequence byte received
+        is_hello, is_request = Signal(reset_less=True), Signal(reset_less=True)
         overflow = Signal()     # a byte of this frame found the RX buffer full
-        idle = Signal(range(self._timeout))
+
+        # idle counts down from timeout − 2 while no byte is offered inside a frame; its top bit (negative) marks
+        # the timeout'th such cycle
+        idle_bits = self._timeout.bit_length() + 1
+        idle = Signal(idle_bits, reset_less=True)
+        idle_reload = (self._timeout - 2) % (1 << idle_bits)
+        with m.If(self.rx.valid | ~in_frame):
+            m.d.sync += idle.eq(idle_reload)
+        with m.Else():
+            m.d.sync += idle.eq(idle - 1)
 
         full = Signal()
         m.d.comb += [
             full.eq((wptr[:addr_bits] == rptr[:addr_bits]) & (wptr[addr_bits] != rptr[addr_bits])),
             has_request.eq(commit != rptr),
-            rx_write.addr.eq(wptr[:addr_bits]),
-            rx_write.data.eq(byte),
+            rx_buffer.w_addr.eq(wptr[:addr_bits]),
+            rx_buffer.w_data.eq(byte),
         ]
         # the header's length, sequence number and type, then the payload, go to the buffer as they arrive; only
         # an accepted request's words are committed
-        store = take & (((state == HEADER) & (pos <= 4)) | (state == PAYLOAD))
-        with m.If(store & full):
+        store = take & rpos.matches(LEN_HI, LEN_LO, SEQ, TYPE, PAYLOAD)
+        with m.If(~in_frame):
+            m.d.sync += [overflow.eq(0), wptr.eq(commit)]
+        with m.Elif(store & full):
             m.d.sync += overflow.eq(1)
         with m.Elif(store):
-            m.d.comb += rx_write.en.eq(1)
+            m.d.comb += rx_buffer.w_en.eq(1)
             m.d.sync += wptr.eq(wptr + 1)
 
-        with m.If(take | (state == HUNT)):
-            m.d.sync += idle.eq(0)
-        with m.Else():
-            m.d.sync += idle.eq(idle + 1)
-        # the check bytes are compared with the CRC register instead of passing through it (the same test, without
-        # the XOR network in front of the decision)
-        check_hi = Signal()
-        check = Signal()
-        m.d.comb += check.eq(check_hi & (byte == crc[:8]))
-        with m.If(state == HUNT):
-            m.d.sync += crc.eq(protocol.CRC16_INIT)
-        with m.Elif(store):
-            m.d.sync += crc.eq(crc_next)
-        with m.If(take):
-            m.d.sync += check_hi.eq(byte == crc[8:])
-
         finish = Signal()  # a frame with an intact header and payload ends
-        with m.Switch(state):
+        with m.If(take & in_frame):
+            m.d.sync += rpos.eq(rpos + 1)
+        with m.Switch(rpos):
             with m.Case(HUNT):
-                m.d.sync += [pos.eq(1), overflow.eq(0), wptr.eq(commit)]
                 with m.If(take & (byte == protocol.SYNC)):
-                    m.d.sync += state.eq(HEADER)
-            with m.Case(HEADER):
+                    m.d.sync += rpos.eq(LEN_HI)
+            with m.Case(LEN_HI):
                 with m.If(take):
-                    m.d.sync += pos.eq(pos + 1)
-                    with m.Switch(pos):
-                        with m.Case(1):
-                            m.d.sync += [remaining[8].eq(byte[0]), too_long.eq(byte[1:].any())]
-                        with m.Case(2):
-                            m.d.sync += [remaining[:8].eq(byte), too_long.eq(too_long | (remaining[8] & byte.any()))]
-                        with m.Case(3):
-                            m.d.sync += seq.eq(byte)
-                        with m.Case(4):
-                            m.d.sync += frame_type.eq(byte)
-                        with m.Case(protocol.HEADER_SIZE - 1):
-                            m.d.sync += [state.eq(HUNT), crc.eq(protocol.CRC16_INIT)]
-                            with m.If(~check):
-                                m.d.comb += error(protocol.ErrorCode.BAD_HEADER)
-                            with m.Elif(too_long):
-                                m.d.comb += error(protocol.ErrorCode.BAD_LENGTH)
-                            with m.Elif(remaining == 0):
-                                m.d.comb += finish.eq(1)
-                            with m.Else():
-                                m.d.sync += state.eq(PAYLOAD)
+                    m.d.sync += [remaining[8].eq(byte[0]), too_long.eq(byte[1:].any())]
+            with m.Case(LEN_LO):
+                with m.If(take):
+                    m.d.sync += [remaining[:8].eq(byte), too_long.eq(too_long | (remaining[8] & byte.any()))]
+            with m.Case(SEQ):
+                with m.If(take):
+                    m.d.sync += seq.eq(byte)
+            with m.Case(TYPE):
+                with m.If(take):
+                    m.d.sync += [is_hello.eq(byte == protocol.HELLO),
+                                 is_request.eq((byte >= protocol.REQUEST_TYPES.start) &
+                                               (byte < protocol.REQUEST_TYPES.stop))]
+            with m.Case(HCRC_LO):
+                with m.If(take):
+                    with m.If(~intact):
+                        m.d.sync += rpos.eq(HUNT)
+                        m.d.comb += error(protocol.ErrorCode.BAD_HEADER)
+                    with m.Elif(too_long):
+                        m.d.sync += rpos.eq(HUNT)
+                        m.d.comb += error(protocol.ErrorCode.BAD_LENGTH)
+                    with m.Elif(remaining == 0):
+                        m.d.sync += rpos.eq(HUNT)
+                        m.d.comb += finish.eq(1)
             with m.Case(PAYLOAD):
                 with m.If(take):
                     m.d.sync += remaining.eq(remaining - 1)
-                    with m.If(remaining == 1):
-                        m.d.sync += state.eq(CRC_HI)
-            with m.Case(CRC_HI):
-                with m.If(take):
-                    m.d.sync += state.eq(CRC_LO)
+                    with m.If(remaining != 1):
+                        m.d.sync += rpos.eq(PAYLOAD)
             with m.Case(CRC_LO):
                 with m.If(take):
-                    m.d.sync += state.eq(HUNT)
-                    with m.If(~check):
+                    m.d.sync += rpos.eq(HUNT)
+                    with m.If(~intact):
                         m.d.comb += error(protocol.ErrorCode.BAD_CRC)
                     with m.Else():
                         m.d.comb += finish.eq(1)
-        with m.If((state != HUNT) & ~take & (idle == self._timeout - 1)):
-            m.d.sync += state.eq(HUNT)
+        with m.If(in_frame & ~self.rx.valid & idle[-1]):
+            m.d.sync += rpos.eq(HUNT)
             m.d.comb += error(protocol.ErrorCode.TIMEOUT)
 
-        # the frame's class, from the type and sequence number, registered while the header check arrives (a frame
-        # ends at least two bytes after its type; `expected` changes only when a frame ends)
+        # the frame's class, from the type and sequence number
         next_seq = Signal(8)
-        is_hello, is_request, in_order, duplicate = Signal(), Signal(), Signal(), Signal()
         m.d.comb += next_seq.eq(seq + 1)
-        m.d.sync += [
-            is_hello.eq(frame_type == protocol.HELLO),
-            is_request.eq((frame_type >= protocol.REQUEST_TYPES.start) & (frame_type < protocol.REQUEST_TYPES.stop)),
-            in_order.eq(seq == expected),
-            duplicate.eq(last_valid & (next_seq == expected)),
-        ]
         with m.If(finish):
             with m.If(is_hello):
                 m.d.sync += [expected.eq(next_seq), last_valid.eq(0)]
                 m.d.comb += [post.eq(1), post_kind.eq(_Event.HELLO)]
             with m.Elif(~is_request):
                 m.d.comb += error(protocol.ErrorCode.UNKNOWN_TYPE)
-            with m.Elif(in_order & overflow):
+            with m.Elif((seq == expected) & overflow):
                 m.d.comb += error(protocol.ErrorCode.OVERFLOW)
-            with m.Elif(in_order):
+            with m.Elif(seq == expected):
                 m.d.sync += [commit.eq(wptr), expected.eq(next_seq), last_valid.eq(1)]
-            with m.Elif(duplicate):
+            with m.Elif(last_valid & (next_seq == expected)):
                 m.d.comb += [post.eq(everything_answered), post_kind.eq(_Event.RESEND)]
             with m.Else():
                 m.d.comb += error(protocol.ErrorCode.BAD_SEQUENCE)
@@ -290,23 +329,23 @@ class LinkDevice(wiring.Component):
         # committed word was written at least two cycles before its commit, so that data is never stale
         pop = Signal()
         rptr_next = Signal.like(rptr)
-        m.d.comb += [rptr_next.eq(Mux(pop, rptr + 1, rptr)), rx_read.addr.eq(rptr_next[:addr_bits])]
+        m.d.comb += [rptr_next.eq(rptr + pop), rx_buffer.r_addr.eq(rptr_next[:addr_bits])]
         m.d.sync += rptr.eq(rptr_next)
         R_LEN_HI, R_LEN_LO, R_SEQ, R_TYPE, R_PAYLOAD = range(5)
         reader = Signal(range(5))
-        count = Signal(9)
-        m.d.comb += [self.request.payload.data.eq(rx_read.data), self.request.payload.first.eq(reader == R_TYPE)]
+        count = Signal(9, reset_less=True)
+        m.d.comb += [self.request.payload.data.eq(rx_buffer.r_data), self.request.payload.first.eq(reader == R_TYPE)]
         with m.Switch(reader):
             with m.Case(R_LEN_HI):
                 m.d.comb += pop.eq(has_request & ~answer_due)
                 with m.If(pop):
-                    m.d.sync += [count[8].eq(rx_read.data[0]), reader.eq(R_LEN_LO)]
+                    m.d.sync += [count[8].eq(rx_buffer.r_data[0]), reader.eq(R_LEN_LO)]
             with m.Case(R_LEN_LO):
                 m.d.comb += pop.eq(1)
-                m.d.sync += [count[:8].eq(rx_read.data), reader.eq(R_SEQ)]
+                m.d.sync += [count[:8].eq(rx_buffer.r_data), reader.eq(R_SEQ)]
             with m.Case(R_SEQ):
                 m.d.comb += pop.eq(1)
-                m.d.sync += [answer_seq.eq(rx_read.data), reader.eq(R_TYPE)]
+                m.d.sync += [answer_seq.eq(rx_buffer.r_data), reader.eq(R_TYPE)]
             with m.Case(R_TYPE, R_PAYLOAD):
                 last = Mux(reader == R_TYPE, count == 0, count == 1)
                 m.d.comb += [self.request.valid.eq(1), self.request.payload.last.eq(last),
@@ -321,14 +360,14 @@ class LinkDevice(wiring.Component):
         # -- the collector: a response packet → TX buffer -----------------------------------------------------
         C_EMPTY, C_FILL, C_FULL = range(3)
         collector = Signal(range(3))
-        response_type = Signal(8)
-        response_length = Signal(range(protocol.MAX_PAYLOAD + 1))
+        response_type = Signal(8, reset_less=True)       # rotated through while it is sent
+        response_length = Signal(range(protocol.MAX_PAYLOAD + 1), reset_less=True)
         sending_buffer = Signal()
         m.d.comb += [
             everything_answered.eq((reader == R_LEN_HI) & ~has_request & ~answer_due & (collector == C_EMPTY)),
             self.response.ready.eq((collector != C_FULL) & ~sending_buffer),
-            tx_write.addr.eq(response_length),
-            tx_write.data.eq(self.response.payload.data),
+            tx_buffer.w_addr.eq(response_length[:8]),
+            tx_buffer.w_data.eq(self.response.payload.data),
         ]
         with m.If(self.response.valid & self.response.ready):
             with m.If(self.response.payload.last):
@@ -338,14 +377,14 @@ class LinkDevice(wiring.Component):
             with m.If(collector == C_EMPTY):
                 m.d.sync += [response_type.eq(self.response.payload.data), response_length.eq(0)]
             with m.Elif(response_length != protocol.MAX_PAYLOAD):
-                m.d.comb += tx_write.en.eq(1)
+                m.d.comb += tx_buffer.w_en.eq(1)
                 m.d.sync += response_length.eq(response_length + 1)
 
         # -- the waiting link-generated frame: held until it has been sent -------------------------------------
         event_valid = Signal()
-        event_kind = Signal(_Event)
-        event_code = Signal(3)
-        event_seq = Signal(8)
+        event_kind = Signal(_Event, reset_less=True)
+        event_code = Signal(3, reset_less=True)
+        event_seq = Signal(8, reset_less=True)  # rotated through while it is sent
         event_done = Signal()
         with m.If(post & ~event_valid):
             m.d.sync += [event_valid.eq(1), event_kind.eq(post_kind), event_code.eq(post_code),
@@ -353,90 +392,102 @@ class LinkDevice(wiring.Component):
         with m.Elif(event_done):
             m.d.sync += event_valid.eq(0)
 
-        # -- the sender: one frame from the waiting event or the collected response ----------------------------
-        S_IDLE, S_HEADER, S_PAYLOAD, S_CRC = range(4)
-        sender = Signal(range(4))
-        of_event = Signal()     # the frame being sent is the waiting event's
-        index = Signal(range(protocol.MAX_PAYLOAD + 1))  # byte within the header, the payload, the CRC
-        s_crc = Signal(16)
-        from_buffer = Signal()
-        f_type, f_seq = Signal(8), Signal(8)
-        f_length = Signal(range(protocol.MAX_PAYLOAD + 1))
-        hello = protocol.hello_payload(self.credit)
-        with m.Switch(Mux(of_event, event_kind, _Event.RESEND)):
-            with m.Case(_Event.ERROR):
-                m.d.comb += [f_type.eq(protocol.ERROR), f_length.eq(3)]
-            with m.Case(_Event.HELLO):
-                m.d.comb += [f_type.eq(protocol.HELLO_REPLY), f_length.eq(len(hello))]
-            with m.Case(_Event.RESEND):
-                m.d.comb += [from_buffer.eq(1), f_type.eq(response_type), f_length.eq(response_length)]
+        # -- the sender: one frame from the waiting event or the collected response, a bit per cycle -----------
+        # tpos: 0 idle; 1..7 the header byte (sync, len_hi, len_lo, seq, type, hcrc_hi, hcrc_lo); 8 payload;
+        # 9, 10 the payload check
+        T_IDLE, T_SYNC, T_LEN_HI, T_LEN_LO, T_SEQ, T_TYPE, T_HCRC_HI, T_HCRC_LO, T_PAYLOAD, T_CRC_HI, T_CRC_LO = \
+            range(11)
+        tpos = Signal(range(T_CRC_LO + 1))
+        tx_bit = Signal(3)              # the bit being composed, 0 = most significant
+        of_event = Signal()             # the frame being sent is the waiting event's
+        index = Signal(range(protocol.MAX_PAYLOAD + 1), reset_less=True)  # payload bytes begun
+        s_crc = Signal(16, init=protocol.CRC16_INIT, reset_less=True)
+        from_buffer, is_error, is_hello_reply = Signal(), Signal(), Signal()
+        composing, sent, payload_done = Signal(), Signal(), Signal()
         m.d.comb += [
-            f_seq.eq(Mux(of_event, event_seq, answer_seq)),
-            sending_buffer.eq((sender != S_IDLE) & from_buffer),
+            from_buffer.eq(~of_event | (event_kind == _Event.RESEND)),
+            is_error.eq(of_event & (event_kind == _Event.ERROR)),
+            is_hello_reply.eq(of_event & (event_kind == _Event.HELLO)),
+            sending_buffer.eq((tpos != T_IDLE) & from_buffer),
+            composing.eq((tpos != T_IDLE) & ~self.tx.valid),
+            sent.eq(self.tx.valid & self.tx.ready),
+            payload_done.eq(Mux(from_buffer, index == response_length,
+                                index == Mux(is_hello_reply, len(hello), 3))),
+            # the next payload byte of the response or of the HELLO reply
+            tx_buffer.r_addr.eq(Cat(index[:8], is_hello_reply)),
         ]
 
-        payload_byte = Signal(8)
-        with m.If(from_buffer):
-            m.d.comb += payload_byte.eq(tx_read.data)
-        with m.Elif(event_kind == _Event.ERROR):
-            with m.Switch(index[:2]):
-                for position, value in enumerate([event_code, expected, event_seq]):
-                    with m.Case(position):
-                        m.d.comb += payload_byte.eq(value)
-        with m.Else():
-            with m.Switch(index[:3]):
-                for position, value in enumerate(hello):
-                    with m.Case(position):
-                        m.d.comb += payload_byte.eq(value)
-        out_byte = Signal(8)
-        header = [C(protocol.SYNC, 8), f_length[8:], f_length[:8], f_seq, f_type, s_crc[8:], s_crc[:8]]
-        with m.Switch(Cat(index[:3], sender)):  # one multiplexer over every byte position of a frame
-            for position, value in enumerate(header):
-                with m.Case(position | S_HEADER << 3):
-                    m.d.comb += out_byte.eq(value)
-            with m.Case(f"{S_PAYLOAD:02b}---"):
-                m.d.comb += out_byte.eq(payload_byte)
-            with m.Case(f"{S_CRC:02b}--0"):
-                m.d.comb += out_byte.eq(s_crc[8:])
-            with m.Case(f"{S_CRC:02b}--1"):
-                m.d.comb += out_byte.eq(s_crc[:8])
+        def msb_first(value):
+            """Bit ``tx_bit`` of ``value`` (zero-extended to 8 bits), counted from the most significant."""
+            value = Value.cast(value)
+            return Cat(value, C(0, 8 - len(value))).bit_select(~tx_bit, 1)
 
-        advance = Signal()
-        index_plus, index_next = Signal.like(index), Signal.like(index)
-        m.d.comb += [
-            advance.eq((sender != S_IDLE) & (~self.tx.valid | self.tx.ready)),
-            index_plus.eq(index + 1),
-            index_next.eq(Mux(advance, index_plus, index)),
-            tx_read.addr.eq(Mux(sender == S_PAYLOAD, index_next, 0)),
-        ]
-        with m.If(~self.tx.valid | self.tx.ready):
-            m.d.sync += [self.tx.valid.eq(advance), self.tx.payload.eq(out_byte)]
-        m.d.sync += index.eq(index_next)
-        with m.If(advance):
-            with m.If(((sender == S_HEADER) & (index >= 1) & (index <= 4)) | (sender == S_PAYLOAD)):
-                m.d.sync += s_crc.eq(crc16_step(s_crc, out_byte))
+        out_bit = Signal()
+        with m.Switch(tpos):
+            with m.Case(T_SYNC):
+                m.d.comb += out_bit.eq(msb_first(C(protocol.SYNC, 8)))
+            with m.Case(T_LEN_HI):
+                m.d.comb += out_bit.eq((tx_bit == 7) & from_buffer & response_length[8])
+            with m.Case(T_LEN_LO):
+                m.d.comb += out_bit.eq(Mux(from_buffer, msb_first(response_length[:8]),
+                                           Mux(is_hello_reply, msb_first(len(hello)), msb_first(3))))
+            with m.Case(T_SEQ):
+                m.d.comb += out_bit.eq(Mux(of_event, event_seq[7], answer_seq[7]))
+            with m.Case(T_TYPE):
+                m.d.comb += out_bit.eq(Mux(from_buffer, response_type[7],
+                                           Mux(is_hello_reply, msb_first(protocol.HELLO_REPLY),
+                                               msb_first(protocol.ERROR))))
+            with m.Case(T_PAYLOAD):
+                with m.If(~is_error):
+                    m.d.comb += out_bit.eq(self.tx.payload[7])
+                with m.Else():
+                    with m.Switch(index[:2]):   # an ERROR's payload: code, expected, got
+                        with m.Case(1):
+                            m.d.comb += out_bit.eq(msb_first(event_code))
+                        with m.Case(2):
+                            m.d.comb += out_bit.eq(msb_first(expected))
+                        with m.Case(3):
+                            m.d.comb += out_bit.eq(event_seq[7])
+            with m.Default():   # the checks leave the register they were computed in
+                m.d.comb += out_bit.eq(s_crc[15])
+
+        with m.If(composing):
+            m.d.sync += [tx_bit.eq(tx_bit + 1), self.tx.payload.eq(Cat(out_bit, self.tx.payload[:7]))]
+            with m.If(tx_bit == 7):
+                m.d.sync += self.tx.valid.eq(1)
+            with m.If(tpos == T_SEQ):
+                with m.If(of_event):
+                    m.d.sync += event_seq.eq(event_seq.rotate_left(1))
+                with m.Else():
+                    m.d.sync += answer_seq.eq(answer_seq.rotate_left(1))
+            with m.If((tpos == T_TYPE) & from_buffer):
+                m.d.sync += response_type.eq(response_type.rotate_left(1))
+            with m.If((tpos == T_PAYLOAD) & is_error & (index[:2] == 3)):
+                m.d.sync += event_seq.eq(event_seq.rotate_left(1))
+        with m.If(sent):
+            # a payload byte from the TX buffer is rotated through the register while it is composed
+            m.d.sync += [self.tx.valid.eq(0), self.tx.payload.eq(tx_buffer.r_data)]
+
+        with m.If(tpos.matches(T_IDLE, T_SYNC) | (sent & (tpos == T_HCRC_LO))):
+            m.d.sync += s_crc.eq(protocol.CRC16_INIT)
+        with m.Elif(composing):
+            m.d.sync += s_crc.eq(crc16_bit(s_crc, out_bit))
 
         frame_end = Signal()
-        with m.Switch(sender):
-            with m.Case(S_IDLE):
-                m.d.sync += [index.eq(0), s_crc.eq(protocol.CRC16_INIT)]
-                with m.If(event_valid):
-                    m.d.sync += [sender.eq(S_HEADER), of_event.eq(1)]
-                with m.Elif((collector == C_FULL) & answer_due):
-                    m.d.sync += [sender.eq(S_HEADER), of_event.eq(0)]
-            with m.Case(S_HEADER):
-                with m.If(advance & (index == protocol.HEADER_SIZE - 1)):
-                    m.d.sync += [index.eq(0), s_crc.eq(protocol.CRC16_INIT), sender.eq(S_PAYLOAD)]
-                    with m.If(f_length == 0):
-                        m.d.comb += frame_end.eq(1)
-            with m.Case(S_PAYLOAD):
-                with m.If(advance & (index_plus == f_length)):
-                    m.d.sync += [index.eq(0), sender.eq(S_CRC)]
-            with m.Case(S_CRC):
-                with m.If(advance & index[0]):
-                    m.d.comb += frame_end.eq(1)
+        with m.If(sent):
+            m.d.sync += tpos.eq(tpos + 1)
+            with m.If(tpos.matches(T_HCRC_LO, T_PAYLOAD) & ~payload_done):
+                m.d.sync += [tpos.eq(T_PAYLOAD), index.eq(index + 1)]
+            with m.If(((tpos == T_HCRC_LO) & payload_done) | (tpos == T_CRC_LO)):
+                m.d.comb += frame_end.eq(1)
+        with m.If(tpos == T_IDLE):
+            m.d.sync += index.eq(0)
+            with m.If(event_valid):
+                m.d.sync += [tpos.eq(T_SYNC), of_event.eq(1)]
+            with m.Elif((collector == C_FULL) & answer_due):
+                m.d.sync += [tpos.eq(T_SYNC), of_event.eq(0)]
         with m.If(frame_end):
-            m.d.sync += sender.eq(S_IDLE)
+            m.d.sync += tpos.eq(T_IDLE)
             m.d.comb += event_done.eq(of_event)
             with m.If(~of_event):
                 m.d.sync += [answer_due.eq(0), collector.eq(C_EMPTY)]

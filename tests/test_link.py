@@ -11,7 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from mmfree.host import protocol
-from mmfree.hw.link import LinkDevice, crc16_step, request_layout, response_layout
+from mmfree.hw.link import LinkDevice, crc16_bit, crc16_step, request_layout, response_layout
 from mmfree.hw.uart import UART
 from mmfree.sim.runner import run_bench
 
@@ -90,6 +90,25 @@ def test_crc16_step_matches_host():
     async def check(ctx):
         for got, want in zip(results, expected):
             assert ctx.get(got) == want
+
+    sim = Simulator(m)
+    sim.add_testbench(check)
+    sim.run()
+
+
+def test_crc16_bit_matches_host():
+    """Eight steps of the bit-serial CRC, most significant bit first, are the host's CRC of a byte."""
+    from amaranth.sim import Simulator
+    rng = random.Random(1)
+    cases = [(rng.randrange(1 << 16), rng.randrange(256)) for _ in range(50)]
+    m = Module()
+
+    async def check(ctx):
+        for crc, byte in cases:
+            state = crc
+            for k in reversed(range(8)):
+                state = ctx.get(crc16_bit(Const(state, 16), Const(byte >> k & 1, 1)))
+            assert state == protocol.crc16([byte], crc)
 
     sim = Simulator(m)
     sim.add_testbench(check)

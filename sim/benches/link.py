@@ -3,9 +3,9 @@
 
 The bench top (built by ``tests/test_link.py``) joins the link to an echo that answers every request with its type
 plus ``REPLY_BIT`` and the same payload; its ``stall`` input holds the echo (no request byte read, no response byte
-written). In ``mode="bytes"`` the bench drives the link's byte streams directly (random gaps on ``rx``, random
-back-pressure on ``tx``, the stream rules checked); in ``mode="uart"`` the top has the UART PHY in front and the
-bench drives and decodes the pins.
+written). In ``mode="bytes"`` the bench drives the link's byte streams directly (random gaps on ``rx``, each byte
+held until taken, random back-pressure on ``tx``, the stream rules checked); in ``mode="uart"`` the top has the UART
+PHY in front and the bench drives and decodes the pins.
 
 The bench runs *steps*: it feeds a step's bytes to the model and to the device, lets the device's inter-byte timeout
 expire when the step ends inside a frame, waits until every frame the model says is required has come out, then a
@@ -44,12 +44,15 @@ STEPS = PARAMS.get("steps", 1000)
 DIVISOR = PARAMS.get("divisor", 10)
 CLOCK_NS = 10
 MAX_GAP = TIMEOUT // 3   # longest gap between bytes of a step, in cycles (well inside the timeout)
+RX_BYTE_CYCLES = 8       # the device takes an offered byte within this many cycles (one bit per cycle)
+TX_BYTE_CYCLES = 9       # the device offers a byte this many cycles after the previous one was taken, at most
 TIMEOUT_LIMIT = {"timeout_time": 1000, "timeout_unit": "sec"}
 
 
 class ByteLine:
-    """Drives ``rx`` and takes ``tx`` every cycle: random gaps (junk payload while not valid), random back-pressure,
-    random stalls of the echo; checks the stream rules on ``tx``."""
+    """Drives ``rx`` and takes ``tx``: random gaps between bytes (junk payload while not valid), each byte held
+    until the device takes it (within ``RX_BYTE_CYCLES``), random back-pressure, random stalls of the echo; checks
+    the stream rules on ``tx``."""
 
     def __init__(self, dut, rng, *, p_gap=0.2, p_back=0.3, p_stall=0.2):
         self.dut, self.rng = dut, rng
@@ -69,13 +72,11 @@ class ByteLine:
 
     async def _run(self):
         dut, rng = self.dut, self.rng
-        gap, held, sent = 0, None, False
+        gap, held, offered = 0, None, 0
         while True:
-            if sent and rng.random() < self.p_gap:  # one gap at most between two bytes
-                gap = rng.randrange(1, MAX_GAP)
-            sending = bool(self.pending) and gap == 0
-            gap = max(gap - 1, 0)
-            sent = False
+            if not offered:  # a byte once offered stays offered, unchanged, until it is taken
+                sending = bool(self.pending) and gap == 0
+                gap = max(gap - 1, 0)
             dut.rx__valid.value = sending
             dut.rx__payload.value = self.pending[0] if sending else rng.getrandbits(8)
             ready = rng.random() >= self.p_back
@@ -83,9 +84,13 @@ class ByteLine:
             dut.stall.value = self.hold_stall or rng.random() < self.p_stall
             await ReadOnly()
             if sending:
-                assert dut.rx__ready.value == 1, "rx.ready is always 1"
-                self.pending.popleft()
-                sent = True
+                offered += 1
+                assert offered <= RX_BYTE_CYCLES, f"cycle {self.cycle}: a byte offered for {offered} cycles"
+                if dut.rx__ready.value == 1:
+                    self.pending.popleft()
+                    offered = 0
+                    if rng.random() < self.p_gap:  # one gap at most between two bytes
+                        gap = rng.randrange(1, MAX_GAP)
             valid = bool(dut.tx__valid.value)
             payload = int(dut.tx__payload.value) if valid else None
             if held is not None:
@@ -188,7 +193,8 @@ class Bench:
         responses = [frame for frame, generated in predicted if not generated]
         events = [frame for frame, generated in predicted if generated]
         frames, waited = [], 0
-        per_frame = (MAX_PAYLOAD + 20) * (2 if MODE == "bytes" else 11 * DIVISOR)
+        per_byte = 2 * TX_BYTE_CYCLES if MODE == "bytes" else 11 * DIVISOR  # the UART hides the composing
+        per_frame = (MAX_PAYLOAD + 20) * per_byte
         limit = 200 + per_frame * (len(predicted) + 1)
 
         def complete():
