@@ -131,10 +131,10 @@ class Unit:
 
     @property
     def module(self):
-        """Dotted module name of a ``"module:Class"`` factory, else ``None``."""
+        """Dotted module name of a ``"module:Class"`` factory, or the ``hw_module`` a callable factory builds."""
         if isinstance(self.factory, str):
             return "mmfree.hw." + self.factory.split(":")[0]
-        return None
+        return getattr(self.factory, "hw_module", None)
 
     def build(self, kwargs):
         if isinstance(self.factory, str):
@@ -144,6 +144,18 @@ class Unit:
 
 
 ICE40, ECP5 = ("ice40",), ("ecp5",)
+
+
+def _core(*, impl, cycles_per_element=2):
+    """The core for the iCEBreaker's core parameters and the golden model's formats."""
+    from mmfree.host.compiler import CORES
+    from mmfree.host.golden import Formats
+    from mmfree.hw.core import Core
+    return Core(CORES["icebreaker"], Formats(), cycles_per_element=cycles_per_element, impl=impl)
+
+
+_core.hw_module = "mmfree.hw.core"
+
 
 REGISTRY = [
     Unit("TritDecoder", "trit_decoder:TritDecoder", [point("2bit", fmt="2bit"), point("base3", fmt="base3")]),
@@ -171,6 +183,13 @@ REGISTRY = [
         point("UP5K c=2 act24", families=ICE40, acc_bits=16, cycles_per_element=2, impl="ice40", act_bits=24,
               act_frac=16),
         point("c=2 ecp5", families=ECP5, acc_bits=16, cycles_per_element=2, impl="ecp5"),
+    ]),
+    Unit("FieldReader", "field_reader:FieldReader", [point("16 and 20 bit", widths=(16, 20))]),
+    Unit("PassDatapath", "pass_datapath:PassDatapath", [point("36 bit", families=ICE40, x_bits=36, impl="ice40"),
+                                                        point("36 bit ecp5", families=ECP5, x_bits=36, impl="ecp5")]),
+    Unit("Core", _core, [
+        point("icebreaker sequential", families=ICE40, impl="ice40"),
+        point("icebreaker sequential ecp5", families=ECP5, impl="ecp5"),
     ]),
     Unit("Mac16", "primitives:Mac16", [
         point("s16xs16 ice40", families=ICE40, impl="ice40"),
