@@ -249,8 +249,10 @@ UP5K_BUDGET = [
          "while SPRAM is idle; pre is read from SPRAM in the quantize pass); p shares the q buffer's blocks (q word "
          "j/5 is written after p_j is read)"),
     Item("recurrent state: 512 words × 32 bit (L·H ≤ 512)", 1, "BlockRam", "16x1024 ice40", {"LC": 2, "EBR": 4}),
-    Item("sequencer: instruction fetch from the weight memory, decode, phase control", 1, None, None, {"LC": 350},
-         "a 256-bit instruction read as four weight words between BitLinears; ~20 instructions per token"),
+    Item("sequencer of the fused design: instruction fetch from the weight memory, decode, phase control", 1, None,
+         None, {"LC": 350}, "a 256-bit instruction read as four weight words between BitLinears; ~20 instructions "
+         "per token. The sequential core built so far (the Core rows above) spends far more: its passes, field "
+         "reader and pass datapath are not part of this plan"),
     Item("glue: operand multiplexers, board shell (PLL, reset and RX synchronisers, LEDs)", 1, None, None,
          {"LC": 400}, "mostly the multiplexers between the vector memory and the units"),
 ]
@@ -566,8 +568,9 @@ consumer would add). Memories and multipliers are the unit's alone.
 
 ## Whole-chip budget: the iCEBreaker core on the UP5K
 
-Measured rows use the iCE40 net counts above. ESTIMATE rows are for parts not built yet (or not measured in this
-run), with the reasoning beside them; replace them as the parts are built.
+The budget of the fused design planned in `docs/core.md`: measured rows use the iCE40 net counts above, ESTIMATE
+rows are for parts of that design not built yet, with the reasoning beside them. The core built so far is the
+sequential form (the `Core` rows above, measured whole): it does not place on the UP5K.
 
 {budget}
 
