@@ -39,7 +39,7 @@ from ..host.isa import INSTRUCTION_BITS, OPCODE_BITS, Epilogue, Opcode, Slot
 from .field_reader import FieldReader
 from .instruction import instruction_layout
 from .matvec_engine import MatvecEngine
-from .pass_datapath import PassDatapath
+from .pass_datapath import PassDatapath, limbs_for
 from .primitives import IMPLS, BlockRam
 from .quantizer import Quantizer
 from .reduction import ReductionUnit
@@ -286,7 +286,8 @@ class Core(wiring.Component):
         t_out = Signal.like(ps_count)     # elements that left the datapath
         dp_last = Signal()
         # the sampler: its LFSR, 1/T of the RUN, the pass's constant operand and the Gumbel noise table (read at the
-        # LFSR's low bits, which change only when an element is taken, at most every dp.limbs cycles)
+        # LFSR's low bits, which change only when an element is taken: every 3 cycles, as the sampling pass runs
+        # at limbs_for(elem_bits) ≥ 2 and the table's read takes one)
         lfsr = Signal(32, init=1)
         inv_t = Signal(scalar_layout)
         sample_x = Signal(self.elem_bits)
@@ -296,7 +297,15 @@ class Core(wiring.Component):
         m.d.comb += dp.i.payload.last.eq(dp_last)
         fetched = Signal()                # an element's read was issued: its operands are on dp.i
         field = Signal.like(fields.o.payload.data)
-        m.d.comb += [dp.pre.eq(ps_pre), dp.post.eq(ps_post), dp.round.eq(ps_round)]
+        ps_limbs = Signal.like(dp.limbs)
+        m.d.comb += [dp.pre.eq(ps_pre), dp.post.eq(ps_post), dp.round.eq(ps_round), dp.limbs.eq(ps_limbs)]
+        # limbs of each slot's elements: X and V at full width; G holds accumulators, |acc| ≤ 127 · max_vector
+        slot_limbs = {Slot.X: limbs_for(self.widths[_Src.X]), Slot.V: limbs_for(self.widths[_Src.V]),
+                      Slot.G: limbs_for((127 * H).bit_length() + 1)}
+
+        def limbs_of(slot):
+            return Mux(slot == Slot.X, slot_limbs[Slot.X], Mux(slot == Slot.V, slot_limbs[Slot.V], slot_limbs[Slot.G]))
+
 
         def sat(value, bits):
             hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
@@ -382,9 +391,9 @@ class Core(wiring.Component):
         ret = Signal(range(16))   # where a pass returns (an index into PASS_RETURNS)
         chain = Signal(range(len(SCALE_CHAIN) + 1))
 
-        def start_pass(src, count, *, factor_=_Factor.ONE, pow_=0, pre=0, post=0, round_=0, red_sel=0,
+        def start_pass(src, count, *, limbs, factor_=_Factor.ONE, pow_=0, pre=0, post=0, round_=0, red_sel=0,
                        red_shift=0, quant_=0, write=0, back):
-            m.d.sync += [ps_src.eq(src), ps_count.eq(count), ps_t.eq(0), t_out.eq(0), fetched.eq(0),
+            m.d.sync += [ps_src.eq(src), ps_count.eq(count), ps_t.eq(0), t_out.eq(0), fetched.eq(0), ps_limbs.eq(limbs),
                          ps_factor.eq(factor_), ps_pow.eq(pow_),
                          ps_pre.eq(pre), ps_post.eq(post), ps_round.eq(round_), ps_red.eq(red_sel),
                          ps_red_shift.eq(red_shift), ps_quant.eq(quant_), ps_write.eq(write),
@@ -511,8 +520,8 @@ class Core(wiring.Component):
             with m.State("EMBED_START"):
                 start_fields(row_addr, emb.length, wide=1)
                 with m.If(fields.start.ready):
-                    start_pass(_Src.FIELD, emb.length, factor_=_Factor.POW2, pow_=ps_pow, post=ps_post, round_=1,
-                               write=1, back="EMBED_DONE")
+                    start_pass(_Src.FIELD, emb.length, limbs=limbs_for(f.embed_bits), factor_=_Factor.POW2,
+                               pow_=ps_pow, post=ps_post, round_=1, write=1, back="EMBED_DONE")
 
             with m.State("EMBED_DONE"):
                 m.next = "NEXT"
@@ -542,7 +551,8 @@ class Core(wiring.Component):
             with m.State("BL_B"):      # max|v ⊙ c|
                 start_fields(bl.consts, bl.cols)
                 with m.If(fields.start.ready):
-                    start_pass(slot_src(bl.src), bl.cols, factor_=_Factor.FIELD, red_sel=2, back="BL_B_DONE")
+                    start_pass(slot_src(bl.src), bl.cols, limbs=limbs_of(bl.src), factor_=_Factor.FIELD, red_sel=2,
+                               back="BL_B_DONE")
 
             with m.State("BL_B_DONE"):
                 m.d.comb += red.o.ready.eq(1)
@@ -567,8 +577,8 @@ class Core(wiring.Component):
             with m.State("BL_C"):      # q into the q buffer, Σ (v ≫ k)²
                 start_fields(bl.consts, bl.cols)
                 with m.If(fields.start.ready):
-                    start_pass(slot_src(bl.src), bl.cols, factor_=_Factor.FIELD, red_sel=1, red_shift=k_v,
-                               quant_=1, back="BL_C_DONE")
+                    start_pass(slot_src(bl.src), bl.cols, limbs=limbs_of(bl.src), factor_=_Factor.FIELD, red_sel=1,
+                               red_shift=k_v, quant_=1, back="BL_C_DONE")
 
             with m.State("BL_C_DONE"):
                 m.d.comb += red.o.ready.eq(q_done)
@@ -582,8 +592,8 @@ class Core(wiring.Component):
             with m.State("BL_D"):      # Σ u², u = ((v ≫ k) · pre) ≫ pre_shift
                 start_fields(bl.pre, bl.cols)
                 with m.If(fields.start.ready):
-                    start_pass(slot_src(bl.src), bl.cols, factor_=_Factor.FIELD, pre=k_v, post=bl.pre_shift,
-                               red_sel=2, back="BL_D_DONE")
+                    start_pass(slot_src(bl.src), bl.cols, limbs=limbs_for(f.reduce_bits), factor_=_Factor.FIELD,
+                               pre=k_v, post=bl.pre_shift, red_sel=2, back="BL_D_DONE")
 
             with m.State("BL_D_DONE"):
                 m.d.comb += red.o.ready.eq(1)
@@ -595,7 +605,8 @@ class Core(wiring.Component):
                         m.next = "BL_AUX"
 
             with m.State("BL_F"):      # the first norm's slot: its sum of squares
-                start_pass(slot_src(bl.first), bl.cols, red_sel=1, red_shift=k_f, back="BL_F_DONE")
+                start_pass(slot_src(bl.first), bl.cols, limbs=limbs_of(bl.first), red_sel=1, red_shift=k_f,
+                           back="BL_F_DONE")
 
             with m.State("BL_F_DONE"):
                 m.d.comb += red.o.ready.eq(1)
@@ -607,7 +618,8 @@ class Core(wiring.Component):
                 with m.If(epilogue == Epilogue.FORGET):
                     start_fields(bl.aux, bl.rows, is_signed=0)
                     with m.If(fields.start.ready):
-                        start_pass(_Src.FIELD, bl.rows, write=2, back="BL_AUX_DONE")
+                        start_pass(_Src.FIELD, bl.rows, limbs=limbs_for(f.gate_frac + 2), write=2,
+                                   back="BL_AUX_DONE")
                 with m.Else():
                     m.d.sync += chain.eq(0)
                     m.next = "BL_CHAIN"
@@ -688,8 +700,8 @@ class Core(wiring.Component):
                     m.next = "SAMPLE"
 
             with m.State("SAMPLE"):
-                start_pass(_Src.REG, bl.rows, factor_=_Factor.LOGITS, post=ps_post, round_=1, red_sel=3,
-                           back="SAMPLE_DONE")
+                start_pass(_Src.REG, bl.rows, limbs=limbs_for(self.elem_bits), factor_=_Factor.LOGITS,
+                           post=ps_post, round_=1, red_sel=3, back="SAMPLE_DONE")
 
             with m.State("SAMPLE_DONE"):
                 m.d.comb += red.o.ready.eq(1)

@@ -15,12 +15,17 @@ from amaranth.lib.wiring import In, Out
 from .checks import check_int
 from .primitives import IMPLS, Mac16
 
-__all__ = ["LIMB", "PassDatapath"]
+__all__ = ["LIMB", "limbs_for", "PassDatapath"]
 
 #: bits of a multiplier limb below the top one
 LIMB = 15
 #: signed bits of the second operand ``y`` (one multiplier port)
 FACTOR_BITS = 16
+
+
+def limbs_for(bits):
+    """Limbs of a signed ``bits``-bit ``x``: 15-bit unsigned ones, then a signed 16-bit top one."""
+    return 1 + max(0, -(-(bits - FACTOR_BITS) // LIMB))
 
 
 class PassDatapath(wiring.Component):
@@ -29,7 +34,7 @@ class PassDatapath(wiring.Component):
     Parameters
     ----------
     x_bits : int
-        Signed width of ``x``; ``⌈(x_bits − 16) / 15⌉ + 1`` limbs, which is also the number of cycles per element.
+        Signed width of ``x``; up to :attr:`limbs` ``= limbs_for(x_bits)`` limbs.
     impl : {"model", "ice40", "ecp5"} or None
         The multiplier's implementation.
 
@@ -37,6 +42,9 @@ class PassDatapath(wiring.Component):
     ----------
     pre, post : In(8)
         Floor shift of ``x`` and shift of the product (held over a vector).
+    limbs : In(range(1, limbs + 1))
+        Limbs of ``x ≫ pre`` (held over a vector): each element takes that many cycles, and ``x ≫ pre`` must fit
+        ``15·(limbs − 1) + 16`` signed bits (:func:`limbs_for`).
     round : In(1)
         Round the product's shift to nearest, ties up (``golden.round_shift``), else floor.
     i : In(stream)
@@ -44,8 +52,8 @@ class PassDatapath(wiring.Component):
     o : Out(stream)
         ``{x: signed(x_bits) (x ≫ pre), product: signed(x_bits + 16), last}``.
 
-    Timing: one element every :attr:`limbs` cycles while ``o`` is taken; ``o`` offers an element ``limbs + 3``
-    cycles after it was taken, from registers. When ``o`` stalls the whole datapath holds.
+    Timing: one element every ``limbs`` cycles while ``o`` is taken; ``o`` offers an element ``limbs + 3`` cycles
+    after it was taken, from registers. When ``o`` stalls the whole datapath holds.
     """
 
     def __init__(self, x_bits, *, impl=None):
@@ -53,59 +61,61 @@ class PassDatapath(wiring.Component):
         if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
         self.x_bits, self._impl = x_bits, impl
-        self.limbs = 1 + max(0, -(-(x_bits - 16) // LIMB))
         self.product_bits = x_bits + FACTOR_BITS
         super().__init__({
-            "pre": In(8), "post": In(8), "round": In(1),
+            "pre": In(8), "post": In(8), "round": In(1), "limbs": In(range(1, limbs_for(x_bits) + 1)),
             "i": In(stream.Signature(data.StructLayout({"x": signed(x_bits), "y": signed(FACTOR_BITS), "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "x": signed(x_bits), "product": signed(self.product_bits), "last": 1}))),
         })
 
+    @property
+    def max_limbs(self):
+        return limbs_for(self.x_bits)
+
     def elaborate(self, platform):
         m = Module()
-        n, width = self.limbs, self.product_bits
+        n, width = self.max_limbs, self.product_bits
         m.submodules.mac = mac = Mac16(a_signed=True, b_signed=True, impl=self._impl)
 
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), mac.en.eq(en)]
 
-        # the multiplier stage: an element is taken in phase 0 and its limbs go in over the next n cycles
-        phase = Signal(range(n))
+        # the multiplier stage: an element's limbs go in over `limbs` cycles, the next element is taken with its last
         busy = Signal()                       # an element's limbs are going in
         x = Signal(signed(self.x_bits))
         y = Signal(signed(FACTOR_BITS))
         last = Signal()
         limb = Signal(range(n))
-        take = en & (~busy | (limb == n - 1))
+        final = limb == self.limbs - 1        # the top limb, signed
+        take = en & (~busy | final)
         m.d.comb += self.i.ready.eq(take)
         with m.If(en):
             with m.If(self.i.valid & take):
                 m.d.sync += [x.eq(self.i.payload.x >> self.pre), y.eq(self.i.payload.y), last.eq(self.i.payload.last),
                              busy.eq(1), limb.eq(0)]
-            with m.Elif(busy & (limb == n - 1)):
+            with m.Elif(busy & final):
                 m.d.sync += busy.eq(0)
             with m.Elif(busy):
                 m.d.sync += limb.eq(limb + 1)
-            with m.If(self.i.valid & take & busy):
-                m.d.sync += limb.eq(0)
         operand = Signal(signed(FACTOR_BITS))
         with m.Switch(limb):
             for k in range(n):
                 with m.Case(k):
+                    top = x[LIMB * k:LIMB * k + FACTOR_BITS].as_signed()
                     if k == n - 1:
-                        m.d.comb += operand.eq(x[LIMB * k:].as_signed())
+                        m.d.comb += operand.eq(top)
                     else:
-                        m.d.comb += operand.eq(Cat(x[LIMB * k:LIMB * (k + 1)], C(0, 1)).as_signed())
+                        m.d.comb += operand.eq(Mux(final, top, Cat(x[LIMB * k:LIMB * (k + 1)], C(0, 1)).as_signed()))
         m.d.comb += [mac.a.eq(operand), mac.b.eq(y)]
 
         # the partial products leave the multiplier two enabled cycles later, with their limb index and element
-        delay = [(Signal(name=f"d{d}_valid"), Signal(range(n), name=f"d{d}_limb"),
+        delay = [(Signal(name=f"d{d}_valid"), Signal(range(n), name=f"d{d}_limb"), Signal(name=f"d{d}_final"),
                   Signal(signed(self.x_bits), name=f"d{d}_x"), Signal(name=f"d{d}_last")) for d in range(2)]
         with m.If(en):
-            m.d.sync += [delay[0][0].eq(busy), delay[0][1].eq(limb), delay[0][2].eq(x), delay[0][3].eq(last)]
+            m.d.sync += [a.eq(b) for a, b in zip(delay[0], (busy, limb, final, x, last))]
             m.d.sync += [a.eq(b) for a, b in zip(delay[1], delay[0])]
-        valid_d, limb_d, x_d, last_d = delay[1]
+        valid_d, limb_d, final_d, x_d, last_d = delay[1]
         acc = Signal(signed(width))
         partial = Signal(signed(width))
         with m.Switch(limb_d):
@@ -122,7 +132,7 @@ class PassDatapath(wiring.Component):
             m.d.sync += self.o.valid.eq(0)
             with m.If(valid_d):
                 m.d.sync += acc.eq(total)
-                with m.If(limb_d == n - 1):
+                with m.If(final_d):
                     m.d.sync += [self.o.valid.eq(1), self.o.payload.product.eq((total >> self.post) + carry),
                                  self.o.payload.x.eq(x_d), self.o.payload.last.eq(last_d)]
         return m

@@ -1,8 +1,9 @@
 """Bench of :class:`mmfree.hw.pass_datapath.PassDatapath`: exact products and shifts, with gaps and back-pressure.
 
-Vectors of random and adversarial elements (the extremes of ``x`` and ``y``, zeros, ±1) stream through with random
-gaps and random back-pressure, each vector with its own ``pre``, ``post`` and rounding mode (held while it
-streams); every output is compared with ``golden.round_shift`` / floor of the exact product.
+Vectors of random and adversarial elements (the extremes of ``x ≫ pre`` for the vector's limb count and of ``y``,
+zeros, ±1) stream through with random gaps and random back-pressure, each vector with its own ``pre``, ``post``,
+rounding mode and limb count (held while it streams); every output is compared with ``golden.round_shift`` / floor
+of the exact product.
 
 Parameters (:func:`mmfree.sim.benches.params`): ``x_bits``; ``vectors`` (default 30).
 """
@@ -13,6 +14,7 @@ import cocotb
 from cocotb.triggers import RisingEdge
 
 from mmfree.host.fixed import round_shift
+from mmfree.hw.pass_datapath import limbs_for
 
 from . import params
 from .streams import Sink, Source, reset
@@ -27,11 +29,18 @@ def field(raw, offset, bits):
     return value - (1 << bits) if value >> (bits - 1) else value
 
 
-def elements(rng, count):
-    lo, hi = -(1 << (X_BITS - 1)), (1 << (X_BITS - 1)) - 1
+def elements(rng, count, pre, limbs):
+    """``(x, y)`` pairs with ``x ≫ pre`` within ``limbs`` limbs and ``x`` within ``X_BITS``."""
+    bits = min(15 * (limbs - 1) + 16, X_BITS - pre)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def x_of(shifted):
+        return (shifted << pre) + rng.randrange(1 << pre)
+
     corners = [(lo, -32768), (hi, 32767), (lo, 32767), (hi, -32768), (0, 5), (-1, 1), (1, -1)]
     items = [(rng.randint(lo, hi), rng.randint(-32768, 32767)) for _ in range(count)]
-    return items + corners if rng.random() < 0.3 else items
+    items = items + corners if rng.random() < 0.3 else items
+    return [(x_of(shifted), y) for shifted, y in items]
 
 
 @cocotb.test()
@@ -41,9 +50,10 @@ async def products_are_exact(dut):
     source = Source(dut, "i", dut.clk, p_gap=0.3)
     sink = Sink(dut, "o", dut.clk, p_stall=0.3)
     for _ in range(P.get("vectors", 30)):
-        pre, post, rounding = rng.randint(0, 20), rng.randint(0, 40), rng.randint(0, 1)
-        dut.pre.value, dut.post.value, dut.round.value = pre, post, rounding
-        items = elements(rng, rng.randint(1, 40))
+        pre, post, rounding = rng.randint(0, min(20, X_BITS - 2)), rng.randint(0, 60), rng.randint(0, 1)
+        limbs = rng.randint(1, limbs_for(X_BITS))
+        dut.pre.value, dut.post.value, dut.round.value, dut.limbs.value = pre, post, rounding, limbs
+        items = elements(rng, rng.randint(1, 40), pre, limbs)
         raws = [(x & ((1 << X_BITS) - 1)) | ((y & 0xFFFF) << X_BITS) | (int(k == len(items) - 1) << (X_BITS + 16))
                 for k, (x, y) in enumerate(items)]
         send = cocotb.start_soon(source.send(raws))
