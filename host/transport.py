@@ -150,7 +150,8 @@ def open_transport(url, *, virtual_boards=None, progress=print):
     """Open the transport ``url`` names.
 
     ``virtual_boards`` maps board names to :class:`~mmfree.sim.virtual_board.VirtualBoard` factories for
-    ``sim://`` (the runtime supplies the boards' tops); a ``sim://`` URL for a board without one is a ``ValueError``.
+    ``sim://``; None means the project's boards (:data:`mmfree.sim.boards.VIRTUAL_BOARDS`, imported only then). A
+    ``sim://`` URL for a board without one is a ``ValueError``.
     """
     kind, target, options = parse_url(url)
     if kind == "serial":
@@ -165,9 +166,11 @@ def open_transport(url, *, virtual_boards=None, progress=print):
         if target not in CORES:
             raise ValueError(f"no core {target!r} for golden://; known: {', '.join(sorted(CORES))}")
         return InProcessTransport(DeviceModel(handler=GoldenDevice(CORES[target]).handle))
-    factory = (virtual_boards or {}).get(target)
+    if virtual_boards is None:
+        from ..sim.boards import VIRTUAL_BOARDS as virtual_boards
+    factory = virtual_boards.get(target)
     if factory is None:
-        raise ValueError(f"no virtual board {target!r}; available: {', '.join(sorted(virtual_boards or {})) or 'none'}")
+        raise ValueError(f"no virtual board {target!r}; available: {', '.join(sorted(virtual_boards)) or 'none'}")
     with contextlib.ExitStack() as stack:
         session = stack.enter_context(factory().serve(progress=progress))
         transport = SocketTransport(session.connect(), on_close=stack.pop_all().close)

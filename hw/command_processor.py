@@ -1,0 +1,572 @@
+"""The device side of the command layer (``docs/protocol.md``, section "Command layer"): requests from the link, the
+core driven through its ports, responses back.
+
+:class:`CommandProcessor` sits between :class:`~mmfree.hw.link.LinkDevice` (one request packet at a time: the type
+byte, then the payload; one response packet per request) and :class:`~mmfree.hw.core.Core`.
+:class:`mmfree.host.golden_device.GoldenDevice` is its behaviour in Python; for the programs the compiler emits the
+answers are the same byte for byte, with the differences listed in ``docs/protocol.md`` ("What the gateware
+implements"): greedy decoding only, no slot V/G read-back yet, and fewer checks of a corrupt program.
+
+It is one FSM. Payload fields are parsed byte by byte as they stream in (one byte per cycle) through a 64-bit shift
+register: WRITE words go to the core's load ports as each one completes, GENERATE's prompt ids into a 128 × 16-bit
+block RAM. The checks follow the golden device's order: unknown type, GENERATE's reserved flags, the payload length
+(MALFORMED, known at the last byte), the fields, then what the command finds (NOT_LOADED, BAD_PROGRAM, BAD_TOKEN,
+NO_DATA, OUT_OF_RANGE). A failing command is answered ERROR and leaves the processor ready for the next one. (A
+WRITE whose payload turns out longer or shorter than its ``count`` says is answered MALFORMED after its whole words
+were written: the length is known only at the end, and the words are not buffered.)
+
+Cycles, beyond one per payload byte in and one per response byte out: DIGEST reads each word through the core's
+debug port and runs it through CRC-32 a byte per cycle (9 cycles per word); GENERATE and READ first scan the
+program (4 cycles per instruction up to END) for the vocabulary, the vector length, the head's rows, the layers and
+the residual unit; GENERATE checks the stored ids (2 cycles each), then runs each through the core; READ reads one
+value per 10 cycles (two to address it, eight bytes out); RESET and RESET_STATE wait out the core's CLEAR
+(``state_words`` cycles).
+"""
+
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..host.commands import (HASH_BYTES, MAX_READ, RESET_STATE, SCALAR_BITS, VERSION, WIDE_IDS,
+                             WORDS_PER_INSTRUCTION, Command, ErrorCode, Info, Region, Reply, Target)
+from ..host.isa import Epilogue, Opcode, Slot
+from ..host.protocol import REPLY_BIT
+from .checks import check_int
+from .core import WORD_BITS, CoreCommand, CoreError, Memory
+from .link import request_layout, response_layout
+from .primitives import BlockRam
+
+__all__ = ["CommandProcessor", "core_command_layout", "core_result_layout", "crc32_byte"]
+
+#: prompt ids the processor holds (a GENERATE carries at most 121)
+PROMPT_DEPTH = 128
+#: CRC-32/ISO-HDLC (zlib), reflected
+CRC32_POLY = 0xEDB88320
+#: widths of the STATS counters (sent zero-extended to 64 bits; they wrap)
+TOKEN_COUNT_BITS = 32
+CYCLE_COUNT_BITS = 48
+
+_WRITE_HEADER, _GENERATE_HEADER = 6, 14
+
+
+def core_command_layout():
+    """Layout of the core's ``cmd`` stream: ``op`` (:class:`~mmfree.hw.core.CoreCommand`), ``token`` (16 bits)."""
+    return data.StructLayout({"op": CoreCommand, "token": 16})
+
+
+def core_result_layout():
+    """Layout of the core's ``res`` stream: ``token`` (the argmax, 16 bits), ``error``
+    (:class:`~mmfree.hw.core.CoreError`)."""
+    return data.StructLayout({"token": 16, "error": CoreError})
+
+
+def crc32_byte(crc, byte):
+    """The CRC-32/ISO-HDLC register after one more byte (reflected: its least significant bit first).
+
+    Parameters
+    ----------
+    crc : Value
+        32 bits (the register, not yet complemented: it starts at ``0xFFFFFFFF`` and the checksum is its complement).
+    byte : Value
+        8 bits.
+
+    Returns
+    -------
+    Value
+        32 bits.
+    """
+    crc, byte = Value.cast(crc), Value.cast(byte)
+    for k in range(8):
+        crc = (crc >> 1) ^ Mux(crc[0] ^ byte[k], CRC32_POLY, 0)
+    return crc
+
+
+class CommandProcessor(wiring.Component):
+    """The command layer on the device (see the module notes).
+
+    Parameters
+    ----------
+    params : mmfree.host.compiler.CoreParams
+        The core's parameters (INFO reports them; ``weight_words`` and ``program_instructions`` size the regions).
+    clk_hz : int
+        The configured clock, reported by INFO (0: none), 0 … 2³² − 1.
+    gateware_hash : bytes
+        The 32-byte gateware hash INFO reports (a build input).
+    impl : {"model", "ice40", "ecp5"} or None
+        Implementation of the block RAMs (the prompt ids, the INFO payload).
+
+    Attributes
+    ----------
+    request : In(stream.Signature(request_layout()))
+        Requests from :class:`~mmfree.hw.link.LinkDevice`: the type beat, then the payload; one byte per cycle.
+    response : Out(stream.Signature(response_layout()))
+        One response per request: the type beat, then the payload; one byte per cycle.
+    idle : Out(1)
+        1 while waiting for a request.
+    cmd : Out(stream.Signature(core_command_layout()))
+    res : In(stream.Signature(core_result_layout()))
+    busy : In(1)
+    cycles : In(32)
+    w_addr, w_data, w_we, p_addr, p_data, p_we : Out
+        The core's load ports (64-bit words).
+    d_sel, d_addr : Out; d_data : In(signed(64))
+        The core's debug read port (data one cycle after the address).
+    logit_mant : In(16); logit_exp : In(signed(16))
+        The head's output scale after the last RUN.
+    """
+
+    def __init__(self, params, clk_hz, gateware_hash, *, impl=None):
+        check_int("clk_hz", clk_hz, 0, (1 << 32) - 1)
+        if not isinstance(gateware_hash, (bytes, bytearray)) or len(gateware_hash) != HASH_BYTES:
+            raise ValueError(f"gateware_hash must be {HASH_BYTES} bytes, got {gateware_hash!r}")
+        if params.weight_words > 1 << 14:
+            raise ValueError(f"the core's weight memory holds 16384 words, not {params.weight_words}")
+        self.params, self.clk_hz, self.gateware_hash, self._impl = params, clk_hz, bytes(gateware_hash), impl
+        self.program_words = WORDS_PER_INSTRUCTION * params.program_instructions
+        #: the INFO response's payload
+        self.info = Info(VERSION, params, clk_hz, self.gateware_hash).encode()
+        debug_words = max(params.max_vector, params.state_words, self.program_words, 1 << 14)
+        super().__init__({
+            "request": In(stream.Signature(request_layout())),
+            "response": Out(stream.Signature(response_layout())),
+            "idle": Out(1),
+            "cmd": Out(stream.Signature(core_command_layout())),
+            "res": In(stream.Signature(core_result_layout())),
+            "busy": In(1),
+            "cycles": In(32),
+            "w_addr": Out(14), "w_data": Out(WORD_BITS), "w_we": Out(1),
+            "p_addr": Out(range(self.program_words)), "p_data": Out(WORD_BITS), "p_we": Out(1),
+            "d_sel": Out(Memory), "d_addr": Out(range(debug_words)), "d_data": In(signed(WORD_BITS)),
+            "logit_mant": In(SCALAR_BITS), "logit_exp": In(signed(16)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.params
+        req, resp = self.request, self.response
+        byte = req.payload.data
+        beat = req.valid & req.ready
+
+        m.submodules.prompt = prompt = BlockRam(width=16, depth=PROMPT_DEPTH, impl=self._impl)
+        m.submodules.info = info = BlockRam(width=8, depth=1 << (len(self.info) - 1).bit_length(),
+                                            init=list(self.info), impl=self._impl)
+
+        # -- the request: type, length, fields -------------------------------------------------------------------
+        cmd = Signal(8)
+        pos = Signal(9)                 # payload bytes received
+        sh = Signal(64)                 # the last 8 payload bytes, the latest in the low byte
+        sh_next = Cat(byte, sh[:56])
+        b0, b1, b2 = Signal(8), Signal(8), Signal(8)   # payload bytes 0, 1, 2
+        n32 = Signal(32)                # WRITE offset, DIGEST count, READ offset, GENERATE max_new_tokens
+        mant = Signal(16)               # GENERATE's 1/T mantissa
+        sub = Signal(3)                 # byte within an item (WRITE word, GENERATE id)
+        item = Signal(8)                # items completed
+        have_big, big_val, big_pos = Signal(), Signal(32), Signal(8)  # the first id above 0xFFFF, and where
+        wide = (b0 & WIDE_IDS).any()
+        reset_state = (b0 & RESET_STATE).any()
+
+        # -- the device's state ----------------------------------------------------------------------------------
+        written = Signal(2)             # bit r: region r was written
+        ran = Signal()                  # a token has run since RESET: vectors, state and logits can be read
+        active = Signal()               # a generation is in progress
+        argmax = Signal(16)             # the greedy token of the last run
+        tok = Signal(16)                # the token being run
+        remaining, generated = Signal(32), Signal(32)
+        gen_cycles = Signal(CYCLE_COUNT_BITS)
+        tokens_run, tokens_generated = Signal(TOKEN_COUNT_BITS), Signal(TOKEN_COUNT_BITS)
+        total_cycles = Signal(CYCLE_COUNT_BITS)
+
+        # what a program scan finds
+        vocab = Signal(20)              # EMBED's tokens
+        length = Signal(16)             # EMBED's length: H, the length of X, F and a layer's state
+        logits_len = Signal(16)         # the LOGITS projection's rows
+        layers = Signal(9)              # 1 + the highest layer with a STATE epilogue
+        has_forget = Signal()           # slot F is written
+        unit_mant, unit_exp = Signal(16), Signal(signed(12))   # CONFIG's residual unit: slot X's scale
+        w1 = Signal(28)                 # the low bits of the instruction's word 1
+
+        # the working registers of the loops
+        ctr = Signal(16)
+        addr = Signal(16)
+        dsel = Signal(Memory)
+        crc = Signal(32)
+        j = Signal(6)                   # byte of the response field being sent
+        err_code, err_value, err_limit = Signal(8), Signal(32), Signal(32)
+
+        m.d.comb += [self.d_sel.eq(dsel), self.d_addr.eq(addr), prompt.r_addr.eq(ctr), info.r_addr.eq(j)]
+
+        region_words = Mux(b0[0], self.program_words, p.weight_words)
+        end = Signal(33)
+        m.d.comb += end.eq(n32 + b1)
+        write_fits = (b0 <= Region.PROGRAM) & (b1 != 0) & (end <= region_words)
+
+        # an item completes with this beat: a WRITE word goes to its port, a prompt id to the prompt RAM
+        has_items = (cmd == Command.WRITE) | (cmd == Command.GENERATE)
+        in_items = has_items & (pos >= Mux(cmd == Command.WRITE, _WRITE_HEADER, _GENERATE_HEADER))
+        item_last = Mux(cmd == Command.WRITE, 7, Mux(wide, 3, 1))
+        item_done = Signal()
+        word_address = n32 + item
+        write = item_done & (cmd == Command.WRITE) & write_fits & (item < b1)
+        m.d.comb += [
+            self.w_addr.eq(word_address), self.w_data.eq(sh_next), self.w_we.eq(write & (b0 == Region.IMAGE)),
+            self.p_addr.eq(word_address), self.p_data.eq(sh_next), self.p_we.eq(write & (b0 == Region.PROGRAM)),
+            prompt.w_addr.eq(item), prompt.w_data.eq(sh_next[:16]),
+            prompt.w_en.eq(item_done & (cmd == Command.GENERATE) & (item < PROMPT_DEPTH)),
+        ]
+        n32_at = Mux(cmd == Command.DIGEST, 4, Mux(cmd == Command.READ, 6, 5))
+
+        # READ: the target's length and scale (slot X: the residual unit; the logits: the head's output scale)
+        target_len = Signal(16)
+        m.d.comb += target_len.eq(Mux(b0 == Target.LOGITS, logits_len, length))
+        scale_mant, scale_exp = Signal(16), Signal(signed(16))
+        with m.If(b0 == Target.LOGITS):
+            m.d.comb += [scale_mant.eq(self.logit_mant), scale_exp.eq(self.logit_exp)]
+        with m.Elif((b0 == Target.SLOT) & (b1 == Slot.X)):
+            m.d.comb += [scale_mant.eq(unit_mant), scale_exp.eq(unit_exp)]
+
+        def fail(code, value=0, limit=0):
+            m.d.sync += [err_code.eq(code), err_value.eq(value), err_limit.eq(limit)]
+            m.next = "ERROR"
+
+        def emit(state, value, nbytes, done, last=1):
+            """State ``state`` sends ``value`` as ``nbytes`` big-endian bytes, then runs ``done()``; the final byte
+            is the packet's last where ``last``."""
+            value = Value.cast(value)
+            padded = Cat(value, C(0, max(0, 8 * nbytes - len(value))))
+            big_endian = Cat(*(padded.word_select(k, 8) for k in reversed(range(nbytes))))
+            with m.State(state):
+                final = j == nbytes - 1
+                m.d.comb += [resp.valid.eq(1), resp.payload.data.eq(big_endian.word_select(j, 8)),
+                             resp.payload.last.eq(final & last)]
+                with m.If(resp.ready):
+                    m.d.sync += j.eq(j + 1)
+                    with m.If(final):
+                        m.d.sync += j.eq(0)
+                        done()
+
+        def goto(state):
+            def done():
+                m.next = state
+            return done
+
+        def run_next_id():
+            m.d.sync += ctr.eq(ctr + 1)
+            m.next = "G_RUN"
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [req.ready.eq(1), self.idle.eq(1)]
+                with m.If(req.valid):
+                    m.d.sync += [cmd.eq(byte), pos.eq(0), b0.eq(0), sub.eq(0), item.eq(0), have_big.eq(0)]
+                    with m.If(req.payload.last):
+                        m.next = "DISPATCH"
+                    with m.Else():
+                        m.next = "PARSE"
+
+            with m.State("PARSE"):
+                m.d.comb += req.ready.eq(1)
+                with m.If(req.valid):
+                    m.d.sync += [sh.eq(sh_next), pos.eq(pos + 1)]
+                    with m.Switch(pos):
+                        with m.Case(0):
+                            m.d.sync += b0.eq(byte)
+                        with m.Case(1):
+                            m.d.sync += b1.eq(byte)
+                        with m.Case(2):
+                            m.d.sync += b2.eq(byte)
+                        with m.Case(7):
+                            m.d.sync += mant.eq(sh_next[:16])
+                    with m.If(pos == n32_at):
+                        m.d.sync += n32.eq(sh_next[:32])
+                    with m.If(in_items):
+                        m.d.sync += sub.eq(sub + 1)
+                        with m.If(sub == item_last):
+                            m.d.comb += item_done.eq(1)
+                            m.d.sync += [sub.eq(0), item.eq(item + 1)]
+                            with m.If((cmd == Command.GENERATE) & wide & sh_next[16:32].any() & ~have_big):
+                                m.d.sync += [have_big.eq(1), big_val.eq(sh_next[:32]), big_pos.eq(item)]
+                    with m.If(req.payload.last):
+                        m.next = "DISPATCH"
+
+            with m.State("DISPATCH"):
+                need = Signal(11)
+                with m.Switch(cmd):
+                    with m.Case(Command.WRITE):
+                        m.d.comb += need.eq(Mux(pos < _WRITE_HEADER, _WRITE_HEADER, _WRITE_HEADER + 8 * b1))
+                    with m.Case(Command.DIGEST):
+                        m.d.comb += need.eq(5)
+                    with m.Case(Command.READ):
+                        m.d.comb += need.eq(7)
+                    with m.Case(Command.GENERATE):
+                        m.d.comb += need.eq(Mux(pos < _GENERATE_HEADER, _GENERATE_HEADER,
+                                                _GENERATE_HEADER + Mux(wide, b1 << 2, b1 << 1)))
+                loaded_missing = ~written
+                with m.If(~cmd.matches(*Command)):
+                    fail(ErrorCode.UNKNOWN_COMMAND, cmd)
+                with m.Elif((cmd == Command.GENERATE) & (b0 & (0xFF & ~(RESET_STATE | WIDE_IDS))).any()):
+                    fail(ErrorCode.BAD_VALUE, 0, b0)
+                with m.Elif(pos != need):
+                    fail(ErrorCode.MALFORMED, pos, need)
+                with m.Else():
+                    with m.Switch(cmd):
+                        with m.Case(Command.INFO):
+                            m.next = "INFO_TYPE"
+                        with m.Case(Command.WRITE):
+                            with m.If(b0 > Region.PROGRAM):
+                                fail(ErrorCode.BAD_REGION, b0)
+                            with m.Elif(b1 == 0):
+                                fail(ErrorCode.BAD_VALUE, 1, 0)
+                            with m.Elif(~write_fits):
+                                fail(ErrorCode.OUT_OF_RANGE, end - 1, region_words)
+                            with m.Else():
+                                m.d.sync += [written.eq(written | Mux(b0[0], 2, 1)), active.eq(0)]
+                                m.next = "ACK"
+                        with m.Case(Command.DIGEST):
+                            with m.If(b0 > Region.PROGRAM):
+                                fail(ErrorCode.BAD_REGION, b0)
+                            with m.Elif(n32 > region_words):
+                                fail(ErrorCode.OUT_OF_RANGE, n32 - 1, region_words)
+                            with m.Else():
+                                m.d.sync += [addr.eq(0), crc.eq(0xFFFF_FFFF),
+                                             dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE))]
+                                m.next = "DIGEST_WORD"
+                        with m.Case(Command.RESET):
+                            m.next = "CLEAR"
+                        with m.Case(Command.READ):
+                            with m.If(b0 > Target.LOGITS):
+                                fail(ErrorCode.BAD_REGION, b0)
+                            with m.Elif((b2 == 0) | (b2 > MAX_READ)):
+                                fail(ErrorCode.BAD_VALUE, 2, b2)
+                            with m.Elif(loaded_missing.any()):
+                                fail(ErrorCode.NOT_LOADED, loaded_missing)
+                            with m.Else():
+                                m.d.sync += ctr.eq(0)
+                                m.next = "SCAN"
+                        with m.Case(Command.STATS):
+                            m.next = "STATS"
+                        with m.Case(Command.GENERATE):
+                            with m.If(mant != 0):   # 1/T ≠ 0: seeded sampling, not in the core yet
+                                fail(ErrorCode.BAD_VALUE, 6, mant)
+                            with m.Elif(loaded_missing.any()):
+                                fail(ErrorCode.NOT_LOADED, loaded_missing)
+                            with m.Else():
+                                m.d.sync += ctr.eq(0)
+                                m.next = "SCAN"
+                        with m.Case(Command.NEXT):
+                            with m.If(~active):
+                                fail(ErrorCode.IDLE)
+                            with m.Elif(remaining == 0):
+                                m.d.sync += active.eq(0)
+                                m.next = "DONE"
+                            with m.Else():
+                                m.next = "RUN"
+
+            # -- WRITE, RESET, GENERATE: an empty acknowledgement ----------------------------------------------
+            emit("ACK", cmd | REPLY_BIT, 1, goto("IDLE"))
+
+            # -- INFO: constants from a ROM, read one byte ahead ---------------------------------------------------
+            emit("INFO_TYPE", Reply.INFO, 1, goto("INFO"), last=0)
+            with m.State("INFO"):
+                final = j == len(self.info) - 1
+                m.d.comb += [resp.valid.eq(1), resp.payload.data.eq(info.r_data), resp.payload.last.eq(final)]
+                with m.If(resp.ready):
+                    m.d.comb += info.r_addr.eq(j + 1)
+                    m.d.sync += j.eq(j + 1)
+                    with m.If(final):
+                        m.d.comb += info.r_addr.eq(0)
+                        m.d.sync += j.eq(0)
+                        m.next = "IDLE"
+
+            # -- DIGEST: CRC-32 of the region's words through the debug port -------------------------------------
+            with m.State("DIGEST_WORD"):    # the debug port reads word `addr`
+                m.d.sync += ctr.eq(0)
+                with m.If(addr == n32):
+                    m.next = "DIGEST_SEND"
+                with m.Else():
+                    m.next = "DIGEST_BYTES"
+            with m.State("DIGEST_BYTES"):   # the word's little-endian bytes, a byte per cycle
+                m.d.sync += [crc.eq(crc32_byte(crc, self.d_data.word_select(ctr[:3], 8))), ctr.eq(ctr + 1)]
+                with m.If(ctr == WORD_BITS // 8 - 1):
+                    m.d.sync += addr.eq(addr + 1)
+                    m.next = "DIGEST_WORD"
+            emit("DIGEST_SEND", Cat(~crc, C(Reply.DIGEST, 8)), 5, goto("IDLE"))
+
+            # -- RESET (and GENERATE's RESET_STATE): the core zeroes the state -----------------------------------
+            with m.State("CLEAR"):
+                m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.op.eq(CoreCommand.CLEAR)]
+                with m.If(self.cmd.ready):
+                    m.next = "CLEAR_WAIT"
+            with m.State("CLEAR_WAIT"):
+                with m.If(~self.busy):
+                    m.d.sync += ran.eq(0)
+                    with m.If(cmd == Command.RESET):
+                        m.d.sync += active.eq(0)
+                        m.next = "ACK"
+                    with m.Else():
+                        m.d.sync += ctr.eq(0)
+                        m.next = "G_RUN"
+
+            # -- the program scan (GENERATE, READ): word 1, then word 0 of each instruction ---------------------
+            with m.State("SCAN"):
+                m.d.sync += [addr.eq(Cat(C(1, 2), ctr)), dsel.eq(Memory.PROGRAM)]
+                with m.If(ctr == 0):
+                    m.d.sync += [vocab.eq(0), layers.eq(0), has_forget.eq(0), logits_len.eq(0)]
+                m.next = "SCAN_W1_WAIT"
+            with m.State("SCAN_W1_WAIT"):
+                m.next = "SCAN_W1"
+            with m.State("SCAN_W1"):
+                m.d.sync += [w1.eq(self.d_data[:28]), addr.eq(Cat(C(0, 2), ctr))]
+                m.next = "SCAN_W0_WAIT"
+            with m.State("SCAN_W0_WAIT"):
+                m.next = "SCAN_W0"
+            with m.State("SCAN_W0"):
+                w0 = self.d_data
+                last_instruction = ctr == p.program_instructions - 1
+                m.d.sync += ctr.eq(ctr + 1)
+                m.next = "SCAN"
+                with m.Switch(w0[:4]):
+                    with m.Case(Opcode.CONFIG):
+                        m.d.sync += [unit_mant.eq(w0[40:56]), unit_exp.eq(Cat(w0[56:64], w1[:4]))]
+                    with m.Case(Opcode.EMBED):
+                        m.d.sync += [length.eq(Cat(w0[56:64], w1[:8])), vocab.eq(w1[8:28])]
+                    with m.Case(Opcode.BITLINEAR):
+                        epilogue, layer, rows = w0[4:7], w0[11:19], w0[39:55]
+                        with m.Switch(epilogue):
+                            with m.Case(Epilogue.FORGET):
+                                m.d.sync += has_forget.eq(1)
+                            with m.Case(Epilogue.STATE):
+                                with m.If(layer >= layers):
+                                    m.d.sync += layers.eq(layer + 1)
+                            with m.Case(Epilogue.LOGITS):
+                                m.d.sync += logits_len.eq(rows)
+                    with m.Case(Opcode.END):
+                        m.next = "SCANNED"
+                    with m.Default():
+                        fail(ErrorCode.BAD_PROGRAM)
+                with m.If(last_instruction & (w0[:4] != Opcode.END)):
+                    fail(ErrorCode.BAD_PROGRAM)
+            with m.State("SCANNED"):
+                m.d.sync += ctr.eq(0)
+                with m.If(vocab == 0):
+                    fail(ErrorCode.BAD_PROGRAM)
+                with m.Elif(cmd == Command.READ):
+                    m.next = "READ_CHECK"
+                with m.Else():
+                    m.next = "G_CHECK"
+
+            # -- GENERATE: check every id, then run the prompt ---------------------------------------------------
+            with m.State("G_CHECK"):        # the prompt RAM reads id `ctr`
+                with m.If(ctr == b1):
+                    with m.If((b1 == 0) & (reset_state | ~ran)):
+                        fail(ErrorCode.NO_DATA)
+                    with m.Else():
+                        m.d.sync += [active.eq(0), remaining.eq(n32), generated.eq(0), gen_cycles.eq(0),
+                                     ctr.eq(0)]
+                        with m.If(reset_state):
+                            m.next = "CLEAR"
+                        with m.Else():
+                            m.next = "G_RUN"
+                with m.Else():
+                    m.next = "G_CHECK_ID"
+            with m.State("G_CHECK_ID"):
+                with m.If(have_big & (ctr == big_pos)):
+                    fail(ErrorCode.BAD_TOKEN, big_val, vocab)
+                with m.Elif(prompt.r_data >= vocab):
+                    fail(ErrorCode.BAD_TOKEN, prompt.r_data, vocab)
+                with m.Else():
+                    m.d.sync += ctr.eq(ctr + 1)
+                    m.next = "G_CHECK"
+            with m.State("G_RUN"):          # the prompt RAM reads id `ctr`
+                with m.If(ctr == b1):
+                    m.d.sync += active.eq(1)
+                    m.next = "ACK"
+                with m.Else():
+                    m.next = "RUN"
+
+            # -- a token through the core: a prompt id (GENERATE) or the greedy choice (NEXT) --------------------
+            with m.State("RUN"):
+                token = Mux(cmd == Command.NEXT, argmax, prompt.r_data)
+                m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.op.eq(CoreCommand.RUN),
+                             self.cmd.payload.token.eq(token)]
+                with m.If(self.cmd.ready):
+                    m.d.sync += tok.eq(token)
+                    m.next = "RUN_WAIT"
+            with m.State("RUN_WAIT"):
+                m.d.comb += self.res.ready.eq(1)
+                with m.If(self.res.valid):
+                    with m.If(self.res.payload.error != CoreError.NONE):
+                        fail(ErrorCode.BAD_PROGRAM)
+                    with m.Else():
+                        m.d.sync += [argmax.eq(self.res.payload.token), ran.eq(1), tokens_run.eq(tokens_run + 1),
+                                     gen_cycles.eq(gen_cycles + self.cycles),
+                                     total_cycles.eq(total_cycles + self.cycles)]
+                        with m.If(cmd == Command.NEXT):
+                            m.d.sync += [remaining.eq(remaining - 1), generated.eq(generated + 1),
+                                         tokens_generated.eq(tokens_generated + 1)]
+                            m.next = "TOKEN"
+                        with m.Else():
+                            run_next_id()
+
+            emit("TOKEN", Cat(self.cycles, C(0, 32), tok, C(0, 16), C(Reply.TOKEN, 8)), 13, goto("IDLE"))
+            emit("DONE", Cat(gen_cycles, C(0, 64 - CYCLE_COUNT_BITS), generated, C(Reply.DONE, 8)), 13,
+                 goto("IDLE"))
+            emit("STATS", Cat(total_cycles, C(0, 64 - CYCLE_COUNT_BITS),
+                              tokens_generated, C(0, 64 - TOKEN_COUNT_BITS),
+                              tokens_run, C(0, 64 - TOKEN_COUNT_BITS), C(Reply.STATS, 8)), 25, goto("IDLE"))
+
+            # -- READ: check the target, address the first value, then the header and the values ----------------
+            with m.State("READ_CHECK"):
+                ok = Signal()
+                with m.Switch(b0):
+                    with m.Case(Target.SLOT):
+                        with m.If(b1 >= len(Slot)):
+                            fail(ErrorCode.OUT_OF_RANGE, b1, len(Slot))
+                        with m.Elif(b1.matches(Slot.V, Slot.G)):  # their scales are not on the core's ports yet
+                            fail(ErrorCode.BAD_VALUE, 1, b1)
+                        with m.Elif(~ran | ((b1 == Slot.F) & ~has_forget)):
+                            fail(ErrorCode.NO_DATA)
+                        with m.Else():
+                            m.d.comb += ok.eq(1)
+                            m.d.sync += dsel.eq(Mux(b1 == Slot.X, Memory.X, Memory.F))
+                    with m.Case(Target.STATE):
+                        with m.If(~ran | (layers == 0)):
+                            fail(ErrorCode.NO_DATA)
+                        with m.Elif(b1 >= layers):
+                            fail(ErrorCode.OUT_OF_RANGE, b1, layers)
+                        with m.Else():
+                            m.d.comb += ok.eq(1)
+                            m.d.sync += dsel.eq(Memory.STATE)
+                    with m.Default():
+                        with m.If(~ran):
+                            fail(ErrorCode.NO_DATA)
+                        with m.Else():
+                            m.d.comb += ok.eq(1)
+                            m.d.sync += dsel.eq(Memory.LOGITS)
+                with m.If(ok):
+                    left = target_len - n32
+                    with m.If(n32 >= target_len):
+                        fail(ErrorCode.OUT_OF_RANGE, n32, target_len)
+                    with m.Else():
+                        m.d.sync += [addr.eq(n32), ctr.eq(Mux(b0 == Target.STATE, b1, 0)),
+                                     b2.eq(Mux(left < b2, left, b2))]
+                        m.next = "READ_BASE"
+            with m.State("READ_BASE"):      # a layer's state starts at layer · H
+                with m.If(ctr != 0):
+                    m.d.sync += [addr.eq(addr + length), ctr.eq(ctr - 1)]
+                with m.Else():
+                    m.next = "READ_HEADER"
+            emit("READ_HEADER", Cat(b2, scale_exp, scale_mant, target_len, C(0, 16), C(Reply.READ, 8)), 10,
+                 goto("READ_VALUE"), last=0)
+
+            def next_value():
+                m.d.sync += [addr.eq(addr + 1), ctr.eq(ctr + 1)]
+                with m.If(ctr == b2 - 1):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "READ_WAIT"
+            emit("READ_VALUE", self.d_data, 8, next_value, last=ctr == b2 - 1)
+            with m.State("READ_WAIT"):      # the debug port reads element `addr`
+                m.next = "READ_VALUE"
+
+            emit("ERROR", Cat(err_limit, err_value, err_code, cmd, C(Reply.ERROR, 8)), 11, goto("IDLE"))
+        return m

@@ -1,0 +1,140 @@
+# amaranth: UnusedElaboratable=no
+
+"""The accelerator top on the virtual board (``sim://icebreaker``) answers like the golden device: the same tokens,
+state and logits, the same errors, through the fast link and through the UART pins."""
+
+import struct
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from mmfree.host.commands import Command, CommandError, ErrorCode
+from mmfree.host.compiler import CORES, compile_model
+from mmfree.host.hf_import import import_hf
+from mmfree.host.isa import Slot
+from mmfree.host.model import ModelConfig
+from mmfree.host.models import resolve_model
+from mmfree.host.runtime import Accelerator
+from mmfree.host.synthetic import write_hf_checkpoint
+from mmfree.host.transport import SocketTransport
+from mmfree.sim.boards import BOARDS
+
+PROMPT = [ord(c) - 32 for c in "ROMEO:"]  # the demo model's vocabulary is printable ASCII from the space
+
+
+def session(board, program, prompt, tokens):
+    """Load ``program``, generate ``tokens`` greedy tokens after ``prompt``, read back the state of every layer, the
+    logits and slots X and F: ``(tokens, states, logits, slots, stats)``."""
+    board.load(program)
+    generated = list(board.generate(prompt, tokens))
+    states = []
+    while True:
+        try:
+            states.append(board.read("state", len(states)))
+        except CommandError as error:
+            assert error.code == ErrorCode.OUT_OF_RANGE and error.value == error.limit == len(states) > 0
+            break
+    slots = [board.read("slot", slot) for slot in (Slot.X, Slot.F)]
+    return generated, states, board.read("logits"), slots, board.stats
+
+
+def expect_same(golden, device):
+    tokens, states, logits, slots, _ = device
+    assert tokens == golden[0]
+    assert len(states) == len(golden[1])
+    for layer, ((values, scale), (want, want_scale)) in enumerate(zip(states, golden[1])):
+        assert np.array_equal(values, want), f"layer {layer}: state differs"
+        assert scale is None and want_scale is None
+    assert np.array_equal(logits[0], golden[2][0]) and logits[1] == golden[2][1]
+    for (values, scale), (want, want_scale) in zip(slots, golden[3]):
+        assert np.array_equal(values, want) and scale == want_scale
+
+
+def golden_session(program, prompt, tokens):
+    with Accelerator.open("golden://", progress=False) as golden:
+        return session(golden, program, prompt, tokens)
+
+
+def test_demo_model_matches_the_golden_device(capsys):
+    program = compile_model(resolve_model("demo"))
+    golden = golden_session(program, PROMPT, 3)
+    board = BOARDS["icebreaker"].virtual_board()
+    with board.serve(progress=print) as running:
+        with Accelerator(SocketTransport(running.connect()), progress=False) as acc:
+            assert acc.info.core == CORES["icebreaker"] and acc.info.clock_hz == 30_000_000
+            start = time.perf_counter()
+            result = session(acc, program, PROMPT, 3)
+            wall = time.perf_counter() - start
+            # a command error, then the next request succeeds
+            with pytest.raises(CommandError, match="token id 65 is outside the vocabulary") as error:
+                acc.generate([65], 1)
+            assert (error.value.code, error.value.value, error.value.limit) == (ErrorCode.BAD_TOKEN, 65, 65)
+            assert list(acc.generate([PROMPT[0]], 1)) == [golden_next(program, PROMPT[0])]
+            # slots V and G: their scales are not on the core's ports yet
+            with pytest.raises(CommandError, match="payload byte 1 holds 1"):
+                acc.read("slot", Slot.V)
+    expect_same(golden, result)
+    stats = result[4]
+    with capsys.disabled():
+        print(f"\nsim://icebreaker, demo model: {running.stats['cycles']:,} cycles simulated in "
+              f"{running.stats['seconds']:.1f} s = {running.stats['cycles_per_second'] / 1e6:.2f} M cycles/s; "
+              f"load + 3 tokens + read-back {wall:.1f} s wall; {stats.summary()}")
+
+
+def golden_next(program, token):
+    with Accelerator.open("golden://", progress=False) as golden:
+        golden.load(program)
+        return next(golden.generate([token], 1))
+
+
+#: raw (type, payload) requests whose answers must equal the golden device's byte for byte, errors included (DIGESTs
+#: cover written words only: the simulated memories start random, the golden device's at zero)
+RAW_REQUESTS = [
+    (0x30, b""), (Command.INFO, b"\x00"), (Command.STATS, b""), (Command.NEXT, b""), (Command.RESET, b""),
+    (Command.WRITE, struct.pack(">BBI", 2, 1, 0) + bytes(8)), (Command.WRITE, struct.pack(">BBI", 0, 0, 0)),
+    (Command.WRITE, struct.pack(">BBI", 0, 5, 16380) + bytes(40)), (Command.WRITE, b"\x00\x01"),
+    (Command.WRITE, struct.pack(">BBI", 1, 2, 0) + bytes(9)),
+    (Command.DIGEST, struct.pack(">BI", 1, 200)), (Command.DIGEST, struct.pack(">BI", 0, 0)),
+    (Command.READ, struct.pack(">BBBI", 3, 0, 1, 0)), (Command.READ, struct.pack(">BBBI", 0, 0, 0, 0)),
+    (Command.READ, struct.pack(">BBBI", 1, 0, 4, 0)),
+    (Command.GENERATE, struct.pack(">BBIHhI", 4, 0, 1, 0, 0, 1)), (Command.GENERATE, b"\x01\x00"),
+    (Command.GENERATE, struct.pack(">BBIHhIH", 1, 1, 1, 0, 0, 1, 3)),
+    # a program of CONFIG instructions (zero words) has no END
+    (Command.WRITE, struct.pack(">BBI", 1, 3, 0) + struct.pack(">3Q", 1 << 40, 3, 1 << 63)),
+    (Command.WRITE, struct.pack(">BBI", 0, 9, 0) + struct.pack(">9Q", *(0x0123456789ABCDEF * k for k in range(9)))),
+    (Command.DIGEST, struct.pack(">BI", 1, 3)), (Command.DIGEST, struct.pack(">BI", 0, 9)),
+    (Command.GENERATE, struct.pack(">BBIHhIH", 1, 1, 1, 0, 0, 1, 3)), (Command.STATS, b""),
+]
+
+
+def test_sim_url_answers_like_the_golden_device():
+    answers = {}
+    for url in ("golden://", "sim://icebreaker"):
+        with Accelerator.open(url, progress=False) as acc:
+            answers[url] = [(frame.type, bytes(frame.payload))
+                            for frame in (acc.link.request(payload, type=type) for type, payload in RAW_REQUESTS)]
+            assert acc.device_stats().tokens_run == 0
+            if url.startswith("sim"):
+                with pytest.raises(CommandError, match="payload byte 6"):  # 1/T ≠ 0: not in the gateware yet
+                    acc.generate([1], 1, temperature=0.8)
+    for (type, payload), golden, device in zip(RAW_REQUESTS, *answers.values()):
+        assert device == golden, f"request 0x{type:02x} {payload.hex()}: device {device}, golden {golden}"
+
+
+@pytest.mark.filterwarnings("ignore:.*no tokenizer.json")
+def test_small_model_through_the_uart_pins(tmp_path, capsys):
+    config = ModelConfig(vocab_size=50, hidden_size=40, num_layers=2, intermediate_size=72)
+    write_hf_checkpoint(tmp_path / "hf", config, dtype="bf16", seed=3)
+    program = compile_model(import_hf(tmp_path / "hf"), replace(CORES["icebreaker"], name="icebreaker"))
+    golden = golden_session(program, [1, 49, 0], 2)
+    board = BOARDS["icebreaker"].virtual_board(link="uart")
+    with board.serve(progress=print) as running:
+        with Accelerator(SocketTransport(running.connect()), progress=False, timeout=1.0) as acc:
+            result = session(acc, program, [1, 49, 0], 2)
+    expect_same(golden, result)
+    with capsys.disabled():
+        print(f"\nsim://icebreaker through the UART pins ({len(program.image):,} image words): "
+              f"{running.stats['cycles']:,} cycles in {running.stats['seconds']:.1f} s = "
+              f"{running.stats['cycles_per_second'] / 1e6:.2f} M cycles/s")
