@@ -37,6 +37,10 @@ __all__ = ["Accelerator", "Stats", "GatewareMismatch", "DigestMismatch"]
 _WRITE_BATCH = 64
 
 
+#: seconds the host waits for an answer from a virtual board before it resends (``Accelerator.open``)
+SIM_TIMEOUT = 5.0
+
+
 class GatewareMismatch(ValueError):
     """The device runs other gateware than the caller expects (its INFO hash differs)."""
 
@@ -185,12 +189,16 @@ class Accelerator:
                                        f"{expected.hex()}: program the board with the matching bitstream")
 
     @classmethod
-    def open(cls, url, *, expected_hash=None, progress=True, timeout=0.25, retries=5):
+    def open(cls, url, *, expected_hash=None, progress=True, timeout=None, retries=5):
         """Open the transport ``url`` names (:func:`~mmfree.host.transport.open_transport`: a serial port,
-        ``socket://host:port``, ``sim://<board>``, ``golden://``) and connect; parameters as for the class.
+        ``socket://host:port``, ``sim://<board>``, ``golden://``) and connect; parameters as for the class, but
+        ``timeout`` defaults to :data:`SIM_TIMEOUT` for ``sim://`` (a simulated core runs some 60 times slower than
+        the board, and GENERATE answers after its whole prompt has run) and to 0.25 s otherwise.
 
         Use it as a context manager (or call :meth:`close`).
         """
+        if timeout is None:
+            timeout = SIM_TIMEOUT if str(url).startswith("sim://") else 0.25
         transport = open_transport(url, progress=_stderr if progress else None)
         try:
             return cls(transport, expected_hash=expected_hash, progress=progress, timeout=timeout, retries=retries)

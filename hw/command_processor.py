@@ -5,7 +5,7 @@ core driven through its ports, responses back.
 byte, then the payload; one response packet per request) and :class:`~mmfree.hw.core.Core`.
 :class:`mmfree.host.golden_device.GoldenDevice` is its behaviour in Python; for the programs the compiler emits the
 answers are the same byte for byte, with the differences listed in ``docs/protocol.md`` ("What the gateware
-implements"): greedy decoding only, no slot V/G read-back yet, and fewer checks of a corrupt program.
+implements"): no slot V/G read-back yet, and fewer checks of a corrupt program.
 
 It is one FSM. Payload fields are parsed byte by byte as they stream in (one byte per cycle) through a 64-bit shift
 register: WRITE words go to the core's load ports as each one completes, GENERATE's prompt ids into a 128 × 16-bit
@@ -32,11 +32,11 @@ from ..host.commands import (HASH_BYTES, MAX_READ, RESET_STATE, SCALAR_BITS, VER
 from ..host.isa import Epilogue, Opcode, Slot
 from ..host.protocol import REPLY_BIT
 from .checks import check_int
-from .core import WORD_BITS, CoreCommand, CoreError, Memory
+from .core import WORD_BITS, CoreCommand, CoreError, Memory, command_layout
 from .link import request_layout, response_layout
 from .primitives import BlockRam
 
-__all__ = ["CommandProcessor", "core_command_layout", "core_result_layout", "crc32_byte"]
+__all__ = ["CommandProcessor", "core_result_layout", "crc32_byte"]
 
 #: prompt ids the processor holds (a GENERATE carries at most 121)
 PROMPT_DEPTH = 128
@@ -47,11 +47,6 @@ TOKEN_COUNT_BITS = 32
 CYCLE_COUNT_BITS = 48
 
 _WRITE_HEADER, _GENERATE_HEADER = 6, 14
-
-
-def core_command_layout():
-    """Layout of the core's ``cmd`` stream: ``op`` (:class:`~mmfree.hw.core.CoreCommand`), ``token`` (16 bits)."""
-    return data.StructLayout({"op": CoreCommand, "token": 16})
 
 
 def core_result_layout():
@@ -103,7 +98,7 @@ class CommandProcessor(wiring.Component):
         One response per request: the type beat, then the payload; one byte per cycle.
     idle : Out(1)
         1 while waiting for a request.
-    cmd : Out(stream.Signature(core_command_layout()))
+    cmd : Out(stream.Signature(command_layout(SCALAR_BITS)))
     res : In(stream.Signature(core_result_layout()))
     busy : In(1)
     cycles : In(32)
@@ -130,7 +125,7 @@ class CommandProcessor(wiring.Component):
             "request": In(stream.Signature(request_layout())),
             "response": Out(stream.Signature(response_layout())),
             "idle": Out(1),
-            "cmd": Out(stream.Signature(core_command_layout())),
+            "cmd": Out(stream.Signature(command_layout(SCALAR_BITS))),
             "res": In(stream.Signature(core_result_layout())),
             "busy": In(1),
             "cycles": In(32),
@@ -158,7 +153,9 @@ class CommandProcessor(wiring.Component):
         sh_next = Cat(byte, sh[:56])
         b0, b1, b2 = Signal(8), Signal(8), Signal(8)   # payload bytes 0, 1, 2
         n32 = Signal(32)                # WRITE offset, DIGEST count, READ offset, GENERATE max_new_tokens
-        mant = Signal(16)               # GENERATE's 1/T mantissa
+        mant = Signal(16)               # GENERATE's 1/T mantissa (0: greedy), exponent and seed
+        exp = Signal(16)
+        seed = Signal(32)
         sub = Signal(3)                 # byte within an item (WRITE word, GENERATE id)
         item = Signal(8)                # items completed
         have_big, big_val, big_pos = Signal(), Signal(32), Signal(8)  # the first id above 0xFFFF, and where
@@ -276,6 +273,10 @@ class CommandProcessor(wiring.Component):
                             m.d.sync += b2.eq(byte)
                         with m.Case(7):
                             m.d.sync += mant.eq(sh_next[:16])
+                        with m.Case(9):
+                            m.d.sync += exp.eq(sh_next[:16])
+                        with m.Case(13):
+                            m.d.sync += seed.eq(sh_next[:32])
                     with m.If(pos == n32_at):
                         m.d.sync += n32.eq(sh_next[:32])
                     with m.If(in_items):
@@ -345,9 +346,7 @@ class CommandProcessor(wiring.Component):
                         with m.Case(Command.STATS):
                             m.next = "STATS"
                         with m.Case(Command.GENERATE):
-                            with m.If(mant != 0):   # 1/T ≠ 0: seeded sampling, not in the core yet
-                                fail(ErrorCode.BAD_VALUE, 6, mant)
-                            with m.Elif(loaded_missing.any()):
+                            with m.If(loaded_missing.any()):
                                 fail(ErrorCode.NOT_LOADED, loaded_missing)
                             with m.Else():
                                 m.d.sync += ctr.eq(0)
@@ -478,16 +477,37 @@ class CommandProcessor(wiring.Component):
                     m.next = "G_CHECK"
             with m.State("G_RUN"):          # the prompt RAM reads id `ctr`
                 with m.If(ctr == b1):
-                    m.d.sync += active.eq(1)
-                    m.next = "ACK"
+                    m.next = "G_SEED"
                 with m.Else():
                     m.next = "RUN"
+            # the sampler is seeded after the prompt, and the first token is chosen from the last one's logits (a
+            # sample, or the argmax when 1/T is 0), as the golden device does; each NEXT then runs its token with 1/T
+            with m.State("G_SEED"):
+                m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.op.eq(CoreCommand.SEED),
+                             self.cmd.payload.seed.eq(seed)]
+                with m.If(self.cmd.ready):
+                    m.next = "G_SAMPLE"
+            with m.State("G_SAMPLE"):
+                m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.op.eq(CoreCommand.SAMPLE),
+                             self.cmd.payload.inv_mant.eq(mant), self.cmd.payload.inv_exp.eq(exp)]
+                with m.If(self.cmd.ready):
+                    m.next = "G_SAMPLE_WAIT"
+            with m.State("G_SAMPLE_WAIT"):
+                m.d.comb += self.res.ready.eq(1)
+                with m.If(self.res.valid):
+                    with m.If(self.res.payload.error != CoreError.NONE):
+                        fail(ErrorCode.BAD_PROGRAM)
+                    with m.Else():
+                        m.d.sync += [argmax.eq(self.res.payload.token), active.eq(1)]
+                        m.next = "ACK"
 
             # -- a token through the core: a prompt id (GENERATE) or the greedy choice (NEXT) --------------------
             with m.State("RUN"):
                 token = Mux(cmd == Command.NEXT, argmax, prompt.r_data)
                 m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.op.eq(CoreCommand.RUN),
-                             self.cmd.payload.token.eq(token)]
+                             self.cmd.payload.token.eq(token),
+                             self.cmd.payload.inv_mant.eq(Mux(cmd == Command.NEXT, mant, 0)),
+                             self.cmd.payload.inv_exp.eq(exp)]
                 with m.If(self.cmd.ready):
                     m.d.sync += tok.eq(token)
                     m.next = "RUN_WAIT"

@@ -47,7 +47,7 @@ from .scalar_unit import ScalarOp, ScalarUnit
 from .ternary_matvec import acc_width
 from .vector_unit import VectorOp, VectorUnit
 
-__all__ = ["CoreCommand", "CoreError", "Memory", "SCALE_CHAIN", "Core"]
+__all__ = ["CoreCommand", "CoreError", "Memory", "SCALE_CHAIN", "command_layout", "Core"]
 
 WORD_BITS = 64
 
@@ -56,6 +56,7 @@ class CoreCommand(enum.Enum, shape=2):
     RUN = 0    #: run the program for ``token``; answer the argmax, or a sample when ``inv_mant`` is nonzero
     CLEAR = 1  #: zero the recurrent state
     SEED = 2   #: set the sampler's LFSR to ``seed`` (0 is taken as 1)
+    SAMPLE = 3  #: answer again from the last token's logits: a sample when ``inv_mant`` is nonzero, else the argmax
 
 
 class CoreError(enum.Enum, shape=2):
@@ -128,6 +129,13 @@ def lfsr_step(state):
     return state
 
 
+def command_layout(scalar_bits):
+    """Layout of the core's ``cmd`` stream: ``op`` (:class:`CoreCommand`), ``token`` (16 bits), the sampler's
+    ``1/T`` as ``inv_mant`` (``scalar_bits``, 0 for greedy) and ``inv_exp`` (signed 16), ``seed`` (32 bits, SEED)."""
+    return data.StructLayout({"op": CoreCommand, "token": 16, "inv_mant": scalar_bits, "inv_exp": signed(16),
+                              "seed": 32})
+
+
 class Core(wiring.Component):
     """The core for a :class:`~mmfree.host.compiler.CoreParams` and the golden model's ``Formats``.
 
@@ -147,7 +155,8 @@ class Core(wiring.Component):
     cmd : In(stream)
         ``{op: CoreCommand, token: 16 bits}``, taken while idle.
     res : Out(stream)
-        ``{token: the argmax, error: CoreError}``, one per RUN (CLEAR answers nothing).
+        ``{token: the argmax or the sample, error: CoreError}``, one per RUN or SAMPLE (CLEAR and SEED answer
+        nothing).
     busy : Out(1)
     cycles : Out(32)
         Cycles of the last RUN, from taking it to offering its result.
@@ -181,8 +190,7 @@ class Core(wiring.Component):
         self.program_words = 4 * params.program_instructions
         index = range(max(params.max_vector, params.state_words, self.program_words, 1 << 14))
         super().__init__({
-            "cmd": In(stream.Signature(data.StructLayout({
-                "op": CoreCommand, "token": 16, "inv_mant": f.scalar_bits, "inv_exp": signed(16), "seed": 32}))),
+            "cmd": In(stream.Signature(command_layout(f.scalar_bits))),
             "res": Out(stream.Signature(data.StructLayout({"token": 16, "error": CoreError}))),
             "busy": Out(1),
             "cycles": Out(32),
@@ -242,6 +250,10 @@ class Core(wiring.Component):
         token = Signal(16)
         error = Signal(CoreError)
         argmax = Signal(16)
+        greedy = Signal(16)                        # the argmax of the last token's logits
+        logit_rows = Signal(16)                    # and their number
+        logits_valid = Signal()
+        sample_only = Signal()                     # a SAMPLE command: no program runs
         have_logits = Signal()
         cycles = Signal(32)
 
@@ -436,7 +448,17 @@ class Core(wiring.Component):
                         with m.Case(CoreCommand.SEED):
                             m.d.sync += lfsr.eq(Mux(command.seed == 0, 1, command.seed))
                         with m.Case(CoreCommand.RUN):
+                            m.d.sync += sample_only.eq(0)
                             m.next = "FETCH"
+                        with m.Case(CoreCommand.SAMPLE):
+                            m.d.sync += [sample_only.eq(1), argmax.eq(greedy)]
+                            with m.If(~logits_valid):
+                                m.d.sync += error.eq(CoreError.NO_LOGITS)
+                                m.next = "DONE"
+                            with m.Elif(command.inv_mant != 0):
+                                m.next = "SAMPLE_K"
+                            with m.Else():
+                                m.next = "DONE"
 
             with m.State("CLEAR"):
                 m.d.comb += [mems[Memory.STATE].w_addr.eq(ps_t), mems[Memory.STATE].w_data.eq(0),
@@ -679,7 +701,8 @@ class Core(wiring.Component):
             with m.State("BL_ARGMAX"):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
-                    m.d.sync += [argmax.eq(red.o.payload.argmax), have_logits.eq(1),
+                    m.d.sync += [argmax.eq(red.o.payload.argmax), greedy.eq(red.o.payload.argmax),
+                                 logit_rows.eq(bl.rows), logits_valid.eq(1), have_logits.eq(1),
                                  logit_mant.eq(regs["s"].mant), logit_exp.eq(regs["s"].exp)]
                     with m.If(inv_t.mant != 0):
                         m.next = "SAMPLE_K"
@@ -700,14 +723,17 @@ class Core(wiring.Component):
                     m.next = "SAMPLE"
 
             with m.State("SAMPLE"):
-                start_pass(_Src.REG, bl.rows, limbs=limbs_for(self.elem_bits), factor_=_Factor.LOGITS,
+                start_pass(_Src.REG, logit_rows, limbs=limbs_for(self.elem_bits), factor_=_Factor.LOGITS,
                            post=ps_post, round_=1, red_sel=3, back="SAMPLE_DONE")
 
             with m.State("SAMPLE_DONE"):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
                     m.d.sync += argmax.eq(red.o.payload.argmax)
-                    m.next = "NEXT"
+                    with m.If(sample_only):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "NEXT"
 
             # -- a pass: one element at a time ---------------------------------------------------------------
             with m.State("PASS"):

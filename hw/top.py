@@ -80,10 +80,8 @@ class AcceleratorTop(wiring.Component):
 
         wiring.connect(m, link.request, commands.request)
         wiring.connect(m, commands.response, link.response)
-        # the core's command fields beyond op and token (if any) stay at their reset value
+        wiring.connect(m, commands.cmd, core.cmd)
         m.d.comb += [
-            core.cmd.valid.eq(commands.cmd.valid), commands.cmd.ready.eq(core.cmd.ready),
-            core.cmd.payload.op.eq(commands.cmd.payload.op), core.cmd.payload.token.eq(commands.cmd.payload.token),
             commands.res.valid.eq(core.res.valid), core.res.ready.eq(commands.res.ready),
             commands.res.payload.eq(core.res.payload),
             commands.busy.eq(core.busy), commands.cycles.eq(core.cycles), commands.d_data.eq(core.d_data),

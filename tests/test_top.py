@@ -16,7 +16,7 @@ from mmfree.host.hf_import import import_hf
 from mmfree.host.isa import Slot
 from mmfree.host.model import ModelConfig
 from mmfree.host.models import resolve_model
-from mmfree.host.runtime import Accelerator
+from mmfree.host.runtime import SIM_TIMEOUT, Accelerator
 from mmfree.host.synthetic import write_hf_checkpoint
 from mmfree.host.transport import SocketTransport
 from mmfree.sim.boards import BOARDS
@@ -24,11 +24,12 @@ from mmfree.sim.boards import BOARDS
 PROMPT = [ord(c) - 32 for c in "ROMEO:"]  # the demo model's vocabulary is printable ASCII from the space
 
 
-def session(board, program, prompt, tokens):
-    """Load ``program``, generate ``tokens`` greedy tokens after ``prompt``, read back the state of every layer, the
-    logits and slots X and F: ``(tokens, states, logits, slots, stats)``."""
+def session(board, program, prompt, tokens, temperature=0.0, seed=1):
+    """Load ``program``, generate ``tokens`` tokens after ``prompt`` (greedy, or sampled at ``temperature`` from
+    ``seed``), read back the state of every layer, the logits and slots X and F:
+    ``(tokens, states, logits, slots, stats)``."""
     board.load(program)
-    generated = list(board.generate(prompt, tokens))
+    generated = list(board.generate(prompt, tokens, temperature=temperature, seed=seed))
     states = []
     while True:
         try:
@@ -52,21 +53,24 @@ def expect_same(golden, device):
         assert np.array_equal(values, want) and scale == want_scale
 
 
-def golden_session(program, prompt, tokens):
+def golden_session(program, prompt, tokens, **sampling):
     with Accelerator.open("golden://", progress=False) as golden:
-        return session(golden, program, prompt, tokens)
+        return session(golden, program, prompt, tokens, **sampling)
 
 
 def test_demo_model_matches_the_golden_device(capsys):
     program = compile_model(resolve_model("demo"))
     golden = golden_session(program, PROMPT, 3)
+    sampled = golden_session(program, PROMPT, 4, temperature=0.8, seed=7)
     board = BOARDS["icebreaker"].virtual_board()
     with board.serve(progress=print) as running:
-        with Accelerator(SocketTransport(running.connect()), progress=False) as acc:
+        with Accelerator(SocketTransport(running.connect()), progress=False, timeout=SIM_TIMEOUT) as acc:
             assert acc.info.core == CORES["icebreaker"] and acc.info.clock_hz == 30_000_000
             start = time.perf_counter()
             result = session(acc, program, PROMPT, 3)
             wall = time.perf_counter() - start
+            # seeded sampling on the device, token for token with the golden device's sampler
+            expect_same(sampled, session(acc, program, PROMPT, 4, temperature=0.8, seed=7))
             # a command error, then the next request succeeds
             with pytest.raises(CommandError, match="token id 65 is outside the vocabulary") as error:
                 acc.generate([65], 1)
@@ -116,9 +120,6 @@ def test_sim_url_answers_like_the_golden_device():
             answers[url] = [(frame.type, bytes(frame.payload))
                             for frame in (acc.link.request(payload, type=type) for type, payload in RAW_REQUESTS)]
             assert acc.device_stats().tokens_run == 0
-            if url.startswith("sim"):
-                with pytest.raises(CommandError, match="payload byte 6"):  # 1/T ≠ 0: not in the gateware yet
-                    acc.generate([1], 1, temperature=0.8)
     for (type, payload), golden, device in zip(RAW_REQUESTS, *answers.values()):
         assert device == golden, f"request 0x{type:02x} {payload.hex()}: device {device}, golden {golden}"
 
@@ -128,11 +129,11 @@ def test_small_model_through_the_uart_pins(tmp_path, capsys):
     config = ModelConfig(vocab_size=50, hidden_size=40, num_layers=2, intermediate_size=72)
     write_hf_checkpoint(tmp_path / "hf", config, dtype="bf16", seed=3)
     program = compile_model(import_hf(tmp_path / "hf"), replace(CORES["icebreaker"], name="icebreaker"))
-    golden = golden_session(program, [1, 49, 0], 2)
+    golden = golden_session(program, [1, 49, 0], 2, temperature=1.0, seed=3)
     board = BOARDS["icebreaker"].virtual_board(link="uart")
     with board.serve(progress=print) as running:
-        with Accelerator(SocketTransport(running.connect()), progress=False, timeout=1.0) as acc:
-            result = session(acc, program, [1, 49, 0], 2)
+        with Accelerator(SocketTransport(running.connect()), progress=False, timeout=SIM_TIMEOUT) as acc:
+            result = session(acc, program, [1, 49, 0], 2, temperature=1.0, seed=3)
     expect_same(golden, result)
     with capsys.disabled():
         print(f"\nsim://icebreaker through the UART pins ({len(program.image):,} image words): "
