@@ -157,6 +157,27 @@ def _core(*, impl, cycles_per_element=2):
 _core.hw_module = "mmfree.hw.core"
 
 
+def _command_processor():
+    """The command processor for the iCEBreaker's core parameters at 30 MHz."""
+    from mmfree.host.compiler import CORES
+    from mmfree.hw.command_processor import CommandProcessor
+    return CommandProcessor(CORES["icebreaker"], 30_000_000, bytes(32))
+
+
+_command_processor.hw_module = "mmfree.hw.command_processor"
+
+
+def _top(*, impl):
+    """The iCEBreaker's accelerator top (link, command processor, core) with the UART."""
+    from mmfree.host.compiler import CORES
+    from mmfree.host.golden import Formats
+    from mmfree.hw.top import AcceleratorTop
+    return AcceleratorTop(CORES["icebreaker"], Formats(), 30_000_000, 3_000_000, bytes(32), link="uart", impl=impl)
+
+
+_top.hw_module = "mmfree.hw.top"
+
+
 REGISTRY = [
     Unit("TritDecoder", "trit_decoder:TritDecoder", [point("2bit", fmt="2bit"), point("base3", fmt="base3")]),
     Unit("TernaryMatVec", "ternary_matvec:TernaryMatVec", [
@@ -187,6 +208,8 @@ REGISTRY = [
     Unit("FieldReader", "field_reader:FieldReader", [point("16 and 20 bit", widths=(16, 20))]),
     Unit("PassDatapath", "pass_datapath:PassDatapath", [point("36 bit", families=ICE40, x_bits=36, impl="ice40"),
                                                         point("36 bit ecp5", families=ECP5, x_bits=36, impl="ecp5")]),
+    Unit("CommandProcessor", _command_processor, [point("icebreaker")]),
+    Unit("AcceleratorTop", _top, [point("icebreaker ecp5", families=ECP5, heavy=True, impl="ecp5")]),
     Unit("Core", _core, [
         point("icebreaker sequential", families=ICE40, impl="ice40"),
         point("icebreaker sequential ecp5", families=ECP5, impl="ecp5"),
