@@ -41,8 +41,9 @@ def test_demo_model_samples_like_the_golden_sampler(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:.*no tokenizer.json")
-def test_imported_hf_model(tmp_path):
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_imported_hf_model(temperature, tmp_path):
     config = ModelConfig(vocab_size=50, hidden_size=40, num_layers=2, intermediate_size=72)
     write_hf_checkpoint(tmp_path / "hf", config, dtype="bf16", seed=3)
     program = compile_model(import_hf(tmp_path / "hf"), replace(CORES["icebreaker"], name="test"))
-    run_core(program, [1, 49, 0, 7], tmp_path, temperature=1.0, seed=7)
+    run_core(program, [1, 49, 0, 7], tmp_path, temperature=temperature, seed=7)
