@@ -29,16 +29,12 @@ from .gumbel import GumbelSampler
 from .link import Link, ResponseLost, VersionMismatch
 from .model import Model
 from .protocol import CRC_SIZE, HEADER_SIZE
-from .transport import open_transport
+from .transport import REPLY_TIMEOUT, open_transport
 
 __all__ = ["Accelerator", "Stats", "GatewareMismatch", "DigestMismatch"]
 
 #: WRITE requests per pipelined batch (the progress bar moves per batch)
 _WRITE_BATCH = 64
-
-
-#: seconds the host waits for an answer from a virtual board before it resends (``Accelerator.open``)
-SIM_TIMEOUT = 5.0
 
 
 class GatewareMismatch(ValueError):
@@ -148,7 +144,8 @@ class Accelerator:
         Show a progress bar (stderr) for loads that take longer than half a second, and the virtual board's build
         messages.
     timeout, retries
-        The link's (:class:`~mmfree.host.link.Link`): seconds to wait for a response before retrying, and how often.
+        The link's (:class:`~mmfree.host.link.Link`): seconds to wait for a response before retrying (default: the
+        transport's ``reply_timeout``), and how often.
 
     Attributes
     ----------
@@ -168,7 +165,9 @@ class Accelerator:
         The device does not answer.
     """
 
-    def __init__(self, transport, *, expected_hash=None, progress=True, timeout=0.25, retries=5):
+    def __init__(self, transport, *, expected_hash=None, progress=True, timeout=None, retries=5):
+        if timeout is None:
+            timeout = getattr(transport, "reply_timeout", REPLY_TIMEOUT)
         self._transport = _Counting(transport)
         self.link = Link(self._transport, timeout=timeout, retries=retries)
         self.progress = progress
@@ -191,14 +190,10 @@ class Accelerator:
     @classmethod
     def open(cls, url, *, expected_hash=None, progress=True, timeout=None, retries=5):
         """Open the transport ``url`` names (:func:`~mmfree.host.transport.open_transport`: a serial port,
-        ``socket://host:port``, ``sim://<board>``, ``golden://``) and connect; parameters as for the class, but
-        ``timeout`` defaults to :data:`SIM_TIMEOUT` for ``sim://`` (a simulated core runs some 60 times slower than
-        the board, and GENERATE answers after its whole prompt has run) and to 0.25 s otherwise.
+        ``socket://host:port``, ``sim://<board>``, ``golden://``) and connect; parameters as for the class.
 
         Use it as a context manager (or call :meth:`close`).
         """
-        if timeout is None:
-            timeout = SIM_TIMEOUT if str(url).startswith("sim://") else 0.25
         transport = open_transport(url, progress=_stderr if progress else None)
         try:
             return cls(transport, expected_hash=expected_hash, progress=progress, timeout=timeout, retries=retries)

@@ -1,7 +1,9 @@
 """Byte transports to a device, chosen by URL: a serial port, a TCP socket, or the virtual board.
 
 Every transport has ``write(data)``, ``read(count, timeout) -> bytes`` (up to ``count`` bytes, fewer or none when
-``timeout`` seconds pass first) and ``close()``, and is a context manager. The link layer above is the same for all.
+``timeout`` seconds pass first), ``close()`` and ``reply_timeout`` (how long the link above should wait for an answer
+before it resends: :data:`REPLY_TIMEOUT`, or :data:`SIM_REPLY_TIMEOUT` for a virtual board), and is a context
+manager. The link layer above is the same for all.
 
 URLs:
 
@@ -17,9 +19,15 @@ import contextlib
 import socket
 import urllib.parse
 
-__all__ = ["DEFAULT_BAUD", "SerialTransport", "SocketTransport", "InProcessTransport", "open_transport", "parse_url"]
+__all__ = ["DEFAULT_BAUD", "REPLY_TIMEOUT", "SIM_REPLY_TIMEOUT", "SerialTransport", "SocketTransport",
+           "InProcessTransport", "open_transport", "parse_url"]
 
 DEFAULT_BAUD = 3_000_000
+#: seconds a host waits for a device's answer before it resends (a board, golden://)
+REPLY_TIMEOUT = 0.25
+#: … for a virtual board: a simulated core runs some 60 times slower than the board, and GENERATE answers after its
+#: whole prompt has run
+SIM_REPLY_TIMEOUT = 5.0
 
 
 def parse_url(url):
@@ -50,11 +58,23 @@ def parse_url(url):
                      "serial://, socket://host:port, sim://<board> or golden://")
 
 
-class SocketTransport:
+class _Transport:
+    """What every transport shares: the reply timeout its link should use, and the context-manager protocol."""
+
+    reply_timeout = REPLY_TIMEOUT
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SocketTransport(_Transport):
     """A TCP connection; ``on_close`` runs after the socket closes (the virtual board's session uses it)."""
 
-    def __init__(self, sock, on_close=None):
-        self.sock, self._on_close = sock, on_close
+    def __init__(self, sock, on_close=None, reply_timeout=REPLY_TIMEOUT):
+        self.sock, self._on_close, self.reply_timeout = sock, on_close, reply_timeout
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     @classmethod
@@ -78,14 +98,8 @@ class SocketTransport:
             if self._on_close:
                 self._on_close()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-
-class SerialTransport:
+class SerialTransport(_Transport):
     """A serial port through pyserial (8N1, no flow control: the link's credits do that)."""
 
     def __init__(self, path, baud=DEFAULT_BAUD):
@@ -106,14 +120,8 @@ class SerialTransport:
     def close(self):
         self.port.close()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-
-class InProcessTransport:
+class InProcessTransport(_Transport):
     """A device in this process: ``device`` is a :class:`~mmfree.host.link.DeviceModel` (its handler is the layer
     above). The device answers within :meth:`write`; :meth:`read` returns what it sent and never waits. A read that
     finds nothing lets the device's inter-byte timeout expire (the line was quiet)."""
@@ -138,12 +146,6 @@ class InProcessTransport:
 
     def close(self):
         self._queue.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def open_transport(url, *, virtual_boards=None, progress=print):
@@ -173,5 +175,6 @@ def open_transport(url, *, virtual_boards=None, progress=print):
         raise ValueError(f"no virtual board {target!r}; available: {', '.join(sorted(virtual_boards)) or 'none'}")
     with contextlib.ExitStack() as stack:
         session = stack.enter_context(factory().serve(progress=progress))
-        transport = SocketTransport(session.connect(), on_close=stack.pop_all().close)
+        transport = SocketTransport(session.connect(), on_close=stack.pop_all().close,
+                                    reply_timeout=SIM_REPLY_TIMEOUT)
     return transport

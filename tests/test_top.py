@@ -16,9 +16,9 @@ from mmfree.host.hf_import import import_hf
 from mmfree.host.isa import Slot
 from mmfree.host.model import ModelConfig
 from mmfree.host.models import resolve_model
-from mmfree.host.runtime import SIM_TIMEOUT, Accelerator
+from mmfree.host.runtime import Accelerator
 from mmfree.host.synthetic import write_hf_checkpoint
-from mmfree.host.transport import SocketTransport
+from mmfree.host.transport import SIM_REPLY_TIMEOUT, SocketTransport
 from mmfree.sim.boards import BOARDS
 
 PROMPT = [ord(c) - 32 for c in "ROMEO:"]  # the demo model's vocabulary is printable ASCII from the space
@@ -64,7 +64,8 @@ def test_demo_model_matches_the_golden_device(capsys):
     sampled = golden_session(program, PROMPT, 4, temperature=0.8, seed=7)
     board = BOARDS["icebreaker"].virtual_board()
     with board.serve(progress=print) as running:
-        with Accelerator(SocketTransport(running.connect()), progress=False, timeout=SIM_TIMEOUT) as acc:
+        transport = SocketTransport(running.connect(), reply_timeout=SIM_REPLY_TIMEOUT)
+        with Accelerator(transport, progress=False) as acc:
             assert acc.info.core == CORES["icebreaker"] and acc.info.clock_hz == 30_000_000
             start = time.perf_counter()
             result = session(acc, program, PROMPT, 3)
@@ -132,7 +133,8 @@ def test_small_model_through_the_uart_pins(tmp_path, capsys):
     golden = golden_session(program, [1, 49, 0], 2, temperature=1.0, seed=3)
     board = BOARDS["icebreaker"].virtual_board(link="uart")
     with board.serve(progress=print) as running:
-        with Accelerator(SocketTransport(running.connect()), progress=False, timeout=SIM_TIMEOUT) as acc:
+        transport = SocketTransport(running.connect(), reply_timeout=SIM_REPLY_TIMEOUT)
+        with Accelerator(transport, progress=False) as acc:
             result = session(acc, program, [1, 49, 0], 2, temperature=1.0, seed=3)
     expect_same(golden, result)
     with capsys.disabled():
