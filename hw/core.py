@@ -115,6 +115,10 @@ class _Src(enum.Enum, shape=3):
     REG = 5      # the sampler's constant
 
 
+#: the vector memory behind each slot source of a pass
+_SLOT_MEMORY = {_Src.X: Memory.X, _Src.V: Memory.V, _Src.G: Memory.G, _Src.F: Memory.F}
+
+
 class _Factor(enum.Enum, shape=2):
     ONE = 0
     FIELD = 1
@@ -420,6 +424,18 @@ class Core(wiring.Component):
         PASS_RETURNS = ["EMBED_DONE", "BL_B_DONE", "BL_C_DONE", "BL_D_DONE", "BL_F_DONE", "BL_AUX_DONE",
                         "SAMPLE_DONE"]
 
+        def shift_add_step(product):
+            """One step of ``product += mul_a · mul_b``, a bit of ``mul_b`` per cycle, until ``mul_b`` is 0."""
+            m.d.sync += [product.eq(product + Mux(mul_b[0], mul_a, 0)), mul_a.eq(mul_a << 1), mul_b.eq(mul_b >> 1)]
+
+        def shift_counted(k):
+            """One step of ``k = max(0, bitlen(scan) − (reduce_bits − 1))`` from ``k = 0``, halving ``scan`` while it
+            does not fit; true once it fits (``k`` is then final)."""
+            fits = (scan >> (f.reduce_bits - 1)) == 0
+            with m.If(~fits):
+                m.d.sync += [scan.eq(scan >> 1), k.eq(k + 1)]
+            return fits
+
         def peak_of(slot):
             return Mux(slot == Slot.X, peaks[_Src.X], Mux(slot == Slot.V, peaks[_Src.V], peaks[_Src.G]))
 
@@ -523,8 +539,7 @@ class Core(wiring.Component):
                 with m.If(mul_b == 0):
                     m.next = "EMBED_EXP"
                 with m.Else():
-                    m.d.sync += [row_addr.eq(row_addr + Mux(mul_b[0], mul_a, 0)), mul_a.eq(mul_a << 1),
-                                 mul_b.eq(mul_b >> 1)]
+                    shift_add_step(row_addr)
 
             with m.State("EMBED_EXP"):
                 start_fields(emb.exps + (token >> 2), token[:2] + 1)
@@ -554,20 +569,15 @@ class Core(wiring.Component):
                     m.d.sync += [scan.eq(peak_of(bl.src)), k_v.eq(0)]
                     m.next = "BL_K"
                 with m.Else():
-                    m.d.sync += [state_base.eq(state_base + Mux(mul_b[0], mul_a, 0)), mul_a.eq(mul_a << 1),
-                                 mul_b.eq(mul_b >> 1)]
+                    shift_add_step(state_base)
 
-            with m.State("BL_K"):      # k = max(0, bitlen(max|v|) − (reduce_bits − 1)), and the first slot's
-                with m.If(scan >> (f.reduce_bits - 1) != 0):
-                    m.d.sync += [scan.eq(scan >> 1), k_v.eq(k_v + 1)]
-                with m.Else():
+            with m.State("BL_K"):      # the shifts k of v's sum of squares, then of the first slot's
+                with m.If(shift_counted(k_v)):
                     m.d.sync += [scan.eq(peak_of(bl.first)), k_f.eq(0)]
                     m.next = "BL_K_FIRST"
 
             with m.State("BL_K_FIRST"):
-                with m.If(scan >> (f.reduce_bits - 1) != 0):
-                    m.d.sync += [scan.eq(scan >> 1), k_f.eq(k_f + 1)]
-                with m.Else():
+                with m.If(shift_counted(k_f)):
                     m.next = "BL_B"
 
             with m.State("BL_B"):      # max|v ⊙ c|
@@ -735,13 +745,12 @@ class Core(wiring.Component):
                     with m.Else():
                         m.next = "NEXT"
 
-            # -- a pass: one element at a time ---------------------------------------------------------------
+            # -- a pass: elements streamed through the pass datapath into its sinks ------------------------------
             with m.State("PASS"):
                 # fetch: a slot read (latency 1) and, where the pass needs one, a field, then dp.i
                 slot_data = Signal(signed(self.elem_bits))
                 with m.Switch(ps_src):
-                    for slot, memory in ((_Src.X, Memory.X), (_Src.V, Memory.V), (_Src.G, Memory.G),
-                                         (_Src.F, Memory.F)):
+                    for slot, memory in _SLOT_MEMORY.items():
                         with m.Case(slot):
                             m.d.comb += slot_data.eq(mems[memory].r_data.as_signed())
                     with m.Case(_Src.FIELD):
@@ -760,8 +769,7 @@ class Core(wiring.Component):
                 m.d.comb += [dp.i.valid.eq(fetched), dp.i.payload.x.eq(slot_data)]
                 need_field = (ps_src == _Src.FIELD) | (ps_factor == _Factor.FIELD)
                 issue = (ps_t != ps_count) & (~fetched | dp.i.ready) & (~need_field | fields.o.valid)
-                for slot, memory in ((_Src.X, Memory.X), (_Src.V, Memory.V), (_Src.G, Memory.G),
-                                     (_Src.F, Memory.F)):
+                for slot, memory in _SLOT_MEMORY.items():
                     m.d.comb += [mems[memory].r_addr.eq(ps_t), mems[memory].r_en.eq(issue & (ps_src == slot))]
                 m.d.comb += [mems[Memory.LOGITS].r_addr.eq(ps_t),
                              mems[Memory.LOGITS].r_en.eq(issue & (ps_factor == _Factor.LOGITS))]
