@@ -16,8 +16,7 @@ from pathlib import Path
 from mmfree.host.compiler import CORES, compile_model
 from mmfree.host.models import resolve_model
 from mmfree.host.tokenizer import make_tokenizer
-from mmfree.hw.core import Core
-from mmfree.sim.runner import run_bench
+from mmfree.sim.diverge import run_program
 
 #: the iCEBreaker core's configured clock (DESIGN.md: ≥ 30 MHz)
 CLOCK_HZ = 30e6
@@ -35,14 +34,9 @@ def main(argv=None):
     tokens = make_tokenizer(model.tokenizer).encode(args.tokens)
     weights = model.config.ternary_weights
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        program.save(tmp / "program.safetensors")
         start = time.perf_counter()
-        run_bench(Core(program.core, program.formats, impl="model"), name="core", test_module="mmfree.sim.benches.core",
-                  run_dir=tmp, params={"program": str(tmp / "program.safetensors"), "tokens": tokens,
-                                       "cycles_path": str(tmp / "cycles.json")})
+        cycles = run_program(program, tokens, tmp)
         wall = time.perf_counter() - start
-        cycles = json.loads((tmp / "cycles.json").read_text())["cycles"]
     bound = weights / 40
     mean = sum(cycles) / len(cycles)
     result = {

@@ -1,11 +1,13 @@
-"""The first instruction at which the core departs from the instruction-level model, and where in its results.
+"""The core bench on a compiled program, and the first instruction at which the core departs from the model.
 
-The core bench (:mod:`mmfree.sim.benches.core`) can stop a program after its first ``k`` instructions and compare
+:func:`run_program` runs the core bench (:mod:`mmfree.sim.benches.core`) on a program and returns the cycles of each
+token. The bench can also stop a program after its first ``k`` instructions and compare
 every vector memory and the recurrent state with :class:`~mmfree.host.machine.Machine`'s trace at that point; a
 bisection over ``k`` finds the first instruction after which they differ, and the bench's message names the slot
 and the first differing element. ``mmfree diverge`` is the command-line form.
 """
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -13,7 +15,20 @@ from ..host.isa import Epilogue, Opcode, decode
 from ..hw.core import Core
 from .runner import BenchFailure, run_bench
 
-__all__ = ["instruction_names", "first_divergence"]
+__all__ = ["run_program", "instruction_names", "first_divergence"]
+
+
+def run_program(program, tokens, run_dir, **params):
+    """Run ``tokens`` through ``program`` on the core in Verilator, every result checked against the model
+    (``BenchFailure`` otherwise); ``params`` are the bench's others (``temperature``, ``seed``, ``stop``,
+    ``corrupt``). Returns the cycles of each token."""
+    run_dir = Path(run_dir)
+    path, cycles_path = run_dir / "program.safetensors", run_dir / "cycles.json"
+    program.save(path)
+    run_bench(Core(program.core, program.formats, impl="model"), name="core", test_module="mmfree.sim.benches.core",
+              run_dir=run_dir, params={"program": str(path), "tokens": list(tokens), "cycles_path": str(cycles_path),
+                                       **params})
+    return json.loads(cycles_path.read_text())["cycles"]
 
 
 def instruction_names(program):
@@ -31,15 +46,9 @@ def instruction_names(program):
 
 
 def _passes(program, token, stop, run_dir, corrupt):
-    path = Path(run_dir) / "program.safetensors"
-    program.save(path)
-    params = {"program": str(path), "tokens": [token], "cycles_path": str(Path(run_dir) / "cycles.json"),
-              "corrupt": corrupt}
-    if stop is not None:
-        params["stop"] = stop
+    params = {"corrupt": corrupt} if stop is None else {"corrupt": corrupt, "stop": stop}
     try:
-        run_bench(Core(program.core, program.formats, impl="model"), name="core",
-                  test_module="mmfree.sim.benches.core", params=params, run_dir=run_dir)
+        run_program(program, [token], run_dir, **params)
     except BenchFailure as failure:
         return False, str(failure)
     return True, ""

@@ -2,42 +2,30 @@
 
 """The core runs compiled programs bit-exactly against the instruction-level model, in Verilator."""
 
-import json
 from dataclasses import replace
 
 import pytest
 
 from mmfree.host.compiler import CORES, compile_model
-from mmfree.host.golden import Formats
 from mmfree.host.hf_import import import_hf
 from mmfree.host.model import ModelConfig
 from mmfree.host.models import resolve_model
 from mmfree.host.synthetic import write_hf_checkpoint
-from mmfree.hw.core import Core
-from mmfree.sim.runner import run_bench
-
-BENCH = "mmfree.sim.benches.core"
+from mmfree.sim.diverge import run_program
 
 
-def run_core(program, tokens, tmp_path, **sampling):
-    path = tmp_path / "program.safetensors"
-    program.save(path)
-    cycles_path = tmp_path / "cycles.json"
-    core = Core(program.core, program.formats, impl="model")
-    run_bench(core, name="core", test_module=BENCH, run_dir=tmp_path,
-              params={"program": str(path), "tokens": tokens, "cycles_path": str(cycles_path), **sampling})
-    return json.loads(cycles_path.read_text())["cycles"]
+
 
 
 def test_demo_model(tmp_path):
     program = compile_model(resolve_model("demo"))
-    cycles = run_core(program, [ord(c) - 32 for c in "RO"], tmp_path)
+    cycles = run_program(program, [ord(c) - 32 for c in "RO"], tmp_path)
     assert all(c > 0 for c in cycles)
 
 
 def test_demo_model_samples_like_the_golden_sampler(tmp_path):
     program = compile_model(resolve_model("demo"))
-    run_core(program, [ord(c) - 32 for c in "ROMEO"], tmp_path, temperature=0.8, seed=12345)
+    run_program(program, [ord(c) - 32 for c in "ROMEO"], tmp_path, temperature=0.8, seed=12345)
 
 
 @pytest.mark.filterwarnings("ignore:.*no tokenizer.json")
@@ -46,4 +34,4 @@ def test_imported_hf_model(temperature, tmp_path):
     config = ModelConfig(vocab_size=50, hidden_size=40, num_layers=2, intermediate_size=72)
     write_hf_checkpoint(tmp_path / "hf", config, dtype="bf16", seed=3)
     program = compile_model(import_hf(tmp_path / "hf"), replace(CORES["icebreaker"], name="test"))
-    run_core(program, [1, 49, 0, 7], tmp_path, temperature=temperature, seed=7)
+    run_program(program, [1, 49, 0, 7], tmp_path, temperature=temperature, seed=7)
