@@ -140,7 +140,6 @@ class CommandProcessor(wiring.Component):
         p = self.params
         req, resp = self.request, self.response
         byte = req.payload.data
-        beat = req.valid & req.ready
 
         m.submodules.prompt = prompt = BlockRam(width=16, depth=PROMPT_DEPTH, impl=self._impl)
         m.submodules.info = info = BlockRam(width=8, depth=1 << (len(self.info) - 1).bit_length(),
