@@ -6,9 +6,11 @@ Every payload is a fixed-size header of big-endian fields, followed in three of 
 ``count`` items of one fixed size, ``count`` being a header field; every payload fits
 :data:`~mmfree.host.protocol.MAX_PAYLOAD`. The link answers each request with exactly one response, so generation
 is pulled: GENERATE feeds the prompt and sets up sampling, each NEXT is answered with a TOKEN (the next generated
-token), and the NEXT after the last token with DONE. A response's type is its request's with
+token), and the NEXT after the last token with DONE. In a streamed generation (GENERATE's :data:`STREAM` flag) each
+token's run takes its matrices and embedding row from STREAM requests that follow the GENERATE or NEXT that started
+it. A response's type is its request's with
 :data:`~mmfree.host.protocol.REPLY_BIT` set, except TOKEN and DONE (answers to NEXT) and ERROR, the answer to any
-command that fails. WRITE, RESET and GENERATE are answered with an empty payload (an acknowledgement).
+command that fails. WRITE, RESET, GENERATE and STREAM are answered with an empty payload (an acknowledgement).
 
 Each message is a frozen dataclass with ``TYPE`` (its frame type), ``encode() -> bytes`` and
 ``decode(payload)`` (a classmethod). Field values are checked when a message is made: a bad one raises
@@ -31,15 +33,15 @@ from .protocol import MAX_PAYLOAD, REPLY_BIT
 
 __all__ = [
     "VERSION", "Command", "Reply", "Region", "Target", "ErrorCode", "CommandError", "RESET_STATE", "WIDE_IDS",
-    "SCALAR_BITS", "HASH_BYTES", "TRIT_FORMATS", "WORDS_PER_INSTRUCTION", "MAX_WRITE_WORDS", "MAX_READ",
-    "region_words", "instruction_words", "words_instructions", "digest",
-    "GetInfo", "Write", "Digest", "Reset", "Read", "GetStats", "Generate", "Next",
+    "STREAM", "FEATURE_WEIGHT_STREAM", "SCALAR_BITS", "HASH_BYTES", "TRIT_FORMATS", "WORDS_PER_INSTRUCTION",
+    "MAX_WRITE_WORDS", "MAX_STREAM_WORDS", "MAX_READ", "region_words", "instruction_words", "words_instructions",
+    "digest", "GetInfo", "Write", "Digest", "Reset", "Read", "GetStats", "Stream", "Generate", "Next",
     "Info", "Checksum", "Readback", "DeviceStats", "Token", "Done", "ErrorReport",
     "REQUESTS", "ANSWERS", "decode_request", "decode_reply",
 ]
 
 #: version of the command layer, reported by INFO (the link's own version is :data:`mmfree.host.protocol.VERSION`)
-VERSION = 1
+VERSION = 2
 
 
 class Command(enum.IntEnum):
@@ -50,6 +52,7 @@ class Command(enum.IntEnum):
     RESET = 0x14     #: zero the recurrent state
     READ = 0x15      #: debug read-back of a vector slot, a layer's state or the logits
     STATS = 0x16     #: the device's counters
+    STREAM = 0x17    #: words of the weight stream, for the run in progress
     GENERATE = 0x20  #: feed a prompt, set up sampling
     NEXT = 0x21      #: the next generated token (TOKEN) or the end (DONE)
 
@@ -62,6 +65,7 @@ class Reply(enum.IntEnum):
     RESET = Command.RESET | REPLY_BIT
     READ = Command.READ | REPLY_BIT
     STATS = Command.STATS | REPLY_BIT
+    STREAM = Command.STREAM | REPLY_BIT
     GENERATE = Command.GENERATE | REPLY_BIT
     TOKEN = 0xA1     #: answers NEXT: one generated token
     DONE = 0xA2      #: answers the NEXT after the last token
@@ -93,6 +97,7 @@ class ErrorCode(enum.IntEnum):
     IDLE = 8             #: NEXT without a generation in progress
     BAD_PROGRAM = 9      #: the program memory does not decode, has no END, or fails while running
     BAD_VALUE = 10       #: value: the field's payload byte offset; limit: the value it holds
+    STREAM_SHORT = 11    #: the run in progress still needs words of the weight stream; value: how many
 
 
 _MESSAGES = {
@@ -107,6 +112,8 @@ _MESSAGES = {
     ErrorCode.BAD_PROGRAM: "the program memory does not hold a runnable program (it does not decode, has no END, "
                            "or fails while running)",
     ErrorCode.BAD_VALUE: "the field at payload byte {value} holds {limit}, which is not allowed",
+    ErrorCode.STREAM_SHORT: "the run in progress still needs {value} words of the weight stream (STREAM them, or "
+                            "RESET)",
 }
 
 
@@ -139,6 +146,10 @@ class CommandError(ValueError):
 RESET_STATE = 0x01
 #: GENERATE flag: prompt ids are u32 (else u16)
 WIDE_IDS = 0x02
+#: GENERATE flag: a streamed generation (at most one prompt id per GENERATE; each run takes STREAM words)
+STREAM = 0x04
+#: INFO ``features`` bit: the core has a weight stream (``CoreParams.weight_stream``)
+FEATURE_WEIGHT_STREAM = 0x01
 #: mantissa bits of a scalar on the wire (u16 mantissa, i16 exponent: ``mant · 2^exp``)
 SCALAR_BITS = 16
 #: bytes of the gateware hash in INFO
@@ -149,6 +160,7 @@ TRIT_FORMATS = ("base3", "2bit")
 WORDS_PER_INSTRUCTION = INSTRUCTION_BITS // 64
 
 _WRITE_HEADER = ">BBI"
+_STREAM_HEADER = ">B"
 _GENERATE_HEADER = ">BBIHhI"
 _READBACK_HEADER = ">IHhB"
 
@@ -160,6 +172,8 @@ def _items(header, item_bytes, max_payload=MAX_PAYLOAD):
 
 #: most words of one WRITE (31)
 MAX_WRITE_WORDS = _items(_WRITE_HEADER, 8)
+#: most words of one STREAM (31)
+MAX_STREAM_WORDS = _items(_STREAM_HEADER, 8)
 #: most values of one READ (30)
 MAX_READ = _items(_READBACK_HEADER, 8)
 
@@ -338,14 +352,46 @@ class GetStats(_Message):
 
 
 @dataclasses.dataclass(frozen=True)
-class Generate(_Message):
-    """GENERATE: ``flags`` u8 (:data:`RESET_STATE`, :data:`WIDE_IDS`), ``count`` u8 (prompt ids), ``max_new_tokens``
-    u32, ``1/T`` as mantissa u16 and exponent i16 (mantissa 0: greedy), ``seed`` u32, then ``count`` ids (u32 with
-    WIDE_IDS, else u16). Answered by an empty acknowledgement once the prompt has run.
+class Stream(_Message):
+    """STREAM: ``count`` u8 (1 … :data:`MAX_STREAM_WORDS`), then ``count`` words u64 of the weight stream, taken by
+    the run in progress (at most as many as it still needs). Answered by an empty acknowledgement.
 
-    ``prompt`` is a tuple of ids (at most :meth:`capacity` of them); ``inv_temperature`` a
-    :class:`~mmfree.host.fixed.Scalar` of :data:`SCALAR_BITS` bits, normalized, or None for greedy; ``reset_state``
-    the RESET_STATE flag. WIDE_IDS is set exactly when an id exceeds 0xFFFF.
+    ``words`` is a tuple of ints (any sequence of ints, or a uint64 array, is converted).
+    """
+    TYPE: ClassVar[int] = Command.STREAM
+    words: tuple
+
+    def __post_init__(self):
+        _set(self, words=tuple(int(w) for w in self.words))
+        if not 1 <= len(self.words) <= MAX_STREAM_WORDS:
+            raise CommandError(ErrorCode.BAD_VALUE, self.TYPE, 0, len(self.words),
+                               f"STREAM: 1 … {MAX_STREAM_WORDS} words per request, not {len(self.words)}")
+
+    @staticmethod
+    def capacity(max_payload=MAX_PAYLOAD):
+        """Most words of a STREAM whose payload is at most ``max_payload`` bytes."""
+        return min(MAX_STREAM_WORDS, _items(_STREAM_HEADER, 8, max_payload))
+
+    def encode(self):
+        return _pack(_STREAM_HEADER + "Q" * len(self.words), "Stream", len(self.words), *self.words)
+
+    @classmethod
+    def decode(cls, payload):
+        _, words = _unpack(_STREAM_HEADER, bytes(payload), Command.STREAM, (0, "Q"))
+        return cls(words)
+
+
+@dataclasses.dataclass(frozen=True)
+class Generate(_Message):
+    """GENERATE: ``flags`` u8 (:data:`RESET_STATE`, :data:`WIDE_IDS`, :data:`STREAM`), ``count`` u8 (prompt ids),
+    ``max_new_tokens`` u32, ``1/T`` as mantissa u16 and exponent i16 (mantissa 0: greedy), ``seed`` u32, then
+    ``count`` ids (u32 with WIDE_IDS, else u16). Answered by an empty acknowledgement once the prompt has run, or,
+    streamed, once its id's run has started.
+
+    ``prompt`` is a tuple of ids (at most :meth:`capacity` of them; at most one when ``stream``);
+    ``inv_temperature`` a :class:`~mmfree.host.fixed.Scalar` of :data:`SCALAR_BITS` bits, normalized, or None for
+    greedy; ``reset_state`` the RESET_STATE flag, ``stream`` the STREAM flag. WIDE_IDS is set exactly when an id
+    exceeds 0xFFFF.
     """
     TYPE: ClassVar[int] = Command.GENERATE
     prompt: tuple
@@ -353,10 +399,12 @@ class Generate(_Message):
     inv_temperature: object = None
     seed: int = 1
     reset_state: bool = True
+    stream: bool = False
 
     def __post_init__(self):
-        _set(self, prompt=tuple(int(t) for t in self.prompt), reset_state=bool(self.reset_state))
-        capacity = self.capacity(self.wide)
+        _set(self, prompt=tuple(int(t) for t in self.prompt), reset_state=bool(self.reset_state),
+             stream=bool(self.stream))
+        capacity = 1 if self.stream else self.capacity(self.wide)
         if len(self.prompt) > capacity:
             raise CommandError(ErrorCode.BAD_VALUE, self.TYPE, 1, len(self.prompt),
                                f"GENERATE: at most {capacity} prompt ids per request, not {len(self.prompt)}")
@@ -376,7 +424,8 @@ class Generate(_Message):
         return _items(_GENERATE_HEADER, 4 if wide else 2)
 
     def encode(self):
-        flags = (RESET_STATE if self.reset_state else 0) | (WIDE_IDS if self.wide else 0)
+        flags = (RESET_STATE if self.reset_state else 0) | (WIDE_IDS if self.wide else 0) | \
+            (STREAM if self.stream else 0)
         k = self.inv_temperature or Scalar(0, 0, SCALAR_BITS)
         return _pack(_GENERATE_HEADER + ("I" if self.wide else "H") * len(self.prompt), "Generate", flags,
                      len(self.prompt), self.max_new_tokens, k.mant, k.exp, self.seed, *self.prompt)
@@ -385,17 +434,18 @@ class Generate(_Message):
     def decode(cls, payload):
         payload = bytes(payload)
         flags = payload[0] if payload else 0
-        if flags & ~(RESET_STATE | WIDE_IDS):
+        if flags & ~(RESET_STATE | WIDE_IDS | STREAM):
             raise CommandError(ErrorCode.BAD_VALUE, Command.GENERATE, 0, flags)
         (_, _, max_new, mant, exp, seed), prompt = _unpack(_GENERATE_HEADER, payload, Command.GENERATE,
                                                            (1, "I" if flags & WIDE_IDS else "H"))
         k = Scalar(mant, exp, SCALAR_BITS) if mant else None
-        return cls(prompt, max_new, k, seed, bool(flags & RESET_STATE))
+        return cls(prompt, max_new, k, seed, bool(flags & RESET_STATE), bool(flags & STREAM))
 
 
 @dataclasses.dataclass(frozen=True)
 class Next(_Message):
-    """NEXT: empty. Answered by :class:`Token`, or :class:`Done` after the last token."""
+    """NEXT: empty. Answered by :class:`Token`, or :class:`Done` after the last token; streamed, as soon as the token
+    is chosen (its run then takes STREAM words)."""
     TYPE: ClassVar[int] = Command.NEXT
     FORMAT: ClassVar[str] = ">"
 
@@ -404,15 +454,16 @@ class Next(_Message):
 
 @dataclasses.dataclass(frozen=True)
 class Info(_Message):
-    """INFO response (53 bytes): ``version`` u8, trit format u8 (index into :data:`TRIT_FORMATS`), ``rows`` u16,
+    """INFO response (54 bytes): ``version`` u8, trit format u8 (index into :data:`TRIT_FORMATS`), ``rows`` u16,
     ``acc_bits`` u8, ``max_vector`` u16, ``program_instructions`` u16, ``weight_words`` u32, ``state_words`` u32,
-    ``clock_hz`` u32 (0: no clock), ``gateware_hash`` (32 bytes; zeros: no gateware).
+    ``clock_hz`` u32 (0: no clock), ``gateware_hash`` (32 bytes; zeros: no gateware), ``features`` u8
+    (:data:`FEATURE_WEIGHT_STREAM`).
 
     ``core`` is a :class:`~mmfree.host.compiler.CoreParams`; decoding names it after the entry of
     :data:`~mmfree.host.compiler.CORES` with the same parameters, else ``"device"``.
     """
     TYPE: ClassVar[int] = Reply.INFO
-    FORMAT: ClassVar[str] = f">BBHBHHIII{HASH_BYTES}s"
+    FORMAT: ClassVar[str] = f">BBHBHHIII{HASH_BYTES}sB"
     version: int
     core: CoreParams
     clock_hz: int
@@ -426,17 +477,18 @@ class Info(_Message):
         c = self.core
         return _pack(self.FORMAT, "Info", self.version, TRIT_FORMATS.index(c.trit_format), c.rows, c.acc_bits,
                      c.max_vector, c.program_instructions, c.weight_words, c.state_words, self.clock_hz,
-                     bytes(self.gateware_hash))
+                     bytes(self.gateware_hash), FEATURE_WEIGHT_STREAM if c.weight_stream else 0)
 
     @classmethod
     def decode(cls, payload):
         (version, fmt, rows, acc_bits, max_vector, program_instructions, weight_words, state_words, clock_hz,
-         gateware_hash) = _unpack(cls.FORMAT, bytes(payload), cls._command())
+         gateware_hash, features) = _unpack(cls.FORMAT, bytes(payload), cls._command())
         if fmt >= len(TRIT_FORMATS):
             raise CommandError(ErrorCode.BAD_VALUE, Command.INFO, 1, fmt, f"INFO: unknown trit format code {fmt}")
         core = CoreParams("device", rows=rows, trit_format=TRIT_FORMATS[fmt], weight_words=weight_words,
                           max_vector=max_vector, state_words=state_words, acc_bits=acc_bits,
-                          program_instructions=program_instructions)
+                          program_instructions=program_instructions,
+                          weight_stream=bool(features & FEATURE_WEIGHT_STREAM))
         name = next((known.name for known in CORES.values() if dataclasses.replace(known, name="device") == core),
                     "device")
         return cls(version, dataclasses.replace(core, name=name), clock_hz, gateware_hash)
@@ -524,11 +576,12 @@ class ErrorReport(_Message):
 
 
 #: request type → message class
-REQUESTS = {cls.TYPE: cls for cls in (GetInfo, Write, Digest, Reset, Read, GetStats, Generate, Next)}
+REQUESTS = {cls.TYPE: cls for cls in (GetInfo, Write, Digest, Reset, Read, GetStats, Stream, Generate, Next)}
 #: request type → {response type: message class, or None for an empty acknowledgement}
 ANSWERS = {
     Command.INFO: {Reply.INFO: Info}, Command.WRITE: {Reply.WRITE: None}, Command.DIGEST: {Reply.DIGEST: Checksum},
     Command.RESET: {Reply.RESET: None}, Command.READ: {Reply.READ: Readback}, Command.STATS: {Reply.STATS: DeviceStats},
+    Command.STREAM: {Reply.STREAM: None},
     Command.GENERATE: {Reply.GENERATE: None}, Command.NEXT: {Reply.TOKEN: Token, Reply.DONE: Done},
 }
 

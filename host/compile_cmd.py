@@ -16,12 +16,14 @@ def add_arguments(parser):
     parser.add_argument("--out", help="write the program (instructions and weight image) to this file")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--items", action="store_true", help="list the weight image item by item")
+    parser.add_argument("--stream", action="store_true",
+                        help="stream the matrices and embedding rows over the link (a core with a weight stream)")
 
 
 def _summary(program):
+    """Words of the weight image by kind, the words streamed per token, and the program's size."""
     from .estimate import estimate_cycles
 
-    """Words of the weight image by kind, and the program's size."""
     kinds = {}
     for name, (_, words) in program.layout.items():
         kind = ("ternary matrices" if name.endswith("trits") else "embedding" if name.startswith("embedding")
@@ -30,7 +32,7 @@ def _summary(program):
     core = program.core
     return {"board": core.name, "instructions": len(program.instructions),
             "program_capacity": core.program_instructions, "weight_words": int(len(program.image)),
-            "weight_capacity": core.weight_words, "by_kind": kinds,
+            "weight_capacity": core.weight_words, "by_kind": kinds, "streamed_words_per_token": program.pass_length,
             "cycles_per_token_estimate": estimate_cycles(program)}
 
 
@@ -39,7 +41,7 @@ def run(args):
     from .models import resolve_model
 
     model = resolve_model(args.model)
-    program = compile_model(model, CORES[args.board])
+    program = compile_model(model, CORES[args.board], stream=args.stream)
     report = _summary(program)
     if args.json:
         print(json.dumps(report, indent=1))
@@ -52,6 +54,8 @@ def run(args):
         used, total = report["weight_words"], report["weight_capacity"]
         print(f"  {'weight memory':28s} {used:7,} of {total:,} words ({100 * used / total:.1f} %)")
         print(f"  {'program':28s} {report['instructions']:7,} of {report['program_capacity']} instructions")
+        if program.pass_length:
+            print(f"  {'streamed per token':28s} {program.pass_length:7,} words ({8 * program.pass_length:,} bytes)")
         cycles = report["cycles_per_token_estimate"]
         low, high = cycles["total"]
         print(f"  cycles per token: ESTIMATE {low:,}–{high:,} ({low / cycles['bound']:.2f}–"

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .golden import Formats, GoldenModel
-from .isa import INSTRUCTION_BITS, Epilogue, Opcode, Slot, encode
+from .isa import INSTRUCTION_BITS, Epilogue, Opcode, Slot, decode, encode
 from .packing import TRITS_PER_BYTE, pack
 from .safetensors_io import SafetensorsFile, save_file
 
@@ -54,6 +54,9 @@ class CoreParams:
         Accumulator width: inputs of up to ``⌊(2^(acc_bits−1) − 1)/127⌋`` columns.
     program_instructions : int
         Program memory, in instructions.
+    weight_stream : bool
+        The core takes matrices and embedding rows from a weight stream (the link's STREAM command) as well as from
+        its weight memory: models larger than the weight memory run, at the link's pace.
     """
 
     name: str
@@ -64,6 +67,7 @@ class CoreParams:
     state_words: int = 512
     acc_bits: int = 16
     program_instructions: int = 32
+    weight_stream: bool = False
 
     def __post_init__(self):
         if self.trit_format not in ("base3", "2bit"):
@@ -83,34 +87,67 @@ class CoreParams:
 
 
 #: version of the saved program format (:meth:`Program.save`)
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2
 
 #: the configurations of the boards' cores
 CORES = {
     "icebreaker": CoreParams("icebreaker"),
+    # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the
+    # weights streamed over the link); no board has its memories
+    "large": CoreParams("large", max_vector=32768, state_words=32768, acc_bits=20, program_instructions=256,
+                        weight_stream=True),
 }
 
 
 @dataclass
 class Program:
-    """A compiled model: ``instructions`` (ints, :mod:`mmfree.host.isa`), the weight ``image`` (uint64 words), the
-    ``core`` and ``formats`` it was compiled for, and ``layout`` (item → (first word, words)) for read-back and
-    reports."""
+    """A compiled model: ``instructions`` (ints, :mod:`mmfree.host.isa`), the weight ``image`` (uint64 words, loaded
+    into the weight memory), the ``core`` and ``formats`` it was compiled for, ``layout`` (item → (first word, words))
+    for read-back and reports, and for a streamed program the ``segment`` (uint64 words) that its streamed
+    instructions address, with its ``segment_layout``: the host sends each token's part of it (:meth:`pass_words`)
+    over the link."""
 
     instructions: list
     image: np.ndarray
     core: CoreParams
     formats: Formats
     layout: dict = field(default_factory=dict)
+    segment: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<u8"))
+    segment_layout: dict = field(default_factory=dict)
+
+    def _streamed_reads(self, token):
+        """(first word, words) of the segment for each streamed read of a token's run, in the core's order."""
+        reads = []
+        for word in self.instructions:
+            opcode, f = decode(word)
+            if opcode is Opcode.EMBED and f["stream"]:
+                reads += [(f["exps"] + token // 4, 1), (f["table"] + token * f["row_words"], f["row_words"])]
+            elif opcode is Opcode.BITLINEAR and f["stream"]:
+                reads.append((f["weights"], matrix_word_count(f["rows"], f["cols"], self.core)))
+        return reads
+
+    @property
+    def pass_length(self):
+        """Words streamed per token (0 for a program with nothing streamed)."""
+        return sum(count for _, count in self._streamed_reads(0))
+
+    def pass_words(self, token):
+        """The words the core takes from the weight stream while it runs ``token`` (uint64), in order."""
+        reads = self._streamed_reads(token)
+        if not reads:
+            return np.zeros(0, dtype="<u8")
+        return np.concatenate([self.segment[first:first + count] for first, count in reads])
 
     def save(self, path):
         """Write the program as a safetensors file: ``image`` (U64 words), ``instructions`` (bytes, little-endian,
         ``INSTRUCTION_BITS / 8`` per instruction) and JSON metadata (core, formats, layout, version)."""
         size = INSTRUCTION_BITS // 8
         code = np.frombuffer(b"".join(word.to_bytes(size, "little") for word in self.instructions), dtype=np.uint8)
-        save_file(path, {"image": self.image.astype("<u8"), "instructions": code}, metadata={
+        save_file(path, {"image": self.image.astype("<u8"), "segment": self.segment.astype("<u8"),
+                         "instructions": code}, metadata={
             "format": "mmfree-program", "version": str(PROGRAM_VERSION), "core": json.dumps(asdict(self.core)),
-            "formats": json.dumps(asdict(self.formats)), "layout": json.dumps(self.layout)})
+            "formats": json.dumps(asdict(self.formats)), "layout": json.dumps(self.layout),
+            "segment_layout": json.dumps(self.segment_layout)})
 
     @classmethod
     def load(cls, path):
@@ -119,12 +156,14 @@ class Program:
             meta = f.metadata or {}
             if meta.get("format") != "mmfree-program" or meta.get("version") != str(PROGRAM_VERSION):
                 raise ValueError(f"{path} is not an mmfree program of version {PROGRAM_VERSION}")
-            image, code = f.get("image").copy(), f.get("instructions").tobytes()
+            image, segment = f.get("image").copy(), f.get("segment").copy()
+            code = f.get("instructions").tobytes()
         size = INSTRUCTION_BITS // 8
         instructions = [int.from_bytes(code[i:i + size], "little") for i in range(0, len(code), size)]
-        layout = {name: tuple(value) for name, value in json.loads(meta["layout"]).items()}
+        layout, segment_layout = ({name: tuple(value) for name, value in json.loads(meta[key]).items()}
+                                  for key in ("layout", "segment_layout"))
         return cls(instructions, image, CoreParams(**json.loads(meta["core"])),
-                   Formats(**json.loads(meta["formats"])), layout)
+                   Formats(**json.loads(meta["formats"])), layout, segment, segment_layout)
 
     def memory_table(self):
         """Markdown table of the weight image, item by item, against the core's weight memory."""
@@ -133,6 +172,10 @@ class Program:
         used, total = len(self.image), self.core.weight_words
         lines += [f"| **total** | **{used:,}** | **{8 * used:,}** |",
                   f"| weight memory ({self.core.name}) | {total:,} | {8 * total:,} |"]
+        if self.segment_layout:
+            streamed = self.pass_length
+            lines += [f"| streamed per token (of a {len(self.segment):,}-word segment) | {streamed:,} | "
+                      f"{8 * streamed:,} |"]
         return "\n".join(lines)
 
 
@@ -145,6 +188,11 @@ def pack_words(values, bits):
     stream = ((masked[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8).reshape(-1)
     stream = np.concatenate([stream, np.zeros(-len(stream) % WORD_BITS, dtype=np.uint8)])
     return np.packbits(stream, bitorder="little").view("<u8")
+
+
+def matrix_word_count(rows, cols, core):
+    """Weight words of a ``rows`` × ``cols`` matrix on ``core``: one per row group and column group per 8 rows."""
+    return -(-rows // core.rows) * -(-cols // core.cols) * core.rows // 8
 
 
 def matrix_words(trits, rows, fmt):
@@ -178,7 +226,7 @@ class _Image:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype="<u8")
 
 
-def _check_fit(model, core, formats, image_words, program_length):
+def _check_fit(model, core, formats, image_words, program_length, stream):
     c = model.config
     problems = []
 
@@ -187,8 +235,12 @@ def _check_fit(model, core, formats, image_words, program_length):
             problems.append(f"{what}: needs {need:,}, the {core.name} core has {have:,} ({need - have:,} over)")
 
     limit("weight memory (64-bit words)", image_words, core.weight_words)
+    if image_words > core.weight_words and core.weight_stream and not stream:
+        problems.append("the core can stream the matrices and embedding rows over the link instead: compile with "
+                        "stream=True (mmfree compile --stream)")
     limit("vector length H", c.hidden_size, core.max_vector)
     limit("vector length I", c.intermediate_size, core.max_vector)
+    limit("vocabulary V (the logits memory)", c.vocab_size, core.max_vector)
     limit(f"matrix columns ({core.acc_bits}-bit accumulators)", max(c.hidden_size, c.intermediate_size),
           core.max_cols)
     limit("recurrent state words L·H", c.num_layers * c.hidden_size, core.state_words)
@@ -204,17 +256,26 @@ def _scalar_fields(name, scalar):
     return {f"{name}_mant": scalar.mant, f"{name}_exp": scalar.exp}
 
 
-def compile_model(model, core=CORES["icebreaker"], formats=Formats()):
+def compile_model(model, core=CORES["icebreaker"], formats=Formats(), *, stream=False):
     """Compile ``model`` (:class:`~mmfree.host.model.Model`) for ``core``; returns a :class:`Program`.
+
+    With ``stream``, the ternary matrices and the embedding rows (with their exponents) go to the program's stream
+    segment rather than its image: the host sends each token's words over the link while the core runs
+    (``core.weight_stream`` must be set), and only the norm constants and ``1 − lb`` stay in the weight memory.
 
     Raises
     ------
     FitError
         The model exceeds the core's weight memory, vector length, accumulator width, state or program memory.
+    ValueError
+        ``stream`` for a core without a weight stream.
     """
+    if stream and not core.weight_stream:
+        raise ValueError(f"the {core.name} core has no weight stream: compile with stream=False")
     golden = GoldenModel(model, formats)
     c = model.config
     image = _Image()
+    segment = _Image() if stream else image
 
     def vector(name, values, bits=16):
         return image.add(name, pack_words(values, bits))
@@ -226,23 +287,22 @@ def compile_model(model, core=CORES["icebreaker"], formats=Formats()):
             codes = np.stack([codes[:half], codes[half:]], axis=1).reshape(codes.shape)
         fields = {
             "epilogue": epilogue, "src": src, "first": first, "layer": layer, "aux": aux,
-            "weights": image.add(f"{name} trits", matrix_words(codes, core.rows, core.trit_format)),
+            "weights": segment.add(f"{name} trits", matrix_words(codes, core.rows, core.trit_format)),
             "rows": codes.shape[0], "cols": codes.shape[1],
             "consts": vector(f"{name} c", proj.combined, formats.const_bits),
             "has_pre": int(proj.pre is not None), "pre_shift": proj.pre_shift, "pre_exp": proj.pre_exp,
             "pre": 0 if proj.pre is None else vector(f"{name} pre", proj.pre, formats.const_bits),
             **_scalar_fields("constant", proj.constant), **_scalar_fields("inv_n", proj.inv_n),
+            "stream": int(stream),
         }
         return encode(Opcode.BITLINEAR, **fields)
 
-    program = [encode(Opcode.CONFIG, residual_frac=golden.residual_frac, **_scalar_fields("eps", golden.eps),
-                      **_scalar_fields("unit", golden.residual_unit))]
     mants = np.stack([m for m, _ in golden.embeddings])
     row_words = len(pack_words(mants[0], formats.embed_bits))
-    table = image.add("embedding", np.concatenate([pack_words(row, formats.embed_bits) for row in mants]))
-    exps = vector("embedding exponents", [e for _, e in golden.embeddings])
-    program.append(encode(Opcode.EMBED, table=table, row_words=row_words, exps=exps, length=c.hidden_size,
-                          tokens=c.vocab_size))
+    table = segment.add("embedding", np.concatenate([pack_words(row, formats.embed_bits) for row in mants]))
+    exps = segment.add("embedding exponents", pack_words([e for _, e in golden.embeddings], 16))
+    program = [encode(Opcode.EMBED, table=table, row_words=row_words, exps=exps, length=c.hidden_size,
+                      tokens=c.vocab_size, stream=int(stream))]
     for index, layer in enumerate(golden.layers):
         lb = vector(f"layer {index} 1 − lb", golden.one_minus_lb[index], formats.gate_frac + 1)
         program += [
@@ -256,5 +316,10 @@ def compile_model(model, core=CORES["icebreaker"], formats=Formats()):
     program.append(bitlinear("lm_head", golden.head, Epilogue.LOGITS))
     program.append(encode(Opcode.END))
     words = image.array()
-    _check_fit(model, core, formats, len(words), len(program))
-    return Program(program, words, core, formats, image.layout)
+    streamed = Program(program, words, core, formats, image.layout, segment.array() if stream else
+                       np.zeros(0, dtype="<u8"), segment.layout if stream else {})
+    config = encode(Opcode.CONFIG, residual_frac=golden.residual_frac, **_scalar_fields("eps", golden.eps),
+                    **_scalar_fields("unit", golden.residual_unit), pass_words=streamed.pass_length)
+    streamed.instructions = [config, *program]
+    _check_fit(model, core, formats, len(words), len(streamed.instructions), stream)
+    return streamed

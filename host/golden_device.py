@@ -6,6 +6,11 @@ are, and runs what they hold with :class:`~mmfree.host.machine.Machine` (bit-exa
 first maximum of the head's accumulators, as ``numpy.argmax``). It has no clock: INFO reports 0 Hz and a zero
 gateware hash, TOKEN, DONE and STATS report 0 cycles.
 
+A streamed run (GENERATE's STREAM flag) is started by its GENERATE or NEXT and owes CONFIG's ``pass_words`` words;
+STREAM requests hand them over, and the run is *settled* — computed from exactly the words received — by the next
+command that needs its result (any but INFO, STATS and STREAM), which fails STREAM_SHORT while words are still owed.
+RESET abandons it. The gateware runs the same protocol with the words flowing into the core as they arrive.
+
 :meth:`GoldenDevice.handle` is a :class:`~mmfree.host.link.DeviceModel` handler, so that requests and responses go
 through real frames; ``golden://`` URLs (:func:`mmfree.host.transport.open_transport`) wire it up that way.
 """
@@ -56,12 +61,23 @@ class GoldenDevice:
         self._inv_temperature = None
         self._remaining = None  # tokens left to generate; None: no generation in progress
         self._generated = 0
+        self._pass_words = 0    # CONFIG's words streamed per run
+        self._pending = None    # a streamed run not yet settled: (token, received words)
+        self._owed = 0          # words it still needs
+        self._streamed = False  # the generation in progress is streamed
 
     def handle(self, type, payload):
         """Answer one request: ``(response type, payload)`` (a :class:`~mmfree.host.link.DeviceModel` handler).
         A failing command is answered ERROR; nothing else changed."""
         try:
+            if not self.core.weight_stream and type == Command.STREAM:
+                raise CommandError(ErrorCode.UNKNOWN_COMMAND, type, type)
             request = decode_request(type, payload)
+            if request.TYPE == Command.GENERATE and request.stream and not self.core.weight_stream:
+                raise CommandError(ErrorCode.BAD_VALUE, type, 0, payload[0])
+            if self._pending is not None and type not in (Command.INFO, Command.STATS, Command.STREAM,
+                                                          Command.RESET):
+                self._settle()
             reply = getattr(self, f"_{Command(type).name.lower()}")(request)
         except CommandError as error:
             return ErrorReport.TYPE, ErrorReport(type, error.code, error.value, error.limit).encode()
@@ -93,18 +109,31 @@ class GoldenDevice:
                 raise CommandError(ErrorCode.BAD_PROGRAM) from None
             if not vocabulary:
                 raise CommandError(ErrorCode.BAD_PROGRAM)
+            self._pass_words = decode(instructions[0])[1].get("pass_words", 0)
             if self._machine is not None:
                 machine.state, machine.slots, machine.logits = \
                     self._machine.state, self._machine.slots, self._machine.logits
             self._machine, self._vocabulary, self._stale = machine, vocabulary, False
         return self._machine
 
-    def _run(self, machine, token):
+    def _run(self, machine, token, stream=()):
         try:
-            machine.run(token)
+            machine.run(token, np.asarray(stream, dtype=np.uint64))
         except (ValueError, KeyError, IndexError):
             raise CommandError(ErrorCode.BAD_PROGRAM) from None
         self.tokens_run += 1
+
+    def _start(self, token):
+        """Start the streamed run of ``token``: it owes ``pass_words`` words."""
+        self._pending, self._owed = (token, []), self._pass_words
+
+    def _settle(self):
+        """Compute the pending streamed run from the words it received (STREAM_SHORT while it owes some)."""
+        if self._owed:
+            raise CommandError(ErrorCode.STREAM_SHORT, value=self._owed)
+        token, words = self._pending
+        self._pending = None
+        self._run(self._machine, token, words)
 
     # -- commands ----------------------------------------------------------------------------------------------
 
@@ -130,7 +159,13 @@ class GoldenDevice:
     def _reset(self, request):
         if self._machine is not None:
             self._machine.reset()
-        self._remaining = None
+        self._remaining, self._pending, self._owed = None, None, 0
+
+    def _stream(self, request):
+        if self._pending is None or len(request.words) > self._owed:
+            raise CommandError(ErrorCode.OUT_OF_RANGE, Command.STREAM, len(request.words), self._owed)
+        self._pending[1].extend(request.words)
+        self._owed -= len(request.words)
 
     def _read(self, request):
         machine = self._loaded()
@@ -172,10 +207,13 @@ class GoldenDevice:
         if request.reset_state:
             machine.reset()
         for token in request.prompt:
-            self._run(machine, token)
+            if request.stream:
+                self._start(token)
+            else:
+                self._run(machine, token)
         self._sampler.reseed(request.seed)
         self._inv_temperature = request.inv_temperature
-        self._remaining, self._generated = request.max_new_tokens, 0
+        self._remaining, self._generated, self._streamed = request.max_new_tokens, 0, request.stream
 
     def _next(self, request):
         if self._remaining is None:
@@ -186,7 +224,10 @@ class GoldenDevice:
         machine = self._machine
         acc, scales = machine.logits
         token = self._sampler.sample(acc[0], scales[0], self._inv_temperature)
-        self._run(machine, token)
+        if self._streamed:
+            self._start(token)
+        else:
+            self._run(machine, token)
         self._remaining -= 1
         self._generated += 1
         self.tokens_generated += 1

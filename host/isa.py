@@ -8,7 +8,8 @@ first. Unused high bits are zero. This table is the contract between the compile
 
 import enum
 
-__all__ = ["Opcode", "Epilogue", "Slot", "Field", "FIELDS", "INSTRUCTION_BITS", "OPCODE_BITS", "encode", "decode"]
+__all__ = ["Opcode", "Epilogue", "Slot", "Field", "FIELDS", "INSTRUCTION_BITS", "OPCODE_BITS", "encode", "decode",
+           "field_offset"]
 
 INSTRUCTION_BITS = 256
 OPCODE_BITS = 4
@@ -66,26 +67,29 @@ def _scalar(name):
     return [Field(f"{name}_mant", 16), Field(f"{name}_exp", 12, signed=True)]
 
 
-#: the fields of each opcode, in encoding order (addresses are weight-memory word addresses)
+#: the fields of each opcode, in encoding order (addresses are word addresses of the weight image, or of the stream
+#: segment where the instruction's ``stream`` is 1: docs/isa.md, "Weight streaming")
 FIELDS = {
     Opcode.CONFIG: [
         Field("residual_frac", 8, signed=True),  # fraction bits of the residual stream
         *_scalar("eps"),                         # the norms' ε
         *_scalar("unit"),                        # value of one LSB of the residual stream
+        Field("pass_words", 24),                 # words streamed per token (0: nothing streams)
     ],
     Opcode.EMBED: [
-        Field("table", 20),      # first word of the embedding rows (one row per token, each from a word boundary)
+        Field("table", 24),      # first word of the embedding rows (one row per token, each from a word boundary)
         Field("row_words", 12),  # words per row
-        Field("exps", 20),       # first word of the rows' exponents (int16, four per word)
+        Field("exps", 24),       # first word of the rows' exponents (int16, four per word)
         Field("length", 16),     # H
         Field("tokens", 20),     # V: token ids at or above it are rejected
+        Field("stream", 1),      # the row and its exponent word arrive on the weight stream
     ],
     Opcode.BITLINEAR: [
         Field("epilogue", 3),
         Field("src", 2),         # Slot of the input v
         Field("first", 2),       # Slot whose mean square is the first norm's (src for a one-norm projection)
         Field("layer", 8),       # the layer whose state (STATE, GATE) and 1 − lb (FORGET) the epilogue uses
-        Field("weights", 20),    # first word of the matrix
+        Field("weights", 24),    # first word of the matrix
         Field("rows", 16),
         Field("cols", 16),
         Field("consts", 20),     # first word of c (int16, four per word)
@@ -96,12 +100,23 @@ FIELDS = {
         Field("aux", 20),        # FORGET: first word of the layer's 1 − lb (uint16 Q0.gate_frac, four per word)
         *_scalar("constant"),    # β/127 times c's exponent
         *_scalar("inv_n"),       # 1/cols
+        Field("stream", 1),      # the matrix arrives on the weight stream
     ],
     Opcode.END: [],
 }
 
 for _opcode, _fields in FIELDS.items():
     assert OPCODE_BITS + sum(f.bits for f in _fields) <= INSTRUCTION_BITS, _opcode
+
+
+def field_offset(opcode, name):
+    """Bit offset of field ``name`` in an ``opcode`` instruction."""
+    offset = OPCODE_BITS
+    for field in FIELDS[Opcode(opcode)]:
+        if field.name == name:
+            return offset
+        offset += field.bits
+    raise KeyError(f"{Opcode(opcode).name} has no field {name}")
 
 
 def encode(opcode, **values):

@@ -1,7 +1,8 @@
 """The core at instruction level: runs a compiled :class:`~mmfree.host.compiler.Program` one token at a time.
 
-It reads everything from the program — the instructions and the weight image words, decoded the way the core's
-sequencer and matvec decode them — and computes with :class:`~mmfree.host.golden.Arithmetic`, so equality with
+It reads everything from the program — the instructions, the weight image words and, for a streamed program, the
+words of each token's pass over the weight stream (taken in the core's order), decoded the way the core's sequencer
+and matvec decode them — and computes with :class:`~mmfree.host.golden.Arithmetic`, so equality with
 :class:`~mmfree.host.golden.GoldenModel` on the same model checks the compiler (layout, constants, program), and
 the core's benches can compare the gateware with it instruction by instruction: the vector slots, the recurrent
 state and the logits are readable after every instruction (:attr:`trace`).
@@ -9,6 +10,7 @@ state and the logits are readable after every instruction (:attr:`trace`).
 
 import numpy as np
 
+from .compiler import matrix_word_count
 from .fixed import Scalar
 from .golden import Arithmetic, Projection
 from .isa import Epilogue, Opcode, Slot, decode
@@ -68,19 +70,25 @@ class Machine:
         self.logits = None
         self.trace = [] if self.keep_trace else None
 
-    def _words(self, address, count):
+    def _words(self, address, count, streamed=False):
+        if streamed:
+            words = self._stream[self._taken:self._taken + count]
+            if len(words) < count:
+                raise ValueError(f"the run takes more than the {len(self._stream)} words streamed to it")
+            self._taken += count
+            return words
         if address + count > len(self.image):
             raise ValueError(f"program reads words {address}…{address + count - 1} beyond the image "
                              f"({len(self.image)} words)")
         return self.image[address:address + count]
 
-    def _vector(self, address, count, bits, signed=True):
-        return unpack_words(self._words(address, -(-count * bits // 64)), count, bits, signed)
+    def _vector(self, address, count, bits, signed=True, streamed=False):
+        return unpack_words(self._words(address, -(-count * bits // 64), streamed), count, bits, signed)
 
     def _projection(self, f):
         rows, cols, lanes = f["rows"], f["cols"], self.core.rows
-        words = -(-rows // lanes) * -(-cols // self.core.cols) * lanes // 8
-        trits = matrix_from_words(self._words(f["weights"], words), rows, cols, lanes, self.core.trit_format)
+        words = self._words(f["weights"], matrix_word_count(rows, cols, self.core), f["stream"])
+        trits = matrix_from_words(words, rows, cols, lanes, self.core.trit_format)
         bits, cbits = self.formats.scalar_bits, self.formats.const_bits
         pre = {}
         if f["has_pre"]:
@@ -89,8 +97,14 @@ class Machine:
                           constant=Scalar(f["constant_mant"], f["constant_exp"], bits),
                           inv_n=Scalar(f["inv_n_mant"], f["inv_n_exp"], bits), **pre)
 
-    def run(self, token):
-        """Run the program for one token id; returns the head's (accumulators (1, V), [scale])."""
+    def run(self, token, stream=None):
+        """Run the program for one token id; returns the head's (accumulators (1, V), [scale]).
+
+        ``stream``: the words the run takes from the weight stream (uint64; default: the program's
+        :meth:`~mmfree.host.compiler.Program.pass_words` for the token); ``ValueError`` unless it takes them all.
+        """
+        self._stream = self.program.pass_words(token) if stream is None else np.asarray(stream, dtype="<u8")
+        self._taken = 0
         if self.keep_trace:
             self.trace = []
         for opcode, f in self.instructions:
@@ -102,6 +116,8 @@ class Machine:
                                    {k: v.copy() for k, v in self.state.items()}))
         if self.logits is None:
             raise ValueError("the program ended without a LOGITS epilogue")
+        if self._taken != len(self._stream):
+            raise ValueError(f"the run took {self._taken} of the {len(self._stream)} words streamed to it")
         return self.logits
 
     def _config(self, f, token):
@@ -113,8 +129,8 @@ class Machine:
         if not 0 <= token < f["tokens"]:
             raise ValueError(f"token id {token} is outside the model's vocabulary (0 … {f['tokens'] - 1})")
         h, bits = f["length"], self.formats.embed_bits
-        row = self._vector(f["table"] + token * f["row_words"], h, bits)
-        exp = int(self._vector(f["exps"] + token // 4, 4, 16)[token % 4])
+        exp = int(self._vector(f["exps"] + token // 4, 4, 16, streamed=f["stream"])[token % 4])
+        row = self._vector(f["table"] + token * f["row_words"], h, bits, streamed=f["stream"])
         x = self.arith.embed_row(row, exp)
         self.slots[Slot.X] = (x[None, :], [self.unit])
 

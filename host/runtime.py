@@ -22,8 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 from .commands import (HASH_BYTES, MAX_READ, VERSION, Command, Digest, Done, GetInfo, GetStats, Generate,
-                       Next, Read, Region, Reply, Reset, Target, Write, decode_reply, digest, instruction_words)
-from .compiler import Program, compile_model
+                       Next, Read, Region, Reply, Reset, Stream, Target, Write, decode_reply, digest,
+                       instruction_words)
+from .compiler import FitError, Program, compile_model
 from .golden import Formats
 from .gumbel import GumbelSampler
 from .link import Link, ResponseLost, VersionMismatch
@@ -218,12 +219,13 @@ class Accelerator:
         frame = self.link.request(request.encode(), type=request.TYPE)
         return decode_reply(request.TYPE, frame.type, frame.payload)
 
-    def _send_all(self, requests):
-        """Send idempotent commands (WRITEs) back to back within the credit; a CommandError if one failed.
+    def _send_all(self, requests, idempotent=True):
+        """Send commands back to back within the credit; a CommandError if one failed.
 
         When a response is lost behind later ones (:class:`~mmfree.host.link.ResponseLost`) the link opens a new
-        session and the requests from the lost one on go again; the responses that did arrive before it are not
-        seen (DIGEST checks the load). Gives up after ``retries`` losses in a row without progress.
+        session and, for ``idempotent`` commands (WRITEs), the requests from the lost one on go again; the responses
+        that did arrive before it are not seen (DIGEST checks the load). Gives up after ``retries`` losses in a row
+        without progress. STREAMs are not idempotent: a lost response among them raises ``ResponseLost``.
         """
         frames = [(request.TYPE, request.encode()) for request in requests]
         start, stuck = 0, 0
@@ -231,6 +233,8 @@ class Accelerator:
             try:
                 responses = self.link.pipeline(frames[start:])
             except ResponseLost as lost:
+                if not idempotent:
+                    raise
                 stuck = 0 if lost.index else stuck + 1
                 if stuck > self.link.retries:
                     raise
@@ -243,10 +247,17 @@ class Accelerator:
 
     # -- loading -----------------------------------------------------------------------------------------------
 
-    def _program(self, model_or_program):
+    def _program(self, model_or_program, stream):
         core = self.info.core
         if isinstance(model_or_program, Model):
-            return compile_model(model_or_program, core)
+            if stream is None:
+                try:
+                    return compile_model(model_or_program, core)
+                except FitError:
+                    if not core.weight_stream:
+                        raise
+                stream = True
+            return compile_model(model_or_program, core, stream=stream)
         if not isinstance(model_or_program, Program):
             raise TypeError(f"load takes a Model or a Program, not {type(model_or_program).__name__}")
         program = model_or_program
@@ -262,7 +273,7 @@ class Accelerator:
         one is on the wire while the other is answered)."""
         return max(1, Write.capacity(self.link.credit // 2 - HEADER_SIZE - CRC_SIZE))
 
-    def load(self, model_or_program):
+    def load(self, model_or_program, *, stream=None):
         """Put a model on the device: write its weight image and program, check their digests, zero the state.
 
         Parameters
@@ -270,6 +281,10 @@ class Accelerator:
         model_or_program : mmfree.host.model.Model or mmfree.host.compiler.Program
             A model is compiled for the device's core (:attr:`info`); a program must have been compiled for it,
             in the device's formats (``Formats()``).
+        stream : bool or None
+            Compile a model streamed: its matrices and embedding rows go over the link with every token
+            (:meth:`generate` sends them) and only the rest is loaded now. None: resident if it fits, else streamed
+            where the device has a weight stream.
 
         Returns
         -------
@@ -283,7 +298,7 @@ class Accelerator:
         DigestMismatch
             The device's CRC of a region differs from the host's.
         """
-        program = self._program(model_or_program)
+        program = self._program(model_or_program, stream)
         regions = {Region.IMAGE: np.asarray(program.image, dtype=np.uint64),
                    Region.PROGRAM: instruction_words(program.instructions)}
         self._generation += 1
@@ -317,7 +332,9 @@ class Accelerator:
         """Generate tokens on the device, streaming them as they arrive.
 
         The prompt is sent and run before this returns (so its errors raise here); the tokens are pulled one NEXT
-        at a time while the returned iterator is consumed (stop consuming to stop early).
+        at a time while the returned iterator is consumed (stop consuming to stop early). For a streamed program
+        each token's run, prompt ids included, takes its matrices and embedding row from STREAM requests that this
+        method sends (``Program.pass_words``; the progress bar counts them).
 
         Parameters
         ----------
@@ -350,23 +367,40 @@ class Accelerator:
         inv_temperature = GumbelSampler.inverse_temperature(temperature)
         if reset and not prompt:
             raise ValueError("the prompt must hold at least one token (or continue with reset=False)")
-        per = Generate.capacity(wide=any(token > 0xFFFF for token in prompt))
+        streamed = self.program is not None and self.program.pass_length > 0
+        per = 1 if streamed else Generate.capacity(wide=any(token > 0xFFFF for token in prompt))
         chunks = [prompt[start:start + per] for start in range(0, len(prompt), per)] or [[]]
         self._generation += 1
         start = time.perf_counter()
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
-            self._call(Generate(chunk, max_new_tokens if last else 0, inv_temperature, seed, reset and index == 0))
+            self._call(Generate(chunk, max_new_tokens if last else 0, inv_temperature, seed, reset and index == 0,
+                                stream=streamed))
+            for token in chunk if streamed else ():
+                self._send_pass(token)
         self._wall += time.perf_counter() - start
-        return self._stream(self._generation)
+        return self._pull(self._generation, streamed)
 
-    def _stream(self, generation):
+    def _send_pass(self, token):
+        """STREAM the words of ``token``'s run (a streamed program's :meth:`~mmfree.host.compiler.Program.pass_words`)."""
+        words = self.program.pass_words(token)
+        per = max(1, Stream.capacity(self.link.credit // 2 - HEADER_SIZE - CRC_SIZE))
+        with tqdm(total=len(words), desc=f"stream token {token}", unit="word", unit_scale=True, delay=0.5,
+                  disable=not self.progress, file=sys.stderr, leave=False) as bar:
+            for first in range(0, len(words), per * _WRITE_BATCH):
+                batch = words[first:first + per * _WRITE_BATCH]
+                self._send_all([Stream(batch[k:k + per]) for k in range(0, len(batch), per)], idempotent=False)
+                bar.update(len(batch))
+
+    def _pull(self, generation, streamed):
         tokens = 0
         while True:
             if generation != self._generation:
                 raise RuntimeError("this generation was ended by a later generate(), load() or reset()")
             start = time.perf_counter()
             reply = self._call(Next())
+            if streamed and not isinstance(reply, Done):
+                self._send_pass(reply.token)
             self._wall += time.perf_counter() - start
             if isinstance(reply, Done):
                 if reply.tokens != tokens:

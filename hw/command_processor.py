@@ -5,7 +5,7 @@ core driven through its ports, responses back.
 byte, then the payload; one response packet per request) and :class:`~mmfree.hw.core.Core`.
 :class:`mmfree.host.golden_device.GoldenDevice` is its behaviour in Python; for the programs the compiler emits the
 answers are the same byte for byte, with the differences listed in ``docs/protocol.md`` ("What the gateware
-implements"): no slot V/G read-back yet, and fewer checks of a corrupt program.
+implements"): fewer checks of a corrupt program, and streamed runs settled before a command's field checks.
 
 It is one FSM. Payload fields are parsed byte by byte as they stream in (one byte per cycle) through a 64-bit shift
 register: WRITE words go to the core's load ports as each one completes, GENERATE's prompt ids into a 128 × 16-bit
@@ -21,15 +21,22 @@ program (4 cycles per instruction up to END) for the vocabulary, the vector leng
 the residual unit; GENERATE checks the stored ids (2 cycles each), then runs each through the core; READ reads one
 value per 10 cycles (two to address it, eight bytes out); RESET and RESET_STATE wait out the core's CLEAR
 (``state_words`` cycles).
+
+With a weight stream (``CoreParams.weight_stream``) it also runs streamed generations: a GENERATE with the STREAM
+flag (one prompt id) or a NEXT of such a generation starts the core on its token and answers at once; the run then
+owes CONFIG's ``pass_words`` words, which STREAM requests push into the core as their words complete (a word that
+finds the FIFO full waits while the core runs). Any later command but INFO, STATS, STREAM and RESET first *settles*
+the run: STREAM_SHORT while words are owed, else it waits for the core's answer (BAD_PROGRAM if the core starves
+for words the program did not announce). RESET abandons a run: it resets the core (``core_reset``), FIFO included.
 """
 
 from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..host.commands import (HASH_BYTES, MAX_READ, RESET_STATE, SCALAR_BITS, VERSION, WIDE_IDS,
+from ..host.commands import (HASH_BYTES, MAX_READ, RESET_STATE, SCALAR_BITS, STREAM, VERSION, WIDE_IDS,
                              WORDS_PER_INSTRUCTION, Command, ErrorCode, Info, Region, Reply, Target)
-from ..host.isa import Epilogue, Opcode, Slot
+from ..host.isa import FIELDS, Epilogue, Opcode, Slot, field_offset
 from ..host.protocol import REPLY_BIT
 from .checks import check_int
 from .core import WORD_BITS, CoreCommand, CoreError, Memory, command_layout
@@ -46,7 +53,20 @@ CRC32_POLY = 0xEDB88320
 TOKEN_COUNT_BITS = 32
 CYCLE_COUNT_BITS = 48
 
-_WRITE_HEADER, _GENERATE_HEADER = 6, 14
+_WRITE_HEADER, _GENERATE_HEADER, _STREAM_HEADER = 6, 14, 1
+#: the instruction fields the program scan reads, all within words 0 and 1 of an instruction
+_SCANNED = {Opcode.CONFIG: ("unit_mant", "unit_exp", "pass_words"), Opcode.EMBED: ("length", "tokens"),
+            Opcode.BITLINEAR: ("epilogue", "layer", "rows")}
+
+
+def _field_bits(opcode, name):
+    """``(offset, width)`` of an instruction field."""
+    width = next(f.bits for f in FIELDS[opcode] if f.name == name)
+    return field_offset(opcode, name), width
+
+
+#: bits of word 1 the scan keeps
+_W1_BITS = max(sum(_field_bits(op, name)) for op, names in _SCANNED.items() for name in names) - WORD_BITS
 
 
 def core_result_layout():
@@ -108,6 +128,10 @@ class CommandProcessor(wiring.Component):
         The core's debug read port (data one cycle after the address).
     logit_mant : In(16); logit_exp : In(signed(16))
         The head's output scale after the last RUN.
+    v_mant, g_mant : In(16); v_exp, g_exp : In(signed(16))
+        The units of slots V and G.
+    ws : Out(stream.Signature(64)); starved : In(1); core_reset : Out(1)
+        With a weight stream: words for the core's weight stream; the core waits for one; reset the core.
     """
 
     def __init__(self, params, clk_hz, gateware_hash, *, impl=None):
@@ -133,6 +157,9 @@ class CommandProcessor(wiring.Component):
             "p_addr": Out(range(self.program_words)), "p_data": Out(WORD_BITS), "p_we": Out(1),
             "d_sel": Out(Memory), "d_addr": Out(range(debug_words)), "d_data": In(signed(WORD_BITS)),
             "logit_mant": In(SCALAR_BITS), "logit_exp": In(signed(16)),
+            "v_mant": In(SCALAR_BITS), "v_exp": In(signed(16)), "g_mant": In(SCALAR_BITS), "g_exp": In(signed(16)),
+            **({"ws": Out(stream.Signature(WORD_BITS)), "starved": In(1), "core_reset": Out(1)}
+               if params.weight_stream else {}),
         })
 
     def elaborate(self, platform):
@@ -171,15 +198,27 @@ class CommandProcessor(wiring.Component):
         gen_cycles = Signal(CYCLE_COUNT_BITS)
         tokens_run, tokens_generated = Signal(TOKEN_COUNT_BITS), Signal(TOKEN_COUNT_BITS)
         total_cycles = Signal(CYCLE_COUNT_BITS)
+        run_cycles = Signal(32)         # cycles of the last run answered
+        # streamed generations (a core with a weight stream; otherwise these stay 0)
+        streams = p.weight_stream
+        pending = Signal()              # a streamed run was started and is not settled
+        owed = Signal(24)               # words it still needs
+        streamed = Signal()             # the generation in progress is streamed
+        first = Signal()                # … and its next NEXT seeds and samples first
+        accept = Signal()               # the STREAM's count fits what is owed
+        dropped = Signal()              # a STREAM word found the FIFO full and the core idle
+        starved = self.starved if streams else C(0)
 
         # what a program scan finds
         vocab = Signal(20)              # EMBED's tokens
         length = Signal(16)             # EMBED's length: H, the length of X, F and a layer's state
         logits_len = Signal(16)         # the LOGITS projection's rows
+        glu_len = Signal(16)            # half the GLU projection's rows: I, the length of slot V after a token
         layers = Signal(9)              # 1 + the highest layer with a STATE epilogue
         has_forget = Signal()           # slot F is written
         unit_mant, unit_exp = Signal(16), Signal(signed(12))   # CONFIG's residual unit: slot X's scale
-        w1 = Signal(28)                 # the low bits of the instruction's word 1
+        pass_words = Signal(24)         # CONFIG's words streamed per run
+        w1 = Signal(_W1_BITS)           # the low bits of the instruction's word 1
 
         # the working registers of the loops
         ctr = Signal(16)
@@ -196,11 +235,18 @@ class CommandProcessor(wiring.Component):
         m.d.comb += end.eq(n32 + b1)
         write_fits = (b0 <= Region.PROGRAM) & (b1 != 0) & (end <= region_words)
 
-        # an item completes with this beat: a WRITE word goes to its port, a prompt id to the prompt RAM
-        has_items = (cmd == Command.WRITE) | (cmd == Command.GENERATE)
-        in_items = has_items & (pos >= Mux(cmd == Command.WRITE, _WRITE_HEADER, _GENERATE_HEADER))
-        item_last = Mux(cmd == Command.WRITE, 7, Mux(wide, 3, 1))
+        # an item completes with this beat: a WRITE word goes to its port, a prompt id to the prompt RAM, a STREAM
+        # word to the core's weight stream
+        is_stream = (cmd == Command.STREAM) if streams else C(0)
+        has_items = (cmd == Command.WRITE) | (cmd == Command.GENERATE) | is_stream
+        in_items = has_items & (pos >= Mux(cmd == Command.WRITE, _WRITE_HEADER,
+                                           Mux(is_stream, _STREAM_HEADER, _GENERATE_HEADER)))
+        item_last = Mux((cmd == Command.WRITE) | is_stream, 7, Mux(wide, 3, 1))
         item_done = Signal()
+        stream_word = req.valid & in_items & (sub == item_last) & is_stream & accept & (item < b0)
+        stall = Signal()                # a STREAM word waits for room in the FIFO while the core runs
+        if streams:
+            m.d.comb += [self.ws.payload.eq(sh_next), stall.eq(stream_word & ~self.ws.ready & self.busy)]
         word_address = n32 + item
         write = item_done & (cmd == Command.WRITE) & write_fits & (item < b1)
         m.d.comb += [
@@ -213,12 +259,17 @@ class CommandProcessor(wiring.Component):
 
         # READ: the target's length and scale (slot X: the residual unit; the logits: the head's output scale)
         target_len = Signal(16)
-        m.d.comb += target_len.eq(Mux(b0 == Target.LOGITS, logits_len, length))
+        slot_v = (b0 == Target.SLOT) & (b1 == Slot.V)
+        m.d.comb += target_len.eq(Mux(b0 == Target.LOGITS, logits_len, Mux(slot_v & (glu_len != 0), glu_len, length)))
         scale_mant, scale_exp = Signal(16), Signal(signed(16))
         with m.If(b0 == Target.LOGITS):
             m.d.comb += [scale_mant.eq(self.logit_mant), scale_exp.eq(self.logit_exp)]
-        with m.Elif((b0 == Target.SLOT) & (b1 == Slot.X)):
-            m.d.comb += [scale_mant.eq(unit_mant), scale_exp.eq(unit_exp)]
+        with m.Elif(b0 == Target.SLOT):
+            with m.Switch(b1):
+                for slot, (mant_, exp_) in {Slot.X: (unit_mant, unit_exp), Slot.V: (self.v_mant, self.v_exp),
+                                            Slot.G: (self.g_mant, self.g_exp)}.items():
+                    with m.Case(slot):
+                        m.d.comb += [scale_mant.eq(mant_), scale_exp.eq(exp_)]
 
         def fail(code, value=0, limit=0):
             m.d.sync += [err_code.eq(code), err_value.eq(value), err_limit.eq(limit)]
@@ -249,33 +300,50 @@ class CommandProcessor(wiring.Component):
             m.d.sync += ctr.eq(ctr + 1)
             m.next = "G_RUN"
 
+        def record_run():
+            """The core answered a run: its choice of the next token, the counters."""
+            m.d.sync += [argmax.eq(self.res.payload.token), ran.eq(1), tokens_run.eq(tokens_run + 1),
+                         gen_cycles.eq(gen_cycles + self.cycles), total_cycles.eq(total_cycles + self.cycles),
+                         run_cycles.eq(self.cycles)]
+
+        def count_generated():
+            m.d.sync += [remaining.eq(remaining - 1), generated.eq(generated + 1),
+                         tokens_generated.eq(tokens_generated + 1)]
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [req.ready.eq(1), self.idle.eq(1)]
                 with m.If(req.valid):
-                    m.d.sync += [cmd.eq(byte), pos.eq(0), b0.eq(0), sub.eq(0), item.eq(0), have_big.eq(0)]
+                    m.d.sync += [cmd.eq(byte), pos.eq(0), b0.eq(0), sub.eq(0), item.eq(0), have_big.eq(0),
+                                 dropped.eq(0)]
                     with m.If(req.payload.last):
                         m.next = "DISPATCH"
                     with m.Else():
                         m.next = "PARSE"
 
             with m.State("PARSE"):
-                m.d.comb += req.ready.eq(1)
-                with m.If(req.valid):
+                m.d.comb += req.ready.eq(~stall)
+                if streams:
+                    m.d.comb += self.ws.valid.eq(stream_word)
+                    with m.If(stream_word & ~stall):
+                        m.d.sync += [owed.eq(owed - 1), dropped.eq(dropped | ~self.ws.ready)]
+                with m.If(req.valid & ~stall):
                     m.d.sync += [sh.eq(sh_next), pos.eq(pos + 1)]
                     with m.Switch(pos):
                         with m.Case(0):
-                            m.d.sync += b0.eq(byte)
+                            m.d.sync += [b0.eq(byte), accept.eq((byte != 0) & (byte <= owed))]
                         with m.Case(1):
                             m.d.sync += b1.eq(byte)
                         with m.Case(2):
                             m.d.sync += b2.eq(byte)
-                        with m.Case(7):
-                            m.d.sync += mant.eq(sh_next[:16])
-                        with m.Case(9):
-                            m.d.sync += exp.eq(sh_next[:16])
-                        with m.Case(13):
-                            m.d.sync += seed.eq(sh_next[:32])
+                    with m.If(cmd == Command.GENERATE):   # kept for the generation's NEXTs
+                        with m.Switch(pos):
+                            with m.Case(7):
+                                m.d.sync += mant.eq(sh_next[:16])
+                            with m.Case(9):
+                                m.d.sync += exp.eq(sh_next[:16])
+                            with m.Case(13):
+                                m.d.sync += seed.eq(sh_next[:32])
                     with m.If(pos == n32_at):
                         m.d.sync += n32.eq(sh_next[:32])
                     with m.If(in_items):
@@ -300,13 +368,19 @@ class CommandProcessor(wiring.Component):
                     with m.Case(Command.GENERATE):
                         m.d.comb += need.eq(Mux(pos < _GENERATE_HEADER, _GENERATE_HEADER,
                                                 _GENERATE_HEADER + Mux(wide, b1 << 2, b1 << 1)))
+                    with m.Case(Command.STREAM):
+                        m.d.comb += need.eq(Mux(pos < _STREAM_HEADER, _STREAM_HEADER, _STREAM_HEADER + (b0 << 3)))
                 loaded_missing = ~written
-                with m.If(~cmd.matches(*Command)):
+                commands = [c for c in Command if streams or c != Command.STREAM]
+                flags = RESET_STATE | WIDE_IDS | (STREAM if streams else 0)
+                with m.If(~cmd.matches(*commands)):
                     fail(ErrorCode.UNKNOWN_COMMAND, cmd)
-                with m.Elif((cmd == Command.GENERATE) & (b0 & (0xFF & ~(RESET_STATE | WIDE_IDS))).any()):
+                with m.Elif((cmd == Command.GENERATE) & (b0 & (0xFF & ~flags)).any()):
                     fail(ErrorCode.BAD_VALUE, 0, b0)
                 with m.Elif(pos != need):
                     fail(ErrorCode.MALFORMED, pos, need)
+                with m.Elif(pending & ~cmd.matches(Command.INFO, Command.STATS, Command.STREAM, Command.RESET)):
+                    m.next = "SETTLE"
                 with m.Else():
                     with m.Switch(cmd):
                         with m.Case(Command.INFO):
@@ -331,7 +405,19 @@ class CommandProcessor(wiring.Component):
                                              dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE))]
                                 m.next = "DIGEST_WORD"
                         with m.Case(Command.RESET):
-                            m.next = "CLEAR"
+                            with m.If(pending):
+                                m.next = "ABORT"
+                            with m.Else():
+                                m.next = "CLEAR"
+                        with m.Case(Command.STREAM):
+                            with m.If(b0 == 0):
+                                fail(ErrorCode.BAD_VALUE, 0, 0)
+                            with m.Elif(~accept):
+                                fail(ErrorCode.OUT_OF_RANGE, b0, owed)
+                            with m.Elif(dropped):
+                                fail(ErrorCode.BAD_PROGRAM)
+                            with m.Else():
+                                m.next = "ACK"
                         with m.Case(Command.READ):
                             with m.If(b0 > Target.LOGITS):
                                 fail(ErrorCode.BAD_REGION, b0)
@@ -345,7 +431,9 @@ class CommandProcessor(wiring.Component):
                         with m.Case(Command.STATS):
                             m.next = "STATS"
                         with m.Case(Command.GENERATE):
-                            with m.If(loaded_missing.any()):
+                            with m.If((b0 & STREAM).any() & (b1 > 1)):
+                                fail(ErrorCode.BAD_VALUE, 1, b1)
+                            with m.Elif(loaded_missing.any()):
                                 fail(ErrorCode.NOT_LOADED, loaded_missing)
                             with m.Else():
                                 m.d.sync += ctr.eq(0)
@@ -356,8 +444,30 @@ class CommandProcessor(wiring.Component):
                             with m.Elif(remaining == 0):
                                 m.d.sync += active.eq(0)
                                 m.next = "DONE"
+                            with m.Elif(first):
+                                m.next = "G_SEED"
                             with m.Else():
                                 m.next = "RUN"
+
+            # -- a streamed run: settled before a command that needs its result, or abandoned by RESET ---------
+            with m.State("SETTLE"):
+                m.d.comb += self.res.ready.eq(owed == 0)
+                with m.If(owed != 0):
+                    fail(ErrorCode.STREAM_SHORT, owed)
+                with m.Elif(self.res.valid):
+                    m.d.sync += pending.eq(0)
+                    with m.If(self.res.payload.error != CoreError.NONE):
+                        fail(ErrorCode.BAD_PROGRAM)
+                    with m.Else():
+                        record_run()
+                        m.next = "DISPATCH"
+                with m.Elif(starved):
+                    fail(ErrorCode.BAD_PROGRAM)
+            with m.State("ABORT"):
+                if streams:
+                    m.d.comb += self.core_reset.eq(1)
+                m.d.sync += [pending.eq(0), owed.eq(0)]
+                m.next = "CLEAR"
 
             # -- WRITE, RESET, GENERATE: an empty acknowledgement ----------------------------------------------
             emit("ACK", cmd | REPLY_BIT, 1, goto("IDLE"))
@@ -408,27 +518,36 @@ class CommandProcessor(wiring.Component):
             with m.State("SCAN"):
                 m.d.sync += [addr.eq(Cat(C(1, 2), ctr)), dsel.eq(Memory.PROGRAM)]
                 with m.If(ctr == 0):
-                    m.d.sync += [vocab.eq(0), layers.eq(0), has_forget.eq(0), logits_len.eq(0)]
+                    m.d.sync += [vocab.eq(0), layers.eq(0), has_forget.eq(0), logits_len.eq(0), glu_len.eq(0)]
                 m.next = "SCAN_W1_WAIT"
             with m.State("SCAN_W1_WAIT"):
                 m.next = "SCAN_W1"
             with m.State("SCAN_W1"):
-                m.d.sync += [w1.eq(self.d_data[:28]), addr.eq(Cat(C(0, 2), ctr))]
+                m.d.sync += [w1.eq(self.d_data[:_W1_BITS]), addr.eq(Cat(C(0, 2), ctr))]
                 m.next = "SCAN_W0_WAIT"
             with m.State("SCAN_W0_WAIT"):
                 m.next = "SCAN_W0"
             with m.State("SCAN_W0"):
                 w0 = self.d_data
+                words = Cat(w0, w1)
+
+                def field(opcode, name):
+                    offset, width = _field_bits(opcode, name)
+                    return words[offset:offset + width]
+
                 last_instruction = ctr == p.program_instructions - 1
                 m.d.sync += ctr.eq(ctr + 1)
                 m.next = "SCAN"
                 with m.Switch(w0[:4]):
                     with m.Case(Opcode.CONFIG):
-                        m.d.sync += [unit_mant.eq(w0[40:56]), unit_exp.eq(Cat(w0[56:64], w1[:4]))]
+                        m.d.sync += [unit_mant.eq(field(Opcode.CONFIG, "unit_mant")),
+                                     unit_exp.eq(field(Opcode.CONFIG, "unit_exp"))]
+                        if streams:
+                            m.d.sync += pass_words.eq(field(Opcode.CONFIG, "pass_words"))
                     with m.Case(Opcode.EMBED):
-                        m.d.sync += [length.eq(Cat(w0[56:64], w1[:8])), vocab.eq(w1[8:28])]
+                        m.d.sync += [length.eq(field(Opcode.EMBED, "length")), vocab.eq(field(Opcode.EMBED, "tokens"))]
                     with m.Case(Opcode.BITLINEAR):
-                        epilogue, layer, rows = w0[4:7], w0[11:19], w0[39:55]
+                        epilogue, layer, rows = (field(Opcode.BITLINEAR, name) for name in ("epilogue", "layer", "rows"))
                         with m.Switch(epilogue):
                             with m.Case(Epilogue.FORGET):
                                 m.d.sync += has_forget.eq(1)
@@ -437,6 +556,8 @@ class CommandProcessor(wiring.Component):
                                     m.d.sync += layers.eq(layer + 1)
                             with m.Case(Epilogue.LOGITS):
                                 m.d.sync += logits_len.eq(rows)
+                            with m.Case(Epilogue.GLU):
+                                m.d.sync += glu_len.eq(rows >> 1)
                     with m.Case(Opcode.END):
                         m.next = "SCANNED"
                     with m.Default():
@@ -459,7 +580,9 @@ class CommandProcessor(wiring.Component):
                         fail(ErrorCode.NO_DATA)
                     with m.Else():
                         m.d.sync += [active.eq(0), remaining.eq(n32), generated.eq(0), gen_cycles.eq(0),
-                                     ctr.eq(0)]
+                                     ctr.eq(0), first.eq(0)]
+                        if streams:
+                            m.d.sync += streamed.eq((b0 & STREAM).any())
                         with m.If(reset_state):
                             m.next = "CLEAR"
                         with m.Else():
@@ -475,7 +598,10 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += ctr.eq(ctr + 1)
                     m.next = "G_CHECK"
             with m.State("G_RUN"):          # the prompt RAM reads id `ctr`
-                with m.If(ctr == b1):
+                with m.If((ctr == b1) & streamed):  # the first NEXT seeds and samples once the prompt has run
+                    m.d.sync += [active.eq(1), first.eq(1)]
+                    m.next = "ACK"
+                with m.Elif(ctr == b1):
                     m.next = "G_SEED"
                 with m.Else():
                     m.next = "RUN"
@@ -496,6 +622,9 @@ class CommandProcessor(wiring.Component):
                 with m.If(self.res.valid):
                     with m.If(self.res.payload.error != CoreError.NONE):
                         fail(ErrorCode.BAD_PROGRAM)
+                    with m.Elif(cmd == Command.NEXT):   # the first NEXT of a streamed generation
+                        m.d.sync += [argmax.eq(self.res.payload.token), first.eq(0)]
+                        m.next = "RUN"
                     with m.Else():
                         m.d.sync += [argmax.eq(self.res.payload.token), active.eq(1)]
                         m.next = "ACK"
@@ -509,24 +638,33 @@ class CommandProcessor(wiring.Component):
                              self.cmd.payload.inv_exp.eq(exp)]
                 with m.If(self.cmd.ready):
                     m.d.sync += tok.eq(token)
-                    m.next = "RUN_WAIT"
+                    with m.If(streamed):            # the run takes its words from STREAMs that follow
+                        m.d.sync += [pending.eq(1), owed.eq(pass_words)]
+                        with m.If(cmd == Command.NEXT):
+                            count_generated()
+                            m.next = "TOKEN"
+                        with m.Else():
+                            run_next_id()
+                    with m.Else():
+                        m.next = "RUN_WAIT"
             with m.State("RUN_WAIT"):
                 m.d.comb += self.res.ready.eq(1)
                 with m.If(self.res.valid):
                     with m.If(self.res.payload.error != CoreError.NONE):
                         fail(ErrorCode.BAD_PROGRAM)
                     with m.Else():
-                        m.d.sync += [argmax.eq(self.res.payload.token), ran.eq(1), tokens_run.eq(tokens_run + 1),
-                                     gen_cycles.eq(gen_cycles + self.cycles),
-                                     total_cycles.eq(total_cycles + self.cycles)]
+                        record_run()
                         with m.If(cmd == Command.NEXT):
-                            m.d.sync += [remaining.eq(remaining - 1), generated.eq(generated + 1),
-                                         tokens_generated.eq(tokens_generated + 1)]
+                            count_generated()
                             m.next = "TOKEN"
                         with m.Else():
                             run_next_id()
+                with m.Elif(starved):               # a streamed program run without its stream
+                    m.d.sync += pending.eq(1)
+                    fail(ErrorCode.BAD_PROGRAM)
 
-            emit("TOKEN", Cat(self.cycles, C(0, 32), tok, C(0, 16), C(Reply.TOKEN, 8)), 13, goto("IDLE"))
+            emit("TOKEN", Cat(run_cycles if streams else self.cycles, C(0, 32), tok, C(0, 16), C(Reply.TOKEN, 8)),
+                 13, goto("IDLE"))
             emit("DONE", Cat(gen_cycles, C(0, 64 - CYCLE_COUNT_BITS), generated, C(Reply.DONE, 8)), 13,
                  goto("IDLE"))
             emit("STATS", Cat(total_cycles, C(0, 64 - CYCLE_COUNT_BITS),
@@ -540,13 +678,11 @@ class CommandProcessor(wiring.Component):
                     with m.Case(Target.SLOT):
                         with m.If(b1 >= len(Slot)):
                             fail(ErrorCode.OUT_OF_RANGE, b1, len(Slot))
-                        with m.Elif(b1.matches(Slot.V, Slot.G)):  # their scales are not on the core's ports yet
-                            fail(ErrorCode.BAD_VALUE, 1, b1)
-                        with m.Elif(~ran | ((b1 == Slot.F) & ~has_forget)):
+                        with m.Elif(~ran | ((b1 == Slot.F) & ~has_forget) | (b1.matches(Slot.V, Slot.G) & (layers == 0))):
                             fail(ErrorCode.NO_DATA)
                         with m.Else():
                             m.d.comb += ok.eq(1)
-                            m.d.sync += dsel.eq(Mux(b1 == Slot.X, Memory.X, Memory.F))
+                            m.d.sync += dsel.as_value().eq(b1)   # Memory X, V, G, F share the slots' numbers
                     with m.Case(Target.STATE):
                         with m.If(~ran | (layers == 0)):
                             fail(ErrorCode.NO_DATA)

@@ -25,6 +25,11 @@ the scale chain, then the matvec with the epilogue in its drain.
 EMBED streams the token's embedding row through the pass datapath (times ``2^e`` or rounded right by ``−e``,
 ``e = exp + residual_frac``, saturated) into slot X.
 
+With a weight stream (``CoreParams.weight_stream``), words pushed on ``ws`` queue in the matvec engine's FIFO, and
+an instruction with ``stream`` set takes its words from there in program order instead of the weight memory: the
+embedding row's exponent word, then its row (EMBED), or the matrix (BITLINEAR). ``starved`` tells that the core
+waits for a word the FIFO does not have.
+
 Vector memory: slots X (residual, ``residual_bits``), V (the vector unit's result width), G (accumulators), F
 (``1 − lb`` / ``1 − f``), the recurrent state (``state_bits`` × ``state_words``, layer ``l`` at ``l · H``) and the
 logits (accumulators), each a :class:`~mmfree.hw.primitives.BlockRam`.
@@ -47,9 +52,11 @@ from .scalar_unit import ScalarOp, ScalarUnit
 from .ternary_matvec import acc_width
 from .vector_unit import VectorOp, VectorUnit
 
-__all__ = ["CoreCommand", "CoreError", "Memory", "SCALE_CHAIN", "command_layout", "Core"]
+__all__ = ["CoreCommand", "CoreError", "Memory", "SCALE_CHAIN", "STREAM_DEPTH", "command_layout", "Core"]
 
 WORD_BITS = 64
+#: words of the weight stream's FIFO (a core with a weight stream)
+STREAM_DEPTH = 64
 
 
 class CoreCommand(enum.Enum, shape=2):
@@ -172,6 +179,12 @@ class Core(wiring.Component):
         Debug read port (:class:`Memory`, element or word index; ``d_data`` one cycle later), while idle.
     logit_mant, logit_exp : Out
         The head's output scale after the last RUN.
+    v_mant, v_exp, g_mant, g_exp : Out
+        The units of slots V and G.
+    ws : In(stream.Signature(64))
+        The weight stream (``params.weight_stream``): words for the instructions with ``stream`` set.
+    starved : Out(1)
+        The core waits for a word of the weight stream.
     """
 
     def __init__(self, params, formats, *, cycles_per_element=2, impl=None):
@@ -193,7 +206,9 @@ class Core(wiring.Component):
         self.product_bits = self.elem_bits + 16
         self.program_words = 4 * params.program_instructions
         index = range(max(params.max_vector, params.state_words, self.program_words, 1 << 14))
+        stream_ports = {"ws": In(stream.Signature(WORD_BITS)), "starved": Out(1)} if params.weight_stream else {}
         super().__init__({
+            **stream_ports,
             "cmd": In(stream.Signature(command_layout(f.scalar_bits))),
             "res": Out(stream.Signature(data.StructLayout({"token": 16, "error": CoreError}))),
             "busy": Out(1),
@@ -202,6 +217,7 @@ class Core(wiring.Component):
             "p_addr": In(range(self.program_words)), "p_data": In(WORD_BITS), "p_we": In(1),
             "d_sel": In(Memory), "d_addr": In(index), "d_data": Out(signed(WORD_BITS)),
             "logit_mant": Out(f.scalar_bits), "logit_exp": Out(signed(16)),
+            "v_mant": Out(f.scalar_bits), "v_exp": Out(signed(16)), "g_mant": Out(f.scalar_bits), "g_exp": Out(signed(16)),
         })
 
     def elaborate(self, platform):
@@ -212,7 +228,7 @@ class Core(wiring.Component):
 
         # -- units and memories ------------------------------------------------------------------------------
         m.submodules.engine = engine = MatvecEngine(p.rows, p.trit_format, max_len=H, q_depth=-(-H // 5) + 1,
-                                                    impl=impl)
+                                                    stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
         m.submodules.reduce = red = ReductionUnit(self.product_bits, max_len=max(H, 2), reduce_bits=f.reduce_bits,
@@ -221,7 +237,7 @@ class Core(wiring.Component):
                                                recip_bits=f.recip_bits)
         m.submodules.scalar = scalar_unit = ScalarUnit(bits=f.scalar_bits, exp_bits=16, int_width=self.product_bits,
                                                   recip_bits=f.recip_bits, impl=impl)
-        m.submodules.fields = fields = FieldReader((16, f.embed_bits))
+        m.submodules.fields = fields = FieldReader((16, f.embed_bits), exact_reads=p.weight_stream)
         m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {
@@ -242,6 +258,11 @@ class Core(wiring.Component):
             program.w_addr.eq(self.p_addr), program.w_data.eq(self.p_data), program.w_en.eq(self.p_we),
             engine.r_addr.eq(fields.mem_addr), engine.r_en.eq(fields.mem_en), fields.mem_data.eq(engine.r_data),
         ]
+        fields_stream = Signal()   # the field reader reads the weight stream
+        if p.weight_stream:
+            wiring.connect(m, wiring.flipped(self.ws), engine.ws)
+            m.d.comb += [engine.r_stream.eq(fields_stream & fields.busy), fields.mem_ready.eq(engine.r_ready),
+                         self.starved.eq(engine.stream_wait | fields.mem_stalled)]
 
         # -- registers of the sequencer ------------------------------------------------------------------------
         ir = Signal(INSTRUCTION_BITS)
@@ -264,6 +285,8 @@ class Core(wiring.Component):
         scalar_layout = data.StructLayout({"mant": f.scalar_bits, "exp": signed(16)})
         regs = {name: Signal(scalar_layout, name=f"scalar_{name}") for name in ("t", "u", "a", "s")}
         eps, unit_x, unit_v, unit_g = (Signal(scalar_layout, name=n) for n in ("eps", "unit_x", "unit_v", "unit_g"))
+        m.d.comb += [self.v_mant.eq(unit_v.mant), self.v_exp.eq(unit_v.exp), self.g_mant.eq(unit_g.mant),
+                     self.g_exp.eq(unit_g.exp)]
         residual_frac = Signal(signed(8))
         k_v, k_f = Signal(8), Signal(8)
         # max|x| of each slot's vector, kept as it is written: the shift k of its sum of squares needs no pass
@@ -416,10 +439,12 @@ class Core(wiring.Component):
                          ret.eq(PASS_RETURNS.index(back))]
             m.next = "PASS"
 
-        def start_fields(addr, count, wide=0, is_signed=1):
+        def start_fields(addr, count, wide=0, is_signed=1, streamed=0):
             m.d.comb += [fields.start.valid.eq(1), fields.start.payload.addr.eq(addr),
                          fields.start.payload.count.eq(count), fields.start.payload.width.eq(wide),
                          fields.start.payload.signed.eq(is_signed)]
+            with m.If(fields.start.ready):
+                m.d.sync += fields_stream.eq(streamed)
 
         PASS_RETURNS = ["EMBED_DONE", "BL_B_DONE", "BL_C_DONE", "BL_D_DONE", "BL_F_DONE", "BL_AUX_DONE",
                         "SAMPLE_DONE"]
@@ -542,7 +567,7 @@ class Core(wiring.Component):
                     shift_add_step(row_addr)
 
             with m.State("EMBED_EXP"):
-                start_fields(emb.exps + (token >> 2), token[:2] + 1)
+                start_fields(emb.exps + (token >> 2), token[:2] + 1, streamed=emb.stream)
                 with m.If(fields.start.ready):
                     m.next = "EMBED_EXP_WAIT"
 
@@ -555,7 +580,7 @@ class Core(wiring.Component):
                     m.next = "EMBED_START"
 
             with m.State("EMBED_START"):
-                start_fields(row_addr, emb.length, wide=1)
+                start_fields(row_addr, emb.length, wide=1, streamed=emb.stream)
                 with m.If(fields.start.ready):
                     start_pass(_Src.FIELD, emb.length, limbs=limbs_for(f.embed_bits), factor_=_Factor.POW2,
                                pow_=ps_pow, post=ps_post, round_=1, write=1, back="EMBED_DONE")
@@ -683,7 +708,8 @@ class Core(wiring.Component):
             with m.State("BL_MATVEC"):
                 m.d.comb += [engine.cmd.valid.eq(1), engine.cmd.payload.base.eq(bl.weights),
                              engine.cmd.payload.row_groups.eq((bl.rows + p.rows - 1) >> 3),
-                             engine.cmd.payload.col_groups.eq((bl.cols + cols - 1) // cols)]
+                             engine.cmd.payload.col_groups.eq((bl.cols + cols - 1) // cols),
+                             engine.cmd.payload.stream.eq(bl.stream)]
                 with m.If(engine.cmd.ready):
                     m.d.sync += [row.eq(0), lane.eq(0), out_count.eq(0), beat_valid.eq(0), el_valid.eq(0)]
                     m.next = "BL_DRAIN"

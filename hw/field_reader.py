@@ -5,7 +5,9 @@ a fixed width, low bits first, from a word boundary (:func:`mmfree.host.compiler
 two words. The reader streams such a vector: given its first word, a field width (one of ``widths``, chosen per
 vector) and whether the fields are signed, it reads words through a memory read port (latency 1, as
 :class:`~mmfree.hw.weight_memory.WeightMemory`) into a two-word window and offers a field per cycle while the window
-holds one.
+holds one. A read is issued only while ``mem_ready``; with ``exact_reads`` the reader reads exactly the vector's
+``⌈count · width / 64⌉`` words (a weight stream, whose words must not be taken ahead), else it may read a word beyond
+the vector's last.
 """
 
 from amaranth import *
@@ -30,6 +32,8 @@ class FieldReader(wiring.Component):
         Word-address width of the memory.
     count_bits : int
         Width of the field count.
+    exact_reads : bool
+        Read no word beyond the vector's last.
 
     Attributes
     ----------
@@ -41,9 +45,13 @@ class FieldReader(wiring.Component):
     busy : Out(1)
     mem_addr, mem_en : Out; mem_data : In
         The memory read port: ``mem_data`` is the word of the last cycle with ``mem_en``.
+    mem_ready : In(1)
+        A read may be issued (1 when not driven).
+    mem_stalled : Out(1)
+        A read is wanted but ``mem_ready`` is low.
     """
 
-    def __init__(self, widths, *, addr_bits=14, count_bits=16):
+    def __init__(self, widths, *, addr_bits=14, count_bits=16, exact_reads=False):
         if not isinstance(widths, tuple) or not widths:
             raise TypeError(f"widths must be a non-empty tuple of ints, got {widths!r}")
         for width in widths:
@@ -52,8 +60,9 @@ class FieldReader(wiring.Component):
                 raise ValueError(f"a field is at most {WORD_BITS} bits, got {width}")
         check_int("addr_bits", addr_bits, 1)
         check_int("count_bits", count_bits, 1)
-        self.widths = widths
+        self.widths, self.exact_reads = widths, exact_reads
         super().__init__({
+            "mem_ready": In(1, init=1), "mem_stalled": Out(1),
             "start": In(stream.Signature(data.StructLayout({
                 "addr": addr_bits, "count": count_bits, "width": range(len(widths)), "signed": 1}))),
             "o": Out(stream.Signature(data.StructLayout({"data": signed(max(widths) + 1), "last": 1}))),
@@ -97,9 +106,22 @@ class FieldReader(wiring.Component):
             self.busy.eq(running),
         ]
 
-        # a read is issued while the window (counting the word in flight) has room and fields remain
-        room = (words + pending) < 2
-        m.d.comb += [self.mem_en.eq(running & room), self.mem_addr.eq(addr)]
+        # a read is issued while the window (counting the word in flight) has room and fields (exactly: words) remain
+        want = running & ((words + pending) < 2)
+        if self.exact_reads:
+            unread = Signal(self.start.payload.count.shape().width + 7)   # the vector's words not yet read
+            want &= unread != 0
+            with m.If(self.mem_en):
+                m.d.sync += unread.eq(unread - 1)
+            with m.If(self.start.valid & self.start.ready):
+                bits = Signal.like(unread)
+                with m.Switch(self.start.payload.width):
+                    for index, w in enumerate(self.widths):
+                        with m.Case(index):
+                            m.d.comb += bits.eq(self.start.payload.count * w + WORD_BITS - 1)
+                m.d.sync += unread.eq(bits >> 6)
+        m.d.comb += [self.mem_en.eq(want & self.mem_ready), self.mem_stalled.eq(want & ~self.mem_ready),
+                     self.mem_addr.eq(addr)]
         m.d.sync += pending.eq(self.mem_en)
         with m.If(self.mem_en):
             m.d.sync += addr.eq(addr + 1)

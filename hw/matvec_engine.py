@@ -12,10 +12,15 @@ previous one has issued its last read.
 While no command runs, the load ports write the weight memory (words) and the q buffer (words of ``C`` int8, low
 column first), and the read port reads the weight memory (``r_data`` is the word of the last cycle with ``r_en``,
 one cycle later, and holds otherwise); the sequencer and the link use them.
+
+With a weight stream (``stream_depth`` > 0), words pushed on ``ws`` queue in a FIFO, and a command with ``stream``
+set takes its words from the FIFO in order instead of the weight memory (``base`` is then ignored); the read port
+takes them too while ``r_stream`` is set (``r_ready`` says whether a read may be issued). A word leaves the FIFO when
+it has been used: the FIFO's output holds it until then, so the stream costs no word register.
 """
 
 from amaranth import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .primitives import BlockRam
@@ -27,8 +32,9 @@ __all__ = ["MatvecEngine", "matvec_command_layout"]
 
 
 def matvec_command_layout(addr_bits=14, group_bits=16):
-    """``base`` (first word), ``row_groups`` and ``col_groups`` (each ≥ 1)."""
-    return data.StructLayout({"base": addr_bits, "row_groups": group_bits, "col_groups": group_bits})
+    """``base`` (first word), ``row_groups`` and ``col_groups`` (each ≥ 1), ``stream`` (the words come from the weight
+    stream)."""
+    return data.StructLayout({"base": addr_bits, "row_groups": group_bits, "col_groups": group_bits, "stream": 1})
 
 
 class MatvecEngine(wiring.Component):
@@ -44,6 +50,9 @@ class MatvecEngine(wiring.Component):
         Longest input the accumulators hold exactly (:class:`~mmfree.hw.ternary_matvec.TernaryMatVec`).
     q_depth : int
         q-buffer words (inputs of up to ``q_depth · cols`` elements).
+    stream_depth : int
+        Words of the weight stream's FIFO; 0: no weight stream (no ``ws``, ``r_stream``, ``r_ready``,
+        ``stream_wait``).
     impl : {"model", "ice40", "ecp5"} or None
         Memory primitives' implementation.
 
@@ -60,19 +69,30 @@ class MatvecEngine(wiring.Component):
         the array); read latency 1.
     q_addr, q_data, q_we : In
         q-buffer load port (``8·cols``-bit word of int8, column ``c`` at bits ``8c … 8c + 7``).
+    ws : In(stream.Signature(8·rows))
+        The weight stream: words into the FIFO.
+    r_stream : In(1); r_ready : Out(1)
+        The read port reads the weight stream; a read may be issued (for the stream: a word is there).
+    stream_wait : Out(1)
+        A streamed command waits for a word the FIFO does not have.
     """
 
-    def __init__(self, rows=8, fmt="base3", *, max_len=256, q_depth=256, impl=None):
+    def __init__(self, rows=8, fmt="base3", *, max_len=256, q_depth=256, stream_depth=0, impl=None):
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 2 or rows % 2:
             raise ValueError(f"rows must be an even int ≥ 2 (a weight word is rows bytes), got {rows!r}")
         if fmt not in ("base3", "2bit"):
             raise ValueError(f"fmt must be 'base3' or '2bit', got {fmt!r}")
         if not isinstance(q_depth, int) or q_depth < 2:
             raise ValueError(f"q_depth must be an int ≥ 2, got {q_depth!r}")
+        if not isinstance(stream_depth, int) or stream_depth < 0 or stream_depth == 1:
+            raise ValueError(f"stream_depth must be 0 (no stream) or an int ≥ 2, got {stream_depth!r}")
         self.rows, self.fmt, self.cols = rows, fmt, TRITS_PER_BYTE[fmt]
-        self.max_len, self.q_depth, self._impl = max_len, q_depth, impl
+        self.max_len, self.q_depth, self.stream_depth, self._impl = max_len, q_depth, stream_depth, impl
         self.array = TernaryMatVec(rows, self.cols, max_len, fmt=fmt)
+        stream_ports = {"ws": In(stream.Signature(8 * rows)), "r_stream": In(1), "r_ready": Out(1),
+                        "stream_wait": Out(1)} if stream_depth else {}
         super().__init__({
+            **stream_ports,
             "cmd": In(stream.Signature(matvec_command_layout())),
             "o": Out(stream.Signature(output_layout(rows, acc_width(max_len)))),
             "busy": Out(1),
@@ -90,6 +110,8 @@ class MatvecEngine(wiring.Component):
 
         running = Signal()        # reads remain to be issued
         beat = Signal()           # the memories' outputs hold a beat not yet taken by the array
+        beat_stream = Signal()    # … whose word is the weight stream's next
+        streaming = Signal()      # the command takes the weight stream
         beat_last = Signal()
         addr = Signal(14)
         col = Signal(16)
@@ -99,16 +121,41 @@ class MatvecEngine(wiring.Component):
         acts = Signal(8 * self.cols)
         acts_valid = Signal()
         take = beat & array.w.ready
-        issue = running & (~beat | take)
+        word_ok = Signal(init=1)   # the word of a beat issued now is there (the memory's always is)
+        issue = running & (~beat | take) & word_ok
         last_col = col == cols_left - 1
+        word = Signal(8 * self.rows)
+        m.d.comb += word.eq(weights.rdata)
+        if self.stream_depth:
+            # the FIFO's output holds its first word until it is popped, once used: by the array taking its beat,
+            # or a cycle after a read of the read port. A word for a beat or a read issued now must be first in the
+            # FIFO in the next cycle: one word more if one is popped now.
+            m.submodules.stream = ws = fifo.SyncFIFOBuffered(width=8 * self.rows, depth=self.stream_depth)
+            r_pop, r_from_stream = Signal(), Signal()
+            popping = (take & beat_stream) | r_pop
+            there = Mux(popping, ws.level >= 2, ws.level >= 1)
+            m.d.comb += [
+                ws.w_data.eq(self.ws.payload), ws.w_en.eq(self.ws.valid), self.ws.ready.eq(ws.w_rdy),
+                ws.r_en.eq(popping),
+                word_ok.eq(~streaming | there),
+                self.stream_wait.eq(running & streaming & (~beat | take) & ~there),
+                self.r_ready.eq(~self.r_stream | there),
+                word.eq(Mux(beat_stream, ws.r_data, weights.rdata)),
+            ]
+            m.d.sync += r_pop.eq(self.r_en & self.r_stream & there & ~running & ~beat)
+            with m.If(self.r_en):
+                m.d.sync += r_from_stream.eq(self.r_stream)
+            read_data = Mux(r_from_stream, ws.r_data, weights.rdata)
+        else:
+            read_data = weights.rdata
 
         m.d.comb += [
             self.busy.eq(running | beat | acts_valid),
             self.cmd.ready.eq(~running),
-            weights.cs.eq(issue | self.w_we | self.r_en & ~running & ~beat),
+            weights.cs.eq(issue & ~streaming | self.w_we | self.r_en & ~running & ~beat),
             weights.we.eq(~running & self.w_we),
             weights.addr.eq(Mux(running, addr, Mux(self.w_we, self.w_addr, self.r_addr))),
-            self.r_data.eq(weights.rdata),
+            self.r_data.eq(read_data),
             weights.wdata.eq(self.w_data),
             q.r_en.eq(issue),
             q.r_addr.eq(col),
@@ -116,7 +163,7 @@ class MatvecEngine(wiring.Component):
             q.w_data.eq(self.q_data),
             q.w_en.eq(self.q_we),
             array.w.valid.eq(beat),
-            array.w.payload.as_value().eq(Cat(weights.rdata, beat_last)),
+            array.w.payload.as_value().eq(Cat(word, beat_last)),
         ]
         # the array joins activations with weights after its decoders' register stage: the activations of a beat
         # wait in a register of their own while its weights are decoded
@@ -128,7 +175,7 @@ class MatvecEngine(wiring.Component):
         with m.If(take):
             m.d.sync += beat.eq(0)
         with m.If(issue):
-            m.d.sync += [beat.eq(1), beat_last.eq(last_col), addr.eq(addr + 1)]
+            m.d.sync += [beat.eq(1), beat_stream.eq(streaming), beat_last.eq(last_col), addr.eq(addr + 1)]
             with m.If(last_col):
                 m.d.sync += [col.eq(0), groups_left.eq(groups_left - 1)]
                 with m.If(groups_left == 1):
@@ -138,4 +185,6 @@ class MatvecEngine(wiring.Component):
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [running.eq(1), addr.eq(self.cmd.payload.base), col.eq(0),
                          cols_left.eq(self.cmd.payload.col_groups), groups_left.eq(self.cmd.payload.row_groups)]
+            if self.stream_depth:
+                m.d.sync += streaming.eq(self.cmd.payload.stream)
         return m

@@ -7,6 +7,7 @@ are what :class:`mmfree.sim.virtual_board.VirtualBoard` runs; board shells (cloc
 """
 
 from amaranth import *
+from amaranth.hdl import ResetInserter
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -76,7 +77,13 @@ class AcceleratorTop(wiring.Component):
         m.submodules.link = link = LinkDevice(timeout=min(max(self.clk_hz // 100, 1), 1 << 24))
         m.submodules.commands = commands = CommandProcessor(self.params, self.clk_hz, self.gateware_hash,
                                                             impl=self._impl)
-        m.submodules.core = core = Core(self.params, self.formats, impl=self._impl)
+        core = Core(self.params, self.formats, impl=self._impl)
+        if self.params.weight_stream:   # RESET abandons a streamed run: the core and its FIFO start afresh
+            m.submodules.core = ResetInserter(commands.core_reset)(core)
+            wiring.connect(m, commands.ws, core.ws)
+            m.d.comb += commands.starved.eq(core.starved)
+        else:
+            m.submodules.core = core
 
         wiring.connect(m, link.request, commands.request)
         wiring.connect(m, commands.response, link.response)
@@ -86,6 +93,8 @@ class AcceleratorTop(wiring.Component):
             commands.res.payload.eq(core.res.payload),
             commands.busy.eq(core.busy), commands.cycles.eq(core.cycles), commands.d_data.eq(core.d_data),
             commands.logit_mant.eq(core.logit_mant), commands.logit_exp.eq(core.logit_exp),
+            commands.v_mant.eq(core.v_mant), commands.v_exp.eq(core.v_exp),
+            commands.g_mant.eq(core.g_mant), commands.g_exp.eq(core.g_exp),
             core.w_addr.eq(commands.w_addr), core.w_data.eq(commands.w_data), core.w_we.eq(commands.w_we),
             core.p_addr.eq(commands.p_addr), core.p_data.eq(commands.p_data), core.p_we.eq(commands.p_we),
             core.d_sel.eq(commands.d_sel), core.d_addr.eq(commands.d_addr),

@@ -10,9 +10,10 @@ import pytest
 
 from mmfree.host import commands
 from mmfree.host.cli import main
-from mmfree.host.commands import (MAX_READ, MAX_WRITE_WORDS, VERSION, Checksum, Command, CommandError, DeviceStats,
-                                  Digest, Done, ErrorCode, ErrorReport, Generate, GetInfo, GetStats, Info, Next, Read,
-                                  Readback, Region, Reply, Reset, Target, Token, Write, decode_reply, decode_request)
+from mmfree.host.commands import (MAX_READ, MAX_STREAM_WORDS, MAX_WRITE_WORDS, VERSION, Checksum, Command,
+                                  CommandError, DeviceStats, Digest, Done, ErrorCode, ErrorReport, Generate, GetInfo,
+                                  GetStats, Info, Next, Read, Readback, Region, Reply, Reset, Stream, Target, Token,
+                                  Write, decode_reply, decode_request)
 from mmfree.host.compiler import CORES, FitError, compile_model
 from mmfree.host.fixed import Scalar
 from mmfree.host.golden import GoldenModel
@@ -41,7 +42,7 @@ def demo():
 @pytest.fixture(scope="module")
 def hf_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hf")
-    write_hf_checkpoint(folder, ModelConfig(vocab_size=300, hidden_size=32, num_layers=2, intermediate_size=64),
+    write_hf_checkpoint(folder, ModelConfig(vocab_size=250, hidden_size=32, num_layers=2, intermediate_size=64),
                         dtype="bf16", seed=4)
     with pytest.warns(UserWarning, match="no tokenizer.json"):
         return import_hf(folder)
@@ -63,9 +64,10 @@ class Reference:
         return tokens
 
 
-def golden_accelerator(handler=None, **kwargs):
-    """An accelerator on a golden device through real frames; ``handler`` wraps the device's when given."""
-    device = GoldenDevice()
+def golden_accelerator(handler=None, core=UP5K, **kwargs):
+    """An accelerator on a golden device with ``core`` through real frames; ``handler`` wraps the device's when
+    given."""
+    device = GoldenDevice(core)
     model = DeviceModel(handler=handler(device) if handler else device.handle)
     return Accelerator(InProcessTransport(model), progress=False, **kwargs)
 
@@ -100,7 +102,11 @@ def test_payload_layouts_are_big_endian_and_fixed():
     assert Generate([0x1234], 5, Scalar(0x8001, -3, 16), 9, True).encode() == \
         bytes([1, 1, 0, 0, 0, 5, 0x80, 0x01, 0xFF, 0xFD, 0, 0, 0, 9, 0x12, 0x34])
     assert Generate([0x12345], 0, None, 1, False).encode()[:2] == bytes([commands.WIDE_IDS, 1])
-    assert len(Info(VERSION, UP5K, 0).encode()) == 53
+    assert len(Info(VERSION, UP5K, 0).encode()) == 54
+    assert Info.decode(Info(VERSION, CORES["large"], 0).encode()).core == CORES["large"]
+    assert Stream([1, 2]).encode() == bytes([2]) + (1).to_bytes(8, "big") + (2).to_bytes(8, "big")
+    assert len(Stream(range(MAX_STREAM_WORDS)).encode()) == 249
+    assert Generate([7], 0, stream=True).encode()[:2] == bytes([commands.RESET_STATE | commands.STREAM, 1])
     assert ErrorReport(0x20, 6, 70, 65).encode() == bytes([0x20, 6, 0, 0, 0, 70, 0, 0, 0, 65])
     assert len(Write(Region.IMAGE, 0, range(MAX_WRITE_WORDS)).encode()) == 254
     assert len(Generate(range(121), 1).encode()) == 256 and len(Readback(1, None, range(MAX_READ)).encode()) == 249
@@ -117,7 +123,9 @@ def test_payload_layouts_are_big_endian_and_fixed():
     (Command.DIGEST, b"\x00", ErrorCode.MALFORMED, "DIGEST: malformed payload"),
     (Command.READ, bytes([7, 0, 1, 0, 0, 0, 0]), ErrorCode.BAD_REGION, "READ: no region or read target 7"),
     (Command.READ, bytes(7), ErrorCode.BAD_VALUE, "1 … 30 values per request, not 0"),
-    (Command.GENERATE, bytes([4]) + bytes(13), ErrorCode.BAD_VALUE, "payload byte 0 holds 4"),
+    (Command.GENERATE, bytes([8]) + bytes(13), ErrorCode.BAD_VALUE, "payload byte 0 holds 8"),
+    (Command.STREAM, bytes([2]) + bytes(8), ErrorCode.MALFORMED, "9 bytes where its layout needs 17"),
+    (Command.STREAM, bytes([0]), ErrorCode.BAD_VALUE, "1 … 31 words per request, not 0"),
     (Command.GENERATE, bytes([0, 0, 0, 0, 0, 1, 0, 1]) + bytes(6), ErrorCode.BAD_VALUE, "normalized 16-bit"),
     (Command.GENERATE, bytes([0, 2]) + bytes(12) + bytes(2), ErrorCode.MALFORMED, "16 bytes where its layout needs 18"),
     (Command.RESET, b"x", ErrorCode.MALFORMED, "RESET: malformed payload: 1 bytes where its layout needs 0"),
@@ -130,7 +138,7 @@ def test_malformed_requests(type_, payload, code, message):
 
 
 def test_malformed_replies_and_reported_errors():
-    with pytest.raises(CommandError, match="malformed payload: 1 bytes where its layout needs 53"):
+    with pytest.raises(CommandError, match="malformed payload: 1 bytes where its layout needs 54"):
         decode_reply(Command.INFO, Reply.INFO, b"\x01")
     with pytest.raises(CommandError, match=r"NEXT answered with response type 0x91 \(expected 0xa1, 0xa2\)"):
         decode_reply(Command.NEXT, Reply.INFO, b"")
@@ -176,7 +184,7 @@ def test_program_words_and_digest(demo):
 @pytest.mark.parametrize("which", ["demo", "hf"])
 def test_golden_url_generates_bit_exact(which, demo, hf_model):
     model = demo if which == "demo" else hf_model
-    prompt = [5, 6, 7, 1] if which == "demo" else [1, 299, 0, 42]
+    prompt = [5, 6, 7, 1] if which == "demo" else [1, 249, 0, 42]
     with Accelerator.open("golden://", progress=False) as acc:
         assert acc.info.core == UP5K and acc.info.clock_hz == 0 and acc.info.gateware_hash == bytes(32)
         acc.load(model)
@@ -199,8 +207,45 @@ def test_golden_url_generates_bit_exact(which, demo, hf_model):
         assert stats.wall_s_per_token > 0 and "29 tokens" in stats.summary()
 
 
+def test_streamed_generation_equals_resident(demo, hf_model):
+    """golden://large streams every token's matrices and embedding row over the link: the same tokens, state and
+    logits as the resident program; a run that owes words blocks the commands that need its result."""
+    for model, prompt in ((demo, [5, 6, 7]), (hf_model, [1, 249, 0])):
+        with Accelerator.open("golden://large", progress=False) as acc:
+            program = acc.load(model, stream=True)
+            assert program.pass_length > 0 and len(program.image) < len(program.segment)
+            assert list(acc.generate(prompt, 6)) == Reference(model, prompt).generate(6, 0.0, 1)
+            reference = Reference(model, prompt)
+            assert list(acc.generate(prompt, 6, temperature=0.8, seed=7)) == reference.generate(6, 0.8, 7)
+            np.testing.assert_array_equal(acc.read("state", 0)[0], reference.state[0])
+            np.testing.assert_array_equal(acc.read("logits")[0], reference.acc[-1])
+            assert acc.device_stats().tokens_run == 2 * (len(prompt) + 6)
+            assert acc.stats.bytes_sent > 8 * 2 * (len(prompt) + 6) * program.pass_length
+
+    acc = golden_accelerator(core=CORES["large"])
+    program = acc.load(demo, stream=True)
+    acc._call(Generate([3], 2, stream=True))
+    acc._call(Stream(program.pass_words(3)[:MAX_STREAM_WORDS]))
+    owed = program.pass_length - MAX_STREAM_WORDS
+    with pytest.raises(CommandError, match=f"NEXT: the run in progress still needs {owed} words") as e:
+        acc._call(Next())
+    assert e.value.code == ErrorCode.STREAM_SHORT
+    words = program.pass_words(3)
+    for first in range(MAX_STREAM_WORDS, len(words) - 1, MAX_STREAM_WORDS):
+        acc._call(Stream(words[first:min(first + MAX_STREAM_WORDS, len(words) - 1)]))
+    with pytest.raises(CommandError, match=f"STREAM: {MAX_STREAM_WORDS} is out of range: there are 1"):
+        acc._call(Stream(words[:MAX_STREAM_WORDS]))
+    acc.reset()  # abandons the run
+    with pytest.raises(CommandError, match="STREAM: 1 is out of range: there are 0"):
+        acc._call(Stream([0]))
+    assert list(acc.generate([3, 4], 3)) == Reference(demo, [3, 4]).generate(3, 0.0, 1)
+    with Accelerator.open("golden://", progress=False) as resident:
+        with pytest.raises(CommandError, match="STREAM: request type 0x17 is not a command"):
+            resident._call(Stream([0]))
+
+
 def test_long_prompt_goes_in_several_requests(hf_model):
-    prompt = np.random.default_rng(3).integers(0, 300, Generate.capacity(False) + 9).tolist()
+    prompt = np.random.default_rng(3).integers(0, 250, Generate.capacity(False) + 9).tolist()
     with Accelerator.open("golden://", progress=False) as acc:
         acc.load(compile_model(hf_model, UP5K))  # a program compiled beforehand loads as well
         assert list(acc.generate(prompt, 3, 0.5, 3)) == Reference(hf_model, prompt).generate(3, 0.5, 3)
@@ -314,11 +359,11 @@ def test_load_checks_programs_and_hashes(demo):
     def version_2(device):
         def handle(type, payload):
             if type == Command.INFO:
-                return Reply.INFO, bytes([2]) + device.handle(type, payload)[1][1:]
+                return Reply.INFO, bytes([VERSION + 1]) + device.handle(type, payload)[1][1:]
             return device.handle(type, payload)
         return handle
 
-    with pytest.raises(VersionMismatch, match="command layer is version 2, this host speaks 1"):
+    with pytest.raises(VersionMismatch, match=f"command layer is version {VERSION + 1}, this host speaks {VERSION}"):
         golden_accelerator(version_2)
     assert parse_url("golden://") == ("golden", "icebreaker", {})
     with pytest.raises(ValueError, match="no core 'nope' for golden://; known: icebreaker"):

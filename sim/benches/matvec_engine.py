@@ -7,8 +7,12 @@ with random back-pressure, comparing them with the exact product ``T @ q`` (rows
 the padded q columns random). Adversarial operations: all −1 and all +1 matrices of ``max_len`` columns times −128
 and +127, a single row and column, zeros. Memories start random.
 
-Parameters (:func:`mmfree.sim.benches.params`): ``rows``, ``fmt``, ``max_len``, ``q_depth`` as built;
-``random_ops`` (default 40).
+With a weight stream (``stream_depth`` > 0) every other operation takes its matrix from the stream, its words
+pushed with random gaps while the engine runs, and the read port reads pushed words back in order, honouring
+``r_ready``.
+
+Parameters (:func:`mmfree.sim.benches.params`): ``rows``, ``fmt``, ``max_len``, ``q_depth``, ``stream_depth`` as
+built; ``random_ops`` (default 40).
 """
 
 import random
@@ -27,7 +31,7 @@ from . import params
 from .streams import Sink, Source, reset
 
 P = params()
-ROWS, FMT, MAX_LEN, Q_DEPTH = P["rows"], P["fmt"], P["max_len"], P["q_depth"]
+ROWS, FMT, MAX_LEN, Q_DEPTH, STREAM = P["rows"], P["fmt"], P["max_len"], P["q_depth"], P.get("stream_depth", 0)
 COLS = TRITS_PER_BYTE[FMT]
 WIDTH = acc_width(MAX_LEN)
 LAYOUT = output_layout(ROWS, WIDTH)
@@ -69,11 +73,16 @@ async def load(dut, port, items):
     getattr(dut, f"{port}we").value = 0
 
 
+def beats(words):
+    """Image words (64-bit, :func:`matrix_words` order) as the engine's words, ``ROWS / 8`` to one."""
+    return [sum(int(w) << (64 * k) for k, w in enumerate(row)) for row in np.asarray(words).reshape(-1, ROWS // 8)]
+
+
 async def load_weights(dut, words):
-    """Write image words (64-bit, :func:`matrix_words` order) into the weight memory, ``ROWS / 8`` to a word."""
-    rows = np.asarray(words).reshape(-1, ROWS // 8)
-    assert len(rows) <= 16384, "the bench's image must fit the weight memory"
-    await load(dut, "w_", enumerate(sum(int(w) << (64 * k) for k, w in enumerate(row)) for row in rows))
+    """Write image words into the weight memory."""
+    items = beats(words)
+    assert len(items) <= 16384, "the bench's image must fit the weight memory"
+    await load(dut, "w_", enumerate(items))
 
 
 async def load_q(dut, q):
@@ -83,9 +92,12 @@ async def load_q(dut, q):
 
 
 async def start(dut):
-    await reset(dut, sources=("cmd",), sinks=("o",))
+    await reset(dut, sources=("cmd", "ws") if STREAM else ("cmd",), sinks=("o",))
     for port in ("w_", "q_"):
         getattr(dut, f"{port}we").value = 0
+    dut.r_en.value = 0
+    if STREAM:
+        dut.r_stream.value = 0
 
 
 async def idle(dut):
@@ -108,17 +120,22 @@ async def matrices_from_the_weight_image(dut):
         image.append(matrix_words(trits.astype(np.int8), ROWS, FMT))
     await load_weights(dut, np.concatenate(image))
     cmd, out = Source(dut, "cmd", dut.clk, p_gap=0.3), Sink(dut, "o", dut.clk, p_stall=0.3)
+    ws = Source(dut, "ws", dut.clk, p_gap=0.4) if STREAM else None
     acc_offset = LAYOUT["acc"].offset
-    for index, ((trits, q), base) in enumerate(zip(ops, bases)):
+    for index, ((trits, q), base, words) in enumerate(zip(ops, bases, image)):
         rows, cols = trits.shape
         groups, col_groups = -(-rows // ROWS), -(-cols // COLS)
         padded = np.concatenate([q, rng.integers(-128, 128, col_groups * COLS - cols)])  # junk × trit 0
         await idle(dut)
         await load_q(dut, padded)
-        command = base | groups << 14 | col_groups << 30
+        streamed = bool(STREAM) and index % 2 == 1
+        command = (0 if streamed else base) | groups << 14 | col_groups << 30 | streamed << 46
         sent = cocotb.start_soon(cmd.send([command]))
+        pushed = cocotb.start_soon(ws.send(beats(words))) if streamed else None
         received = await out.receive(groups, max_cycles=20 * groups * col_groups + 100)
         await sent
+        if pushed:
+            await pushed
         expect = np.zeros(groups * ROWS, dtype=np.int64)
         expect[:rows] = trits @ q
         got = [signed_field(raw, acc_offset + r * WIDTH, WIDTH) for raw in received for r in range(ROWS)]
@@ -144,3 +161,28 @@ async def one_beat_per_cycle(dut):
     assert got == (trits.astype(np.int64) @ q).tolist()
     latency = 6  # command register, memory read, decode register, join stage, accumulate, output
     assert out.cycles <= groups * (col_groups + 1) + latency, f"{out.cycles} cycles"
+
+
+@cocotb.test(**TIMEOUT, skip=not STREAM)
+async def the_read_port_reads_the_weight_stream(dut):
+    """Words pushed with gaps come out of the read port in order; a read is issued only while ``r_ready``."""
+    rng = np.random.default_rng(random.getrandbits(32))
+    await start(dut)
+    words = [int(w) for w in rng.integers(0, 1 << 62, 3 * STREAM + 7)]
+    pushed = cocotb.start_soon(Source(dut, "ws", dut.clk, p_gap=0.5).send(words))
+    got, issued = [], False
+    dut.r_stream.value = 1
+    for _ in range(40 * len(words)):
+        await RisingEdge(dut.clk)
+        want = rng.random() < 0.7 and len(got) + issued < len(words)
+        dut.r_en.value = int(want)
+        await ReadOnly()
+        if issued:
+            got.append(int(dut.r_data.value))
+        issued = want and bool(dut.r_ready.value)
+        if len(got) == len(words):
+            break
+    await RisingEdge(dut.clk)
+    dut.r_en.value = 0
+    await pushed
+    assert got == words
