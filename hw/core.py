@@ -133,10 +133,13 @@ class _Factor(enum.Enum, shape=2):
     LOGITS = 3   # the logits memory
 
 
-def lfsr_step(state):
-    """The sampler's LFSR after :data:`~mmfree.host.gumbel.TABLE_BITS` Galois steps (``host.gumbel``), as logic."""
-    for _ in range(TABLE_BITS):
-        state = Mux(state[0], (state >> 1) ^ TAPS, state >> 1)
+def lfsr_step(m, state):
+    """The sampler's LFSR after :data:`~mmfree.host.gumbel.TABLE_BITS` Galois steps (``host.gumbel``), as logic
+    added to ``m``: each step a signal of its own, so that no step's expression is repeated in the next."""
+    for step in range(TABLE_BITS):
+        following = Signal.like(state, name=f"lfsr_step{step}")
+        m.d.comb += following.eq(Mux(state[0], (state >> 1) ^ TAPS, state >> 1))
+        state = following
     return state
 
 
@@ -328,6 +331,7 @@ class Core(wiring.Component):
         # LFSR's low bits, which change only when an element is taken: every 3 cycles, as the sampling pass runs
         # at limbs_for(elem_bits) ≥ 2 and the table's read takes one)
         lfsr = Signal(32, init=1)
+        lfsr_next = lfsr_step(m, lfsr)
         inv_t = Signal(scalar_layout)
         sample_x = Signal(self.elem_bits)
         m.submodules.noise = noise = BlockRam(width=16, depth=1 << TABLE_BITS,
@@ -820,7 +824,7 @@ class Core(wiring.Component):
                 with m.If(dp.o.valid & dp.o.ready):
                     m.d.sync += t_out.eq(t_out + 1)
                     with m.If(ps_red == 3):
-                        m.d.sync += lfsr.eq(lfsr_step(lfsr))
+                        m.d.sync += lfsr.eq(lfsr_next)
                     with m.Switch(ps_write):
                         with m.Case(1):
                             m.d.comb += [mems[Memory.X].w_addr.eq(t_out), mems[Memory.X].w_en.eq(1),
