@@ -118,6 +118,9 @@ class CommandProcessor(wiring.Component):
         One response per request: the type beat, then the payload; one byte per cycle.
     idle : Out(1)
         1 while waiting for a request.
+    error : Out(4)
+        The code (:class:`~mmfree.host.commands.ErrorCode`) of the last request's ERROR response, 0 if it had none;
+        cleared when the next request arrives.
     cmd : Out(stream.Signature(command_layout(SCALAR_BITS)))
     res : In(stream.Signature(core_result_layout()))
     busy : In(1)
@@ -149,6 +152,7 @@ class CommandProcessor(wiring.Component):
             "request": In(stream.Signature(request_layout())),
             "response": Out(stream.Signature(response_layout())),
             "idle": Out(1),
+            "error": Out(4),
             "cmd": Out(stream.Signature(command_layout(SCALAR_BITS))),
             "res": In(stream.Signature(core_result_layout())),
             "busy": In(1),
@@ -272,7 +276,7 @@ class CommandProcessor(wiring.Component):
                         m.d.comb += [scale_mant.eq(mant_), scale_exp.eq(exp_)]
 
         def fail(code, value=0, limit=0):
-            m.d.sync += [err_code.eq(code), err_value.eq(value), err_limit.eq(limit)]
+            m.d.sync += [err_code.eq(code), err_value.eq(value), err_limit.eq(limit), self.error.eq(code)]
             m.next = "ERROR"
 
         def emit(state, value, nbytes, done, last=1):
@@ -315,7 +319,7 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [req.ready.eq(1), self.idle.eq(1)]
                 with m.If(req.valid):
                     m.d.sync += [cmd.eq(byte), pos.eq(0), b0.eq(0), sub.eq(0), item.eq(0), have_big.eq(0),
-                                 dropped.eq(0)]
+                                 dropped.eq(0), self.error.eq(0)]
                     with m.If(req.payload.last):
                         m.next = "DISPATCH"
                     with m.Else():

@@ -9,7 +9,9 @@ A :class:`BoardShell` wraps an :class:`~mmfree.hw.top.AcceleratorTop` built with
 - the **UART**: the receive pin passes a 2-flip-flop synchroniser before the top; the transmit pin is the top's;
 - the **LEDs**, each given one role (:data:`LED_ROLES`): ``"heartbeat"`` blinks at 1 Hz while the clock runs,
   ``"busy"`` is lit while the accelerator is not idle, ``"status"`` is the heartbeat while idle and steadily lit while
-  busy, ``"error"`` is lit while the PLL is not locked (the core is held in reset then).
+  busy, ``"error"`` is lit while the PLL is not locked (the core is held in reset then) and otherwise blinks the
+  top's ``error`` code, where it has one (:class:`~mmfree.host.commands.ErrorCode` of the last request's ERROR):
+  ``n`` quarter-second flashes, then a 1.5 s pause, repeated until a request succeeds.
 
 The PLL dividers are computed, not tabulated: :func:`pll_config` searches every divider setting within the family's
 limits (input, PFD and VCO frequency ranges from the Lattice data sheets) and returns the one closest to the target,
@@ -19,13 +21,13 @@ preferring a VCO near the middle of its range; it raises ``ValueError`` when no 
 import dataclasses
 
 from amaranth import *
-from amaranth.lib import io
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
 from amaranth.lib.wiring import Component, In, Out
 
 from .checks import check_int
 
-__all__ = ["FAMILIES", "LED_ROLES", "PllConfig", "BoardShell", "pll_config"]
+__all__ = ["FAMILIES", "LED_ROLES", "PllConfig", "BoardShell", "CodeBlinker", "pll_config"]
 
 #: the FPGA families a shell can target
 FAMILIES = ("ice40", "ecp5")
@@ -173,6 +175,36 @@ def _check_top(top):
     return top
 
 
+class CodeBlinker(wiring.Component):
+    """Blinks an error code on an LED: ``n`` flashes of one tick on, one tick off, then a pause of six ticks, over
+    and over while the code ``n`` is not 0.
+
+    Parameters
+    ----------
+    code_bits : int
+        Width of the code.
+
+    Attributes
+    ----------
+    code : In(code_bits)
+    tick : In(1)
+        Advances the pattern by one step (the shell: every quarter second).
+    led : Out(1)
+    """
+
+    def __init__(self, code_bits=4):
+        check_int("code_bits", code_bits, 1)
+        super().__init__({"code": In(code_bits), "tick": In(1), "led": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        step = Signal(range(2 * (1 << len(self.code)) + 6))
+        with m.If(self.tick):
+            m.d.sync += step.eq(Mux(step >= 2 * self.code + 5, 0, step + 1))
+        m.d.comb += self.led.eq((self.code != 0) & (step < 2 * self.code) & ~step[0])
+        return m
+
+
 class BoardShell(Elaboratable):
     """A board's toplevel: PLL, reset, UART pins and LEDs around an accelerator top.
 
@@ -234,13 +266,21 @@ class BoardShell(Elaboratable):
         m.submodules.rx_sync = FFSynchronizer(rx.i, top.uart_rx, init=1)
         m.d.comb += tx.o.eq(top.uart_tx)
 
-        half_period = max(round(self.pll.out_hz) // 2, 2)
-        half_second, heartbeat = Signal(range(half_period)), Signal()
-        with m.If(half_second == half_period - 1):
-            m.d.sync += [half_second.eq(0), heartbeat.eq(~heartbeat)]
-        with m.Else():
-            m.d.sync += half_second.eq(half_second + 1)
-        roles = {"heartbeat": heartbeat, "busy": ~top.idle, "status": heartbeat | ~top.idle, "error": ~lock}
+        # quarter-second ticks: the heartbeat toggles every second one, the error code's flashes step on each
+        quarter_period = max(round(self.pll.out_hz) // 4, 2)
+        quarter, tick, heartbeat = Signal(range(quarter_period)), Signal(), Signal()
+        m.d.comb += tick.eq(quarter == quarter_period - 1)
+        m.d.sync += quarter.eq(Mux(tick, 0, quarter + 1))
+        half = Signal()
+        with m.If(tick):
+            m.d.sync += half.eq(~half)
+            with m.If(half):
+                m.d.sync += heartbeat.eq(~heartbeat)
+        error = Signal()
+        if "error" in top.signature.members:
+            m.submodules.blink = blink = CodeBlinker(len(top.error))
+            m.d.comb += [blink.code.eq(top.error), blink.tick.eq(tick), error.eq(blink.led)]
+        roles = {"heartbeat": heartbeat, "busy": ~top.idle, "status": heartbeat | ~top.idle, "error": ~lock | error}
         for index, role in enumerate(self.leds):
             m.submodules[f"led_{index}"] = led = io.Buffer("o", platform.request("led", index, dir="-"))
             m.d.comb += led.o.eq(roles[role])

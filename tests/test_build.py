@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from amaranth import Module
+from amaranth.sim import Simulator
 from amaranth.build.run import BuildPlan
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -20,7 +21,7 @@ from mmfree.host import toolchain
 from mmfree.host.build import (FAMILIES, TARGETS, BuildError, check_manifests, fit_summary, parse_report, plan_hash,
                                rtlil_hash, run_plan, shell_plan, target_pll)
 from mmfree.host.cli import main
-from mmfree.hw.shell import BoardShell, pll_config
+from mmfree.hw.shell import BoardShell, CodeBlinker, pll_config
 from mmfree.hw.top import AcceleratorTop
 
 DATA = Path(__file__).parent / "data"
@@ -298,3 +299,23 @@ def test_tiny_build_through_the_flow(tmp_path):
     assert report["meets_margin"] and report["fmax"] > 33
     assert set(report["steps_s"]) == {"synthesis", "place and route", "packing"}
 
+
+
+@pytest.mark.parametrize("code", [0, 1, 3, 15])
+def test_code_blinker_flashes_the_code_then_pauses(code):
+    blinker = CodeBlinker(4)
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(blinker.code, code)
+        ctx.set(blinker.tick, 1)
+        for _ in range(3 * (2 * code + 6)):
+            seen.append(ctx.get(blinker.led))
+            await ctx.tick()
+
+    sim = Simulator(blinker)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    period = ([1, 0] * code + [0] * 6) if code else [0]
+    assert seen == (period * (len(seen) // len(period) + 1))[:len(seen)]
