@@ -288,7 +288,7 @@ def compile_model(model, core=CORES["icebreaker"], formats=Formats(), *, stream=
         fields = {
             "epilogue": epilogue, "src": src, "first": first, "layer": layer, "aux": aux,
             "weights": segment.add(f"{name} trits", matrix_words(codes, core.rows, core.trit_format)),
-            "rows": codes.shape[0], "cols": codes.shape[1],
+            "rows": codes.shape[0], "cols": codes.shape[1], "col_groups": -(-codes.shape[1] // core.cols),
             "consts": vector(f"{name} c", proj.combined, formats.const_bits),
             "has_pre": int(proj.pre is not None), "pre_shift": proj.pre_shift, "pre_exp": proj.pre_exp,
             "pre": 0 if proj.pre is None else vector(f"{name} pre", proj.pre, formats.const_bits),

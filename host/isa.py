@@ -101,6 +101,7 @@ FIELDS = {
         *_scalar("constant"),    # β/127 times c's exponent
         *_scalar("inv_n"),       # 1/cols
         Field("stream", 1),      # the matrix arrives on the weight stream
+        Field("col_groups", 16),  # ⌈cols / columns per weight byte⌉: the matvec's column groups (the core divides not)
     ],
     Opcode.END: [],
 }

@@ -712,7 +712,7 @@ class Core(wiring.Component):
             with m.State("BL_MATVEC"):
                 m.d.comb += [engine.cmd.valid.eq(1), engine.cmd.payload.base.eq(bl.weights),
                              engine.cmd.payload.row_groups.eq((bl.rows + p.rows - 1) >> 3),
-                             engine.cmd.payload.col_groups.eq((bl.cols + cols - 1) // cols),
+                             engine.cmd.payload.col_groups.eq(bl.col_groups),
                              engine.cmd.payload.stream.eq(bl.stream)]
                 with m.If(engine.cmd.ready):
                     m.d.sync += [row.eq(0), lane.eq(0), out_count.eq(0), beat_valid.eq(0), el_valid.eq(0)]
