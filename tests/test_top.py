@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 
-"""The accelerator top on the virtual board (``sim://icebreaker``) answers like the golden device: the same tokens,
-state and logits, the same errors, through the fast link and through the UART pins."""
+"""The accelerator top on the virtual board (``sim://icebreaker``, ``sim://large``) answers like the golden device:
+the same tokens, state and logits, the same errors, through the fast link and through the UART pins, with resident
+and with streamed weights."""
 
 import struct
 import time
@@ -128,11 +129,13 @@ def test_small_model_through_the_uart_pins(tmp_path, capsys):
     write_hf_checkpoint(tmp_path / "hf", config, dtype="bf16", seed=3)
     program = compile_model(import_hf(tmp_path / "hf"), replace(CORES["icebreaker"], name="icebreaker"))
     golden = golden_session(program, [1, 49, 0], 2, temperature=1.0, seed=3)
+    greedy = golden_session(program, [7, 3], 2)
     board = BOARDS["icebreaker"].virtual_board(link="uart")
     with board.serve(progress=print) as running:
         transport = SocketTransport(running.connect(), reply_timeout=SIM_REPLY_TIMEOUT)
         with Accelerator(transport, progress=False) as acc:
             result = session(acc, program, [1, 49, 0], 2, temperature=1.0, seed=3)
+            expect_same(greedy, session(acc, program, [7, 3], 2))
     expect_same(golden, result)
     with capsys.disabled():
         print(f"\nsim://icebreaker through the UART pins ({len(program.image):,} image words): "
