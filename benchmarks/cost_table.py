@@ -208,6 +208,7 @@ REGISTRY = [
                                                         point("36 bit ecp5", families=ECP5, x_bits=36, impl="ecp5")]),
     Unit("CommandProcessor", _command_processor, [point("icebreaker")]),
     Unit("AcceleratorTop", _top, [point("icebreaker ecp5", families=ECP5, heavy=True, impl="ecp5")]),
+    Unit("CodeBlinker", "shell:CodeBlinker", [point("4 bit", code_bits=4)]),
     Unit("Core", _core, [
         point("icebreaker sequential", families=ICE40, impl="ice40"),
         point("icebreaker sequential ecp5", families=ECP5, impl="ecp5"),
@@ -682,6 +683,22 @@ def _print_registry():
             print(f"    {pt['label']:22} {','.join(pt['families']):11} {pt['kwargs']}")
 
 
+#: the cost table, and the copy of its UP5K budget that `mmfree estimate` reads when installed (docs/ is not in the
+#: package); a run that writes the one writes the other
+DEFAULT_JSON = ROOT / "docs" / "cost.json"
+PACKAGED_BUDGET = ROOT / "host" / "data" / "cost_budget.json"
+
+
+def packaged_budget(data):
+    """The part of the cost table that `mmfree estimate` packages: the UP5K budget and the built core's Yosys bound."""
+    core = next(row for row in data["rows"] if row["unit"] == "Core" and row["family"] == "ice40")
+    return {"what": "the UP5K budget of docs/cost.json (benchmarks/cost_table.py), packaged for `mmfree estimate`; "
+                    "tests/test_estimate_cmd.py fails when it differs from docs/cost.json",
+            "date": data["date"], "tools": data["tools"], "board": "icebreaker", "up5k_budget": data["up5k_budget"],
+            "built_core": {key: core[key] for key in ("unit", "point", "clock_mhz", "error", "yosys_bound")
+                           if key in core}}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -690,7 +707,7 @@ def main(argv=None):
                         help="only this family (repeatable); default: both")
     parser.add_argument("--jobs", type=int, default=1, help="builds at once (default 1)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
-    parser.add_argument("--json", default=str(ROOT / "docs" / "cost.json"), help="JSON output (default docs/cost.json)")
+    parser.add_argument("--json", default=str(DEFAULT_JSON), help="JSON output (default docs/cost.json)")
     parser.add_argument("--markdown", default=str(ROOT / "docs" / "cost.md"),
                         help="Markdown output (default docs/cost.md); '' for none")
     parser.add_argument("--no-cache", action="store_true", help="rebuild even where a cached result exists")
@@ -752,6 +769,8 @@ def main(argv=None):
     data["up5k_budget"] = up5k_budget(rows)
     if args.json:
         Path(args.json).write_text(json.dumps(data, indent=1) + "\n")
+        if Path(args.json).resolve() == DEFAULT_JSON.resolve():
+            PACKAGED_BUDGET.write_text(json.dumps(packaged_budget(data), indent=1, ensure_ascii=False) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown(data))
     budget = data["up5k_budget"]
