@@ -29,7 +29,7 @@ def session(board, saif_path, tokens):
     the generation (DONE) and the ids."""
     model = resolve_model("demo")
     prompt = make_tokenizer(model.tokenizer).encode("R")
-    with board.serve(saif_path=saif_path) as running:
+    with board.serve(dump_path=saif_path) as running:
         with Accelerator(SocketTransport(running.connect(), reply_timeout=SIM_REPLY_TIMEOUT), progress=False) as acc:
             acc.load(model)
             ids = list(acc.generate(prompt, tokens))
@@ -43,7 +43,7 @@ def main(argv=None):
     parser.add_argument("--out", default="power_demo.json")
     args = parser.parse_args(argv)
 
-    board = BOARDS["icebreaker"].virtual_board(saif=True)
+    board = BOARDS["icebreaker"].virtual_board(dump="saif")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         runs = {n: session(board, Path(tmp) / f"run{n}.saif", n) for n in (args.tokens, 0)}

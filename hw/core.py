@@ -184,6 +184,8 @@ class Core(wiring.Component):
         The head's output scale after the last RUN.
     v_mant, v_exp, g_mant, g_exp : Out
         The units of slots V and G.
+    trace_valid : Out(1); trace_pc : Out
+        The core starts the instruction at ``trace_pc`` (the virtual board's per-instruction trace).
     ws : In(stream.Signature(64))
         The weight stream (``params.weight_stream``): words for the instructions with ``stream`` set.
     starved : Out(1)
@@ -221,6 +223,7 @@ class Core(wiring.Component):
             "d_sel": In(Memory), "d_addr": In(index), "d_data": Out(signed(WORD_BITS)),
             "logit_mant": Out(f.scalar_bits), "logit_exp": Out(signed(16)),
             "v_mant": Out(f.scalar_bits), "v_exp": Out(signed(16)), "g_mant": Out(f.scalar_bits), "g_exp": Out(signed(16)),
+            "trace_valid": Out(1), "trace_pc": Out(range(params.program_instructions + 1)),
         })
 
     def elaborate(self, platform):
@@ -274,6 +277,7 @@ class Core(wiring.Component):
         conf = data.View(instruction_layout(Opcode.CONFIG), ir)
         opcode = ir[:OPCODE_BITS]
         pc = Signal(range(p.program_instructions + 1))
+        m.d.comb += self.trace_pc.eq(pc)
         fetch = Signal(range(5))
         token = Signal(16)
         error = Signal(CoreError)
@@ -523,6 +527,7 @@ class Core(wiring.Component):
                     m.next = "DECODE"
 
             with m.State("DECODE"):
+                m.d.comb += self.trace_valid.eq(1)
                 with m.Switch(opcode):
                     with m.Case(Opcode.CONFIG):
                         m.d.sync += [residual_frac.eq(conf.residual_frac),

@@ -50,6 +50,8 @@ class AcceleratorTop(wiring.Component):
         ``link="fast"``: bytes from and to the host, behind the PHY.
     uart_rx : In(1); uart_tx : Out(1)
         ``link="uart"``: the UART pins (8N1, idle high).
+    trace_valid : Out(1); trace_pc : Out
+        The core starts the program's instruction ``trace_pc`` (the virtual board's per-instruction trace).
     error : Out(4)
         The command layer's last ERROR code (:class:`~mmfree.host.commands.ErrorCode`; 0: the last request had
         none), for the board's LEDs.
@@ -68,7 +70,8 @@ class AcceleratorTop(wiring.Component):
         self.params, self.formats, self.clk_hz, self.baud = params, formats, clk_hz, baud
         self.gateware_hash, self.link, self._impl = gateware_hash, link, impl
         self.clocks_per_bit = uart_divisor(clk_hz, baud) if link == "uart" else None
-        members = {"idle": Out(1), "error": Out(4)}
+        members = {"idle": Out(1), "error": Out(4), "trace_valid": Out(1),
+                   "trace_pc": Out(range(params.program_instructions + 1))}
         if link == "fast":
             members.update(rx=In(stream.Signature(8)), tx=Out(stream.Signature(8)))
         else:
@@ -94,7 +97,8 @@ class AcceleratorTop(wiring.Component):
         m.d.comb += [
             commands.res.valid.eq(core.res.valid), core.res.ready.eq(commands.res.ready),
             commands.res.payload.eq(core.res.payload),
-            self.error.eq(commands.error), commands.busy.eq(core.busy), commands.cycles.eq(core.cycles), commands.d_data.eq(core.d_data),
+            self.error.eq(commands.error), self.trace_valid.eq(core.trace_valid), self.trace_pc.eq(core.trace_pc),
+            commands.busy.eq(core.busy), commands.cycles.eq(core.cycles), commands.d_data.eq(core.d_data),
             commands.logit_mant.eq(core.logit_mant), commands.logit_exp.eq(core.logit_exp),
             commands.v_mant.eq(core.v_mant), commands.v_exp.eq(core.v_exp),
             commands.g_mant.eq(core.g_mant), commands.g_exp.eq(core.g_exp),

@@ -48,13 +48,13 @@ class Board:
         return AcceleratorTop(self.core, self.formats, self.clk_hz, self.baud, VIRTUAL_BOARD_HASH, link=link,
                               impl="model")
 
-    def virtual_board(self, link="fast", *, saif=False):
-        """The board's :class:`~mmfree.sim.virtual_board.VirtualBoard` (``link`` as for :meth:`top`; ``saif``: built
-        to write switching activity)."""
+    def virtual_board(self, link="fast", *, dump=None):
+        """The board's :class:`~mmfree.sim.virtual_board.VirtualBoard` (``link`` as for :meth:`top`; ``dump``: built
+        to write switching activity, ``"saif"``, or a waveform, ``"vcd"``)."""
         from .virtual_board import VirtualBoard
 
         top = self.top(link)
-        return VirtualBoard(top, name=f"{self.name}_{link}", clocks_per_bit=top.clocks_per_bit, saif=saif)
+        return VirtualBoard(top, name=f"{self.name}_{link}", clocks_per_bit=top.clocks_per_bit, dump=dump)
 
 
 #: the boards by name

@@ -33,13 +33,14 @@ def run_program(program, tokens, run_dir, **params):
 
 def instruction_names(program):
     """A name per instruction: the opcode, and for a BITLINEAR its projection (from the image layout) and epilogue."""
-    matrices = {address: name.removesuffix(" trits") for name, (address, _) in program.layout.items()
-                if name.endswith(" trits")}
+    matrices = [{address: name.removesuffix(" trits") for name, (address, _) in layout.items() if name.endswith(" trits")}
+                for layout in (program.layout, program.segment_layout)]  # by the stream field: image or segment
     names = []
     for word in program.instructions:
         opcode, fields = decode(word)
         if opcode is Opcode.BITLINEAR:
-            names.append(f"{matrices.get(fields['weights'], 'BITLINEAR')} ({Epilogue(fields['epilogue']).name})")
+            matrix = matrices[fields["stream"]].get(fields["weights"], "BITLINEAR")
+            names.append(f"{matrix} ({Epilogue(fields['epilogue']).name})")
         else:
             names.append(opcode.name)
     return names

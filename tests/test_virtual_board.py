@@ -56,6 +56,24 @@ def test_bytes_cross_the_socket_in_order():
     assert session.stats["cycles_per_second"] > 1e6, session.stats
 
 
+@pytest.mark.parametrize("dump", ["vcd", "saif"])
+def test_a_session_dumps_a_waveform_or_its_activity(dump, tmp_path):
+    board = VirtualBoard(Echo(add=3), name="echo", dump=dump)
+    with board.serve(progress=None, dump_path=tmp_path / f"echo.{dump}") as session:
+        with session.connect() as sock:
+            sock.sendall(bytes(range(100)))
+            assert receive(sock, 100) == bytes((b + 3) & 0xFF for b in range(100))
+    text = (tmp_path / f"echo.{dump}").read_text()
+    assert "rx__payload" in text or "rx___05Fpayload" in text, text[:500]
+    if dump == "vcd":  # a time step per cycle in which something changed, up to the session's last
+        assert text.count("\n#") >= 100 and text.rstrip().endswith(f"#{session.stats['cycles']}")
+    else:
+        assert f"(DURATION {session.stats['cycles']})" in text
+    with pytest.raises(ValueError, match="needs a top with trace_valid"):
+        with board.serve(progress=None, trace_path=tmp_path / "trace"):
+            pass
+
+
 def test_top_without_link_ports_is_rejected():
     class Nothing(wiring.Component):
         led: Out(1)
@@ -65,6 +83,8 @@ def test_top_without_link_ports_is_rejected():
 
     with pytest.raises(ValueError, match="rx/tx byte streams"):
         VirtualBoard(Nothing(), name="nothing")
+    with pytest.raises(ValueError, match="dump must be one of"):
+        VirtualBoard(Echo(), name="echo", dump="fst")
 
 
 class UartEcho(wiring.Component):
