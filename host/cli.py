@@ -15,6 +15,7 @@ COMMANDS = {
     "doctor": ("doctor", "show which toolchain parts are present, and how to get the missing ones"),
     "compile": ("compile_cmd", "compile a model for a board's core: the program, its weight image, whether it fits"),
     "diverge": ("diverge_cmd", "find the first instruction at which the core (in Verilator) departs from the model"),
+    "bench": ("bench_cmd", "measure cycles per token on the virtual board: tokens/s, MAC/s, the bounds, the build's Fmax"),
     "estimate": ("estimate_cmd", "ESTIMATE cycles, tokens/s, bounds and resources of a model on a board, no build"),
     "generate": ("generate_cmd", "generate text from a model"),
     "run": ("run_cmd", "load a model onto a device (a board, the virtual board, golden://) and stream text from it"),

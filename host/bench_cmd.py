@@ -1,0 +1,127 @@
+"""``mmfree bench``: cycles per token measured on the virtual board, beside the board's clock, the build report's
+Fmax, the bounds that no schedule beats, and ``mmfree estimate``'s ESTIMATE with its error against the measurement.
+
+The cycles are the device's own (TOKEN cycle counts) on ``sim://<board>``, the board's gateware simulated cycle by
+cycle; tokens/s are the configured clock over them, not a run on hardware. Fmax comes from a build report
+(``mmfree build`` writes ``build/<board>/build-report.json``) where one exists: the clock is only a figure to trust
+where the build meets it with its margin.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "bench", "run"]
+
+
+def add_arguments(parser):
+    from ..sim.boards import BOARDS
+
+    parser.add_argument("--model", required=True,
+                        help="a shipped model's name (e.g. demo), a container file, or an HF MMfreeLM folder")
+    parser.add_argument("--board", default="icebreaker", choices=sorted(BOARDS),
+                        help="the virtual board to measure on (default icebreaker)")
+    parser.add_argument("--tokens", type=int, default=16, help="tokens generated and timed (default 16)")
+    parser.add_argument("--report", metavar="PATH",
+                        help="a build report for Fmax (default: build/<board>/build-report.json where it exists)")
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
+
+
+def bench(board_name, model, tokens=16, report_path=None, progress=True):
+    """Measure ``model`` on ``sim://<board_name>``: a JSON-serialisable dict (see the module notes).
+
+    Raises
+    ------
+    ValueError
+        ``tokens`` below 1, or a build report of another board or clock.
+    """
+    from ..sim.boards import BOARDS
+    from .estimate import roofline
+    from .estimate_cmd import estimate
+    from .runtime import Accelerator
+
+    if not isinstance(tokens, int) or tokens < 1:
+        raise ValueError(f"tokens must be a positive int, got {tokens!r}")
+    board = BOARDS[board_name]
+    build = _build(board_name, board, report_path)
+    with Accelerator.open(f"sim://{board_name}", progress=progress) as acc:
+        program = acc.load(model)
+        generated = list(acc.generate([0], tokens))
+        stats = acc.stats
+    cycles = stats.cycles / stats.tokens
+    clk, macs = board.clk_hz, model.config.ternary_weights
+    bounds = roofline(program, clk, board.baud)
+    streamed = program.pass_length > 0
+    binding = "link" if streamed else bounds["resident"]
+    result = {
+        "board": board_name, "device": f"sim://{board_name} (virtual board, cycle-accurate; not hardware)",
+        "tokens": generated, "streamed": streamed,
+        "measured": {"cycles_per_token": cycles, "clock_hz": clk, "tokens_per_s_at_clock": clk / cycles,
+                     "ternary_mac_per_s_at_clock": macs * clk / cycles, "wall_s_per_token": stats.wall_s_per_token},
+        "bounds": {name: {"cycles": bounds[f"{name}_cycles"], "tokens_per_s": clk / bounds[f"{name}_cycles"]}
+                   for name in ("lanes", "memory", "link")},
+        "binding": binding, "measured_over_binding": cycles / bounds[f"{binding}_cycles"],
+        "build": build,
+    }
+    if streamed:
+        result["note"] = ("weights streamed: the virtual board takes them behind the PHY at its fast link's pace, so "
+                          "the cycles are not those of a real UART (the link bound is)")
+    estimated = estimate(board_name, model)
+    if "cycles_per_token" in estimated:
+        low, high = estimated["cycles_per_token"]["range"]
+        result["estimate"] = {"label": "ESTIMATE", "cycles_per_token": [low, high],
+                              "error_vs_measured": [(low - cycles) / cycles, (high - cycles) / cycles],
+                              "method": estimated["method"]}
+    fmax = result["build"].get("fmax_mhz")
+    if fmax:
+        result["measured"]["tokens_per_s_at_fmax"] = fmax * 1e6 / cycles
+    return result
+
+
+def _build(board_name, board, report_path):
+    """What a build report says of timing and utilization, or why there is none."""
+    path = Path(report_path) if report_path else Path("build") / board_name / "build-report.json"
+    if not path.is_file():
+        if report_path:
+            raise FileNotFoundError(f"no build report at {path}")
+        return {"report": None, "note": f"no build report at {path}: run mmfree build --board {board_name}"}
+    report = json.loads(path.read_text())
+    if report.get("board") not in (None, board_name) or report.get("clock_mhz", board.clk_hz / 1e6) * 1e6 != \
+            board.clk_hz:
+        raise ValueError(f"{path} is a build of {report.get('board')} at {report.get('clock_mhz')} MHz, not of "
+                         f"{board_name} at {board.clk_hz / 1e6:g} MHz")
+    return {"report": str(path), "fmax_mhz": report["fmax"], "margin": report["margin"],
+            "meets_margin": report["meets_margin"],
+            "utilization": {name: entry["percent"] for name, entry in report["utilization"].items()}}
+
+
+def run(args):
+    from .models import resolve_model
+
+    result = bench(args.board, resolve_model(args.model), args.tokens, args.report)
+    m, b = result["measured"], result["build"]
+    print(f"{result['device']}: {m['cycles_per_token']:,.0f} cycles per token (measured), "
+          f"{m['tokens_per_s_at_clock']:,.0f} tokens/s and {m['ternary_mac_per_s_at_clock'] / 1e9:.3f} G ternary "
+          f"MAC/s at the configured {m['clock_hz'] / 1e6:g} MHz")
+    if b["report"]:
+        verdict = "meets" if b["meets_margin"] else "MISSES"
+        print(f"build report {b['report']}: Fmax {b['fmax_mhz']:.1f} MHz, {verdict} the clock with its 10 % margin "
+              f"({b['margin']:+.0%}); at Fmax {m['tokens_per_s_at_fmax']:,.0f} tokens/s")
+    else:
+        print(b["note"])
+    print("bounds (cycles per token, tokens/s at the clock):")
+    for name, bound in result["bounds"].items():
+        mark = " ← binds" if name == result["binding"] else ""
+        print(f"  {name:7s} {bound['cycles']:>14,.0f} {bound['tokens_per_s']:>12,.1f}{mark}")
+    print(f"measured / binding bound: {result['measured_over_binding']:.2f}")
+    if "estimate" in result:
+        e = result["estimate"]
+        print(f"ESTIMATE (mmfree estimate, the planned fused core): {e['cycles_per_token'][0]:,}–"
+              f"{e['cycles_per_token'][1]:,} cycles per token, {e['error_vs_measured'][0]:+.0%} … "
+              f"{e['error_vs_measured'][1]:+.0%} against the measurement")
+    if "note" in result:
+        print(result["note"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0

@@ -1,0 +1,48 @@
+# amaranth: UnusedElaboratable=no
+
+"""``mmfree bench``: cycles measured on the virtual board, the build report's Fmax, the bounds, the estimate's error."""
+
+import json
+
+import pytest
+
+from mmfree.host.bench_cmd import bench
+from mmfree.host.build import parse_report
+from mmfree.host.cli import main
+from mmfree.host.models import resolve_model
+
+from test_build import DATA
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return resolve_model("demo")
+
+
+def test_demo_on_the_virtual_icebreaker(demo, tmp_path, capsys):
+    report = tmp_path / "build-report.json"
+    report.write_text(json.dumps({"board": "icebreaker",
+                                  **parse_report(DATA / "nextpnr_report_ice40.json", "ice40", 30e6)}))
+    result = bench("icebreaker", demo, tokens=2, report_path=report, progress=False)
+    m = result["measured"]
+    assert len(result["tokens"]) == 2 and not result["streamed"]
+    assert 40_000 < m["cycles_per_token"] < 60_000  # the core as built: 46,409 on the core bench (docs/core.md)
+    assert m["tokens_per_s_at_clock"] == pytest.approx(30e6 / m["cycles_per_token"])
+    assert m["ternary_mac_per_s_at_clock"] == pytest.approx(490_624 * m["tokens_per_s_at_clock"])
+    assert result["build"]["fmax_mhz"] == 75.34 and result["build"]["meets_margin"]
+    assert m["tokens_per_s_at_fmax"] == pytest.approx(75.34e6 / m["cycles_per_token"])
+    assert result["binding"] == "memory" and result["measured_over_binding"] > 1
+    low, high = result["estimate"]["cycles_per_token"]
+    assert result["estimate"]["error_vs_measured"] == pytest.approx(
+        [(low - m["cycles_per_token"]) / m["cycles_per_token"], (high - m["cycles_per_token"]) / m["cycles_per_token"]])
+
+
+def test_a_report_of_another_board_is_refused_before_simulating(demo, tmp_path):
+    report = tmp_path / "build-report.json"
+    report.write_text(json.dumps({"board": "ulx3s-85f",
+                                  **parse_report(DATA / "nextpnr_report_ecp5.json", "ecp5", 100e6)}))
+    with pytest.raises(ValueError, match="is a build of ulx3s-85f at 100.0 MHz, not of icebreaker at 30 MHz"):
+        bench("icebreaker", demo, report_path=report)
+    with pytest.raises(ValueError, match="tokens must be a positive int"):
+        bench("icebreaker", demo, tokens=0)
+    assert main(["bench", "--model", "demo", "--report", str(tmp_path / "none.json")]) == 1
