@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["add_arguments", "bench", "run"]
+__all__ = ["add_arguments", "bench", "run", "write_roofline"]
 
 
 def add_arguments(parser):
@@ -25,6 +25,7 @@ def add_arguments(parser):
     parser.add_argument("--report", metavar="PATH",
                         help="a build report for Fmax (default: build/<board>/build-report.json where it exists)")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
+    parser.add_argument("--png", metavar="PATH", help="also draw the roofline as a PNG at PATH")
 
 
 def bench(board_name, model, tokens=16, report_path=None, progress=True):
@@ -60,6 +61,10 @@ def bench(board_name, model, tokens=16, report_path=None, progress=True):
                      "ternary_mac_per_s_at_clock": macs * clk / cycles, "wall_s_per_token": stats.wall_s_per_token},
         "bounds": {name: {"cycles": bounds[f"{name}_cycles"], "tokens_per_s": clk / bounds[f"{name}_cycles"]}
                    for name in ("lanes", "memory", "link")},
+        "roofline": {"macs_per_weight_byte": bounds["macs"] / (8 * bounds["matrix_words"]),
+                     "peak_mac_per_s": bounds["lanes"] * clk,
+                     "weight_memory_bytes_per_s": 8 * bounds["words_per_cycle"] * clk,
+                     "link_bytes_per_s": bounds["link_bytes_per_s"]},
         "binding": binding, "measured_over_binding": cycles / bounds[f"{binding}_cycles"],
         "build": build,
     }
@@ -124,4 +129,31 @@ def run(args):
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.png:
+        write_roofline(args.png, result)
+        print(f"wrote {args.png}", file=sys.stderr)
     return 0
+
+
+def write_roofline(path, result):
+    """The roofline of a :func:`bench` result as a PNG: ternary MAC/s against MACs per weight byte moved, the roofs
+    of the lanes, the weight memory and the host link (weights streamed), the measured point and the ESTIMATE's."""
+    from .plot import write_chart
+
+    r = result["roofline"]
+    peak, intensity = r["peak_mac_per_s"], r["macs_per_weight_byte"]
+    xs = (intensity / 20, intensity * 20)
+
+    def roof(bytes_per_s):
+        ridge = peak / bytes_per_s
+        return [(x, min(peak, bytes_per_s * x)) for x in sorted({xs[0], min(max(ridge, xs[0]), xs[1]), xs[1]})]
+
+    series = [("LANES", [(xs[0], peak), (xs[1], peak)], (120, 120, 120), False),
+              ("WEIGHT MEMORY", roof(r["weight_memory_bytes_per_s"]), (31, 119, 180), False),
+              ("LINK (STREAMED)", roof(r["link_bytes_per_s"]), (148, 103, 189), False),
+              ("MEASURED", [(intensity, result["measured"]["ternary_mac_per_s_at_clock"])], (214, 39, 40), True)]
+    if "estimate" in result:
+        macs = result["measured"]["ternary_mac_per_s_at_clock"] * result["measured"]["cycles_per_token"]
+        series.append(("ESTIMATE", [(intensity, macs / cycles) for cycles in result["estimate"]["cycles_per_token"]],
+                       (44, 160, 44), True))
+    write_chart(path, series, x_title="TERNARY MACS PER WEIGHT BYTE", y_title="TERNARY MAC/S", log=True)

@@ -10,10 +10,7 @@ floats), ``log.json`` (configs, data digest, loss history, wall time), ``loss.pn
 """
 
 import json
-import math
 import os
-import struct
-import zlib
 from importlib import resources
 
 import numpy as np
@@ -21,6 +18,7 @@ import numpy as np
 from .golden import Formats
 from .model import ModelConfig, default_intermediate_size
 from .packing import packed_size
+from .plot import write_chart
 
 __all__ = ["add_arguments", "run", "load_config", "budget", "format_budget", "write_loss_png"]
 
@@ -213,114 +211,20 @@ def format_budget(config, rows):
 
 # -- the loss plot ----------------------------------------------------------------------------------------------
 
-# 5×7 glyphs, one 5-bit row each (bit 4 is the leftmost pixel), for the labels the plot needs
-_GLYPHS = {
-    "0": (14, 17, 19, 21, 25, 17, 14), "1": (4, 12, 4, 4, 4, 4, 14), "2": (14, 17, 1, 2, 4, 8, 31),
-    "3": (31, 2, 4, 2, 1, 17, 14), "4": (2, 6, 10, 18, 31, 2, 2), "5": (31, 16, 30, 1, 1, 17, 14),
-    "6": (6, 8, 16, 30, 17, 17, 14), "7": (31, 1, 2, 4, 8, 8, 8), "8": (14, 17, 17, 14, 17, 17, 14),
-    "9": (14, 17, 17, 15, 1, 2, 12), ".": (0, 0, 0, 0, 0, 12, 12), "-": (0, 0, 0, 31, 0, 0, 0),
-    "/": (1, 2, 2, 4, 8, 8, 16), " ": (0,) * 7, "A": (14, 17, 17, 31, 17, 17, 17), "C": (14, 17, 16, 16, 16, 17, 14),
-    "D": (30, 17, 17, 17, 17, 17, 30), "E": (31, 16, 16, 30, 16, 16, 31), "H": (17, 17, 17, 31, 17, 17, 17),
-    "I": (14, 4, 4, 4, 4, 4, 14), "L": (16, 16, 16, 16, 16, 16, 31), "N": (17, 17, 25, 21, 19, 17, 17),
-    "O": (14, 17, 17, 17, 17, 17, 14), "P": (30, 17, 17, 30, 16, 16, 16), "R": (30, 17, 17, 30, 20, 18, 17),
-    "S": (15, 16, 16, 14, 1, 1, 30), "T": (31, 4, 4, 4, 4, 4, 4), "U": (17, 17, 17, 17, 17, 17, 14),
-}
-_SCALE = 2  # pixels per glyph pixel
-_INK, _GRID, _TRAIN, _HELDOUT = (40, 40, 40), (225, 225, 225), (31, 119, 180), (230, 110, 0)
-
-
-def _text(image, x, y, text, color=_INK):
-    """Draw ``text`` with its top-left corner at (x, y)."""
-    for k, char in enumerate(text.upper()):
-        for row, bits in enumerate(_GLYPHS[char]):
-            for col in range(5):
-                if bits >> (4 - col) & 1:
-                    px, py = x + (6 * k + col) * _SCALE, y + row * _SCALE
-                    image[py:py + _SCALE, px:px + _SCALE] = color
-
-
-def _text_width(text):
-    return (6 * len(text) - 1) * _SCALE
-
-
-def _line(image, x0, y0, x1, y1, color, width=2):
-    count = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
-    for x, y in zip(np.linspace(x0, x1, count).round().astype(int), np.linspace(y0, y1, count).round().astype(int)):
-        image[y:y + width, x:x + width] = color
-
-
-def _ticks(low, high, most=8):
-    """Round tick values covering [low, high], at most ``most`` of them."""
-    span = max(high - low, 1e-9)
-    step = next(m * 10.0 ** e for e in range(math.floor(math.log10(span / most)), 20) for m in (1, 2, 2.5, 5)
-                if span / (m * 10.0 ** e) <= most)
-    return step, [k * step for k in range(math.floor(low / step), math.ceil(high / step) + 1)]
-
-
-def _label(value, step):
-    decimals = next(d for d in range(7) if abs(step * 10 ** d - round(step * 10 ** d)) < 1e-6)
-    return f"{value:.{decimals}f}"
+_TRAIN, _HELDOUT = (31, 119, 180), (230, 110, 0)
 
 
 def write_loss_png(path, history, width=720, height=440):
-    """Plot the training and held-out loss against the step as an RGB PNG (no plotting library needed).
+    """Plot the training and held-out loss against the step as an RGB PNG (:func:`mmfree.host.plot.write_chart`).
 
     Parameters
     ----------
     history : dict
         ``{"train": [[step, loss], ...], "heldout": [[step, loss], ...]}``.
     """
-    series = [(np.asarray(history.get(key) or np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2), color)
-              for key, color in (("train", _TRAIN), ("heldout", _HELDOUT))]
-    points = np.concatenate([s for s, _ in series])
-    if len(points) == 0:
+    series = [(name, np.asarray(history.get(key) or np.zeros((0, 2)), dtype=np.float64).reshape(-1, 2), color, markers)
+              for name, key, color, markers in (("TRAIN", "train", _TRAIN, False),
+                                                ("HELD-OUT", "heldout", _HELDOUT, True))]
+    if not any(len(points) for _, points, _, _ in series):
         raise ValueError("no loss values to plot")
-    image = np.full((height, width, 3), 255, dtype=np.uint8)
-    left, right, top, bottom = 80, width - 20, 40, height - 50
-    x_step, x_ticks = _ticks(0, points[:, 0].max())
-    y_step, y_ticks = _ticks(points[:, 1].min(), points[:, 1].max())
-    x_lo, x_hi, y_lo, y_hi = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
-
-    def px(step, loss):
-        return (left + (step - x_lo) / (x_hi - x_lo) * (right - left),
-                bottom - (loss - y_lo) / (y_hi - y_lo) * (bottom - top))
-
-    for value in x_ticks:
-        x = round(px(value, y_lo)[0])
-        _line(image, x, top, x, bottom, _GRID, 1)
-        text = _label(value, x_step)
-        _text(image, min(x - _text_width(text) // 2, width - _text_width(text)), bottom + 8, text)
-    for value in y_ticks:
-        y = round(px(x_lo, value)[1])
-        _line(image, left, y, right, y, _GRID, 1)
-        text = _label(value, y_step)
-        _text(image, left - 8 - _text_width(text), y - 7, text)
-    _line(image, left, bottom, right, bottom, _INK, 1)
-    _line(image, left, top, left, bottom, _INK, 1)
-    _text(image, (left + right - _text_width("STEP")) // 2, bottom + 30, "STEP")
-    _text(image, 8, 12, "NATS/CHAR")
-    for data, color in series:
-        coords = [px(s, v) for s, v in data]
-        for (x0, y0), (x1, y1) in zip(coords, coords[1:]):
-            _line(image, x0, y0, x1, y1, color)
-        if color == _HELDOUT:
-            for x, y in coords:
-                image[round(y) - 3:round(y) + 4, round(x) - 3:round(x) + 4] = color
-    x = right - _text_width("HELD-OUT") - 40
-    for k, (name, color) in enumerate((("TRAIN", _TRAIN), ("HELD-OUT", _HELDOUT))):
-        _line(image, x, top + 12 + 22 * k, x + 28, top + 12 + 22 * k, color, 3)
-        _text(image, x + 36, top + 6 + 22 * k, name)
-    _write_png(path, image)
-
-
-def _write_png(path, image):
-    """Write an (H, W, 3) uint8 array as an 8-bit RGB PNG."""
-    height, width, _ = image.shape
-    raw = b"".join(b"\x00" + image[row].tobytes() for row in range(height))  # filter type 0 on every row
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    write_chart(path, series, x_title="STEP", y_title="NATS/CHAR", x_from_zero=True, width=width, height=height)

@@ -3,10 +3,11 @@
 """``mmfree bench``: cycles measured on the virtual board, the build report's Fmax, the bounds, the estimate's error."""
 
 import json
+import struct
 
 import pytest
 
-from mmfree.host.bench_cmd import bench
+from mmfree.host.bench_cmd import bench, write_roofline
 from mmfree.host.build import parse_report
 from mmfree.host.cli import main
 from mmfree.host.models import resolve_model
@@ -32,6 +33,10 @@ def test_demo_on_the_virtual_icebreaker(demo, tmp_path, capsys):
     assert result["build"]["fmax_mhz"] == 75.34 and result["build"]["meets_margin"]
     assert m["tokens_per_s_at_fmax"] == pytest.approx(75.34e6 / m["cycles_per_token"])
     assert result["binding"] == "memory" and result["measured_over_binding"] > 1
+    assert result["roofline"]["macs_per_weight_byte"] == pytest.approx(490_624 / (8 * 12_462))  # padded words
+    write_roofline(tmp_path / "roofline.png", result)
+    png = (tmp_path / "roofline.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (720, 440)
     low, high = result["estimate"]["cycles_per_token"]
     assert result["estimate"]["error_vs_measured"] == pytest.approx(
         [(low - m["cycles_per_token"]) / m["cycles_per_token"], (high - m["cycles_per_token"]) / m["cycles_per_token"]])
