@@ -1,5 +1,6 @@
 """``mmfree bench``: cycles per token measured on the virtual board, beside the board's clock, the build report's
-Fmax, the bounds that no schedule beats, and ``mmfree estimate``'s ESTIMATE with its error against the measurement.
+Fmax, the bounds that no schedule beats, and ``mmfree estimate``'s ESTIMATE with its error against the measurement;
+the virtual board's per-instruction trace says where the cycles go.
 
 The cycles are the device's own (TOKEN cycle counts) on ``sim://<board>``, the board's gateware simulated cycle by
 cycle; tokens/s are the configured clock over them, not a run on hardware. Fmax comes from a build report
@@ -36,19 +37,28 @@ def bench(board_name, model, tokens=16, report_path=None, progress=True):
     ValueError
         ``tokens`` below 1, or a build report of another board or clock.
     """
+    import tempfile
+
     from ..sim.boards import BOARDS
+    from ..sim.virtual_board import read_trace
     from .estimate import roofline
     from .estimate_cmd import estimate
     from .runtime import Accelerator
+    from .transport import SIM_REPLY_TIMEOUT, SocketTransport
 
     if not isinstance(tokens, int) or tokens < 1:
         raise ValueError(f"tokens must be a positive int, got {tokens!r}")
     board = BOARDS[board_name]
     build = _build(board_name, board, report_path)
-    with Accelerator.open(f"sim://{board_name}", progress=progress) as acc:
-        program = acc.load(model)
-        generated = list(acc.generate([0], tokens))
-        stats = acc.stats
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "trace"
+        with board.virtual_board().serve(progress=print if progress else None, trace_path=trace) as running:
+            with Accelerator(SocketTransport(running.connect(), reply_timeout=SIM_REPLY_TIMEOUT),
+                             progress=progress) as acc:
+                program = acc.load(model)
+                generated = list(acc.generate([0], tokens))
+                stats = acc.stats
+        instructions = _per_instruction(read_trace(trace, program), len(program.instructions))
     cycles = stats.cycles / stats.tokens
     clk, macs = board.clk_hz, model.config.ternary_weights
     bounds = roofline(program, clk, board.baud)
@@ -67,6 +77,7 @@ def bench(board_name, model, tokens=16, report_path=None, progress=True):
                      "link_bytes_per_s": bounds["link_bytes_per_s"]},
         "binding": binding, "measured_over_binding": cycles / bounds[f"{binding}_cycles"],
         "build": build,
+        "instructions": instructions,
     }
     if streamed:
         result["note"] = ("weights streamed: the virtual board takes them behind the PHY at its fast link's pace, so "
@@ -81,6 +92,16 @@ def bench(board_name, model, tokens=16, report_path=None, progress=True):
     if fmax:
         result["measured"]["tokens_per_s_at_fmax"] = fmax * 1e6 / cycles
     return result
+
+
+def _per_instruction(trace, length):
+    """Mean cycles of each instruction over the runs of a :func:`~mmfree.sim.virtual_board.read_trace` trace, END
+    left out (its time runs on to the next request)."""
+    spent = {}
+    for _, pc, name, cycles in trace:
+        if cycles is not None and pc < length - 1:
+            spent.setdefault((pc, name), []).append(cycles)
+    return [{"pc": pc, "name": name, "cycles": sum(values) / len(values)} for (pc, name), values in sorted(spent.items())]
 
 
 def _build(board_name, board, report_path):
@@ -119,6 +140,9 @@ def run(args):
         mark = " ← binds" if name == result["binding"] else ""
         print(f"  {name:7s} {bound['cycles']:>14,.0f} {bound['tokens_per_s']:>12,.1f}{mark}")
     print(f"measured / binding bound: {result['measured_over_binding']:.2f}")
+    costly = sorted(result["instructions"], key=lambda entry: -entry["cycles"])[:5]
+    print("costliest instructions (mean cycles per run): " +
+          "; ".join(f"{entry['name']} {entry['cycles']:,.0f}" for entry in costly))
     if "estimate" in result:
         e = result["estimate"]
         print(f"ESTIMATE (mmfree estimate, the planned fused core): {e['cycles_per_token'][0]:,}–"

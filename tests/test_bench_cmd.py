@@ -33,6 +33,9 @@ def test_demo_on_the_virtual_icebreaker(demo, tmp_path, capsys):
     assert result["build"]["fmax_mhz"] == 75.34 and result["build"]["meets_margin"]
     assert m["tokens_per_s_at_fmax"] == pytest.approx(75.34e6 / m["cycles_per_token"])
     assert result["binding"] == "memory" and result["measured_over_binding"] > 1
+    spent = {entry["name"]: entry["cycles"] for entry in result["instructions"]}
+    assert len(spent) == 21 and spent["lm_head (LOGITS)"] > spent["EMBED"] > 0  # every instruction but END
+    assert sum(spent.values()) == pytest.approx(m["cycles_per_token"], rel=0.02)
     assert result["roofline"]["macs_per_weight_byte"] == pytest.approx(490_624 / (8 * 12_462))  # padded words
     write_roofline(tmp_path / "roofline.png", result)
     png = (tmp_path / "roofline.png").read_bytes()
