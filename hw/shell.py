@@ -6,7 +6,7 @@ A :class:`BoardShell` wraps an :class:`~mmfree.hw.top.AcceleratorTop` built with
   dividers for the family: iCE40 ``SB_PLL40_PAD``, ECP5 ``EHXPLLL``); the ``sync`` domain runs on its output;
 - the **reset**: held while the PLL is not locked, released synchronously to the core clock (a 2-stage reset
   synchroniser), and asserted again whenever lock is lost;
-- the **UART**: the receive pin passes a 2-flip-flop synchroniser before the top; the transmit pin is the top's;
+- the **UART**: the pins go to the top's (its UART passes the receive pin through two flip-flops of its own);
 - the **LEDs**, each given one role (:data:`LED_ROLES`): ``"heartbeat"`` blinks at 1 Hz while the clock runs,
   ``"busy"`` is lit while the accelerator is not idle, ``"status"`` is the heartbeat while idle and steadily lit while
   busy, ``"error"`` is lit while the PLL is not locked (the core is held in reset then) and otherwise blinks the
@@ -22,7 +22,7 @@ import dataclasses
 
 from amaranth import *
 from amaranth.lib import io, wiring
-from amaranth.lib.cdc import FFSynchronizer, ResetSynchronizer
+from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import Component, In, Out
 
 from .checks import check_int
@@ -263,8 +263,7 @@ class BoardShell(Elaboratable):
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx = io.Buffer("o", uart.tx)
-        m.submodules.rx_sync = FFSynchronizer(rx.i, top.uart_rx, init=1)
-        m.d.comb += tx.o.eq(top.uart_tx)
+        m.d.comb += [top.uart_rx.eq(rx.i), tx.o.eq(top.uart_tx)]
 
         # quarter-second ticks: the heartbeat toggles every second one, the error code's flashes step on each
         quarter_period = max(round(self.pll.out_hz) // 4, 2)
