@@ -151,14 +151,25 @@ class Arithmetic:
     # -- the fused BitLinear ------------------------------------------------------------------------------------
 
     def quantize(self, proj, v):
-        """int8 absmax quantization of ``p = v ⊙ c`` per row; returns (q, max|p|).
+        """int8 absmax quantization of ``p = w ⊙ c`` per row; returns (q, max|p|, k).
+
+        ``w = sat(round(v · 2^−k))`` is ``v`` cut to reduce_bits signed bits by its :meth:`reduce_shift` ``k``,
+        rounded (ties up) and saturated, so that every ``p`` is one 16×16 product and ``p · 2^k`` approximates
+        ``v ⊙ c``; rounding keeps the cut unbiased (docs/numerics.md measures the floor). Then
+        :meth:`quantize_products`.
+        """
+        k = self.reduce_shift(v)
+        q, peak = self.quantize_products(saturate(round_shift(v, k), self.formats.reduce_bits) * proj.combined)
+        return q, peak, k[..., 0]
+
+    def quantize_products(self, p):
+        """int8 absmax quantization of ``p`` per row; returns (q, max|p|).
 
         ``|p|`` and ``M = max|p|`` are shifted by the same ``k`` (right with rounding, or left) so that ``M'`` has
         ``quant_bits`` bits; ``R = ⌊(127 · 2^r + ⌊M'/2⌋) / M'⌋`` once per row (``r = recip_shift``); then
         ``q = sign(p) · min(127, (|p'| · R + 2^(r−1)) >> r)``: one multiply per element.
         """
         f = self.formats
-        p = v * proj.combined
         mag = np.abs(p)
         peak = mag.max(axis=-1, keepdims=True)
         shift = bit_length(peak) - f.quant_bits
@@ -219,7 +230,7 @@ class Arithmetic:
         scales : list of Scalar or None
             Output scale per row: the value of ``acc[t, j]`` is ``acc[t, j] · scales[t]``.
         """
-        q, peak = self.quantize(proj, v)
+        q, peak, k = self.quantize(proj, v)
         acc = (q.astype(np.float32) @ proj.trits.T).astype(np.int64)
         if units is None:
             return acc, None
@@ -231,8 +242,8 @@ class Arithmetic:
             a_ms = self.mean_squares(a_vec, a_units, proj.inv_n)
             b_ms = self.pre_mean_squares(proj, v, units)
             denominators = [b + self.eps * (a + self.eps) for a, b in zip(a_ms, b_ms)]
-        scales = [proj.constant * Scalar.from_int(m, bits) * unit * rsqrt_scalar(d)
-                  for m, unit, d in zip(peak.tolist(), units, denominators)]
+        scales = [proj.constant * Scalar.normalize(m, shift, bits) * unit * rsqrt_scalar(d)
+                  for m, shift, unit, d in zip(peak.tolist(), k.tolist(), units, denominators)]
         return acc, scales
 
     @staticmethod

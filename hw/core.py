@@ -105,7 +105,7 @@ SCALE_CHAIN = [
     (ScalarOp.MUL, "t", "u", None, None, "t"),
     (ScalarOp.ADD, "t", "a", None, None, "a"),             # B + ε·(A + ε)
     (ScalarOp.RSQRT, "a", None, None, None, "a"),          # "rsqrt"
-    (ScalarOp.FROM_INT, None, None, "max_p", None, "t"),
+    (ScalarOp.FROM_INT, None, None, "max_p", "k_v", "t"),
     (ScalarOp.MUL, "constant", "t", None, None, "t"),
     (ScalarOp.MUL, "t", "unit_src", None, None, "t"),
     (ScalarOp.MUL, "t", "a", None, None, "s"),
@@ -323,6 +323,7 @@ class Core(wiring.Component):
         ps_pre = Signal(8)             # floor shift of the element
         ps_post = Signal(8)            # shift of the product
         ps_round = Signal()            # … rounding (else floor)
+        ps_pre_round = Signal()        # the product takes the element's rounded cut
         ps_red = Signal(2)             # 0: none, 1: the element, 2: the product to the reduction unit
         ps_red_shift = Signal(8)
         ps_quant = Signal()
@@ -345,7 +346,8 @@ class Core(wiring.Component):
         fetched = Signal()                # an element's read was issued: its operands are on dp.i
         field = Signal.like(fields.o.payload.data)
         ps_limbs = Signal.like(dp.limbs)
-        m.d.comb += [dp.pre.eq(ps_pre), dp.post.eq(ps_post), dp.round.eq(ps_round), dp.limbs.eq(ps_limbs)]
+        m.d.comb += [dp.pre.eq(ps_pre), dp.post.eq(ps_post), dp.round.eq(ps_round), dp.pre_round.eq(ps_pre_round),
+                     dp.limbs.eq(ps_limbs)]
         # limbs of each slot's elements: X and V at full width; G holds accumulators, |acc| ≤ 127 · max_vector
         slot_limbs = {Slot.X: limbs_for(self.widths[_Src.X]), Slot.V: limbs_for(self.widths[_Src.V]),
                       Slot.G: limbs_for((127 * H).bit_length() + 1)}
@@ -438,10 +440,10 @@ class Core(wiring.Component):
         ret = Signal(range(16))   # where a pass returns (an index into PASS_RETURNS)
         chain = Signal(range(len(SCALE_CHAIN) + 1))
 
-        def start_pass(src, count, *, limbs, factor_=_Factor.ONE, pow_=0, pre=0, post=0, round_=0, red_sel=0,
-                       red_shift=0, quant_=0, write=0, back):
+        def start_pass(src, count, *, limbs, factor_=_Factor.ONE, pow_=0, pre=0, pre_round=0, post=0, round_=0,
+                       red_sel=0, red_shift=0, quant_=0, write=0, back):
             m.d.sync += [ps_src.eq(src), ps_count.eq(count), ps_t.eq(0), t_out.eq(0), fetched.eq(0), ps_limbs.eq(limbs),
-                         ps_factor.eq(factor_), ps_pow.eq(pow_),
+                         ps_factor.eq(factor_), ps_pow.eq(pow_), ps_pre_round.eq(pre_round),
                          ps_pre.eq(pre), ps_post.eq(post), ps_round.eq(round_), ps_red.eq(red_sel),
                          ps_red_shift.eq(red_shift), ps_quant.eq(quant_), ps_write.eq(write),
                          ret.eq(PASS_RETURNS.index(back))]
@@ -614,11 +616,11 @@ class Core(wiring.Component):
                 with m.If(shift_counted(k_f)):
                     m.next = "BL_B"
 
-            with m.State("BL_B"):      # max|v ⊙ c|
+            with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut
                 start_fields(bl.consts, bl.cols)
                 with m.If(fields.start.ready):
-                    start_pass(slot_src(bl.src), bl.cols, limbs=limbs_of(bl.src), factor_=_Factor.FIELD, red_sel=2,
-                               back="BL_B_DONE")
+                    start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
+                               red_sel=2, back="BL_B_DONE")
 
             with m.State("BL_B_DONE"):
                 m.d.comb += red.o.ready.eq(1)
@@ -643,8 +645,8 @@ class Core(wiring.Component):
             with m.State("BL_C"):      # q into the q buffer, Σ (v ≫ k)²
                 start_fields(bl.consts, bl.cols)
                 with m.If(fields.start.ready):
-                    start_pass(slot_src(bl.src), bl.cols, limbs=limbs_of(bl.src), factor_=_Factor.FIELD, red_sel=1,
-                               red_shift=k_v, quant_=1, back="BL_C_DONE")
+                    start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
+                               red_sel=1, quant_=1, back="BL_C_DONE")
 
             with m.State("BL_C_DONE"):
                 m.d.comb += red.o.ready.eq(q_done)
@@ -708,7 +710,7 @@ class Core(wiring.Component):
                             "unit_first": Mux(first_other, unit_of(bl.first), unit_of(bl.src)),
                             "inv_n": scalar("inv_n"), "constant": scalar("constant")}
                 integers = {"sum_a": Mux(first_other, sum_f, sum_v), "sum_u": sum_u, "max_p": max_p}
-                powers = {"two_ka": Mux(first_other, k_f, k_v) << 1,
+                powers = {"k_v": k_v, "two_ka": Mux(first_other, k_f, k_v) << 1,
                           "two_ku": (k_v + bl.pre_shift + bl.pre_exp) << 1}
                 self._scale_chain(m, scalar_unit, chain, regs, operands, integers, powers, two_norms)
                 with m.If(chain == len(SCALE_CHAIN)):

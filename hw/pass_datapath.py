@@ -29,7 +29,7 @@ def limbs_for(bits):
 
 
 class PassDatapath(wiring.Component):
-    """``o = round_or_floor(((x ≫ pre) · y) · 2^−post)``, with ``x ≫ pre`` alongside.
+    """``o = round_or_floor((x' · y) · 2^−post)``, ``x' = x ≫ pre`` (or rounded), with ``x ≫ pre`` alongside.
 
     Parameters
     ----------
@@ -47,6 +47,9 @@ class PassDatapath(wiring.Component):
         ``15·(limbs − 1) + 16`` signed bits (:func:`limbs_for`).
     round : In(1)
         Round the product's shift to nearest, ties up (``golden.round_shift``), else floor.
+    pre_round : In(1)
+        The product takes ``x' = sat16(round(x · 2^−pre))`` (ties up, saturated to 16 signed bits) instead of the
+        floor ``x ≫ pre``; for one limb (``x ≫ pre`` must fit 16 signed bits). ``o.x`` stays the floor.
     i : In(stream)
         ``{x: signed(x_bits), y: signed(16), last}``.
     o : Out(stream)
@@ -63,7 +66,7 @@ class PassDatapath(wiring.Component):
         self.x_bits, self._impl = x_bits, impl
         self.product_bits = x_bits + FACTOR_BITS
         super().__init__({
-            "pre": In(8), "post": In(8), "round": In(1), "limbs": In(range(1, limbs_for(x_bits) + 1)),
+            "pre": In(8), "post": In(8), "round": In(1), "pre_round": In(1), "limbs": In(range(1, limbs_for(x_bits) + 1)),
             "i": In(stream.Signature(data.StructLayout({"x": signed(x_bits), "y": signed(FACTOR_BITS), "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "x": signed(x_bits), "product": signed(self.product_bits), "last": 1}))),
@@ -83,16 +86,23 @@ class PassDatapath(wiring.Component):
 
         # the multiplier stage: an element's limbs go in over `limbs` cycles, the next element is taken with its last
         busy = Signal()                       # an element's limbs are going in
-        x = Signal(signed(self.x_bits))
+        x = Signal(signed(self.x_bits))       # x ≫ pre
+        xm = Signal(signed(self.x_bits))      # the multiplier's x'
         y = Signal(signed(FACTOR_BITS))
         last = Signal()
         limb = Signal(range(n))
         final = limb == self.limbs - 1        # the top limb, signed
         take = en & (~busy | final)
         m.d.comb += self.i.ready.eq(take)
+        # rounding the cut adds bit pre − 1 of x to its floor; only 2^15 − 1 can then overflow 16 bits
+        floor = Signal(signed(self.x_bits))
+        up = Signal()
+        m.d.comb += [floor.eq(self.i.payload.x >> self.pre),
+                     up.eq((Cat(C(0, 1), self.i.payload.x).as_signed() >> self.pre)[0] & self.pre_round)]
         with m.If(en):
             with m.If(self.i.valid & take):
-                m.d.sync += [x.eq(self.i.payload.x >> self.pre), y.eq(self.i.payload.y), last.eq(self.i.payload.last),
+                m.d.sync += [x.eq(floor), xm.eq(Mux(up & (floor != (1 << (FACTOR_BITS - 1)) - 1), floor + 1, floor)),
+                             y.eq(self.i.payload.y), last.eq(self.i.payload.last),
                              busy.eq(1), limb.eq(0)]
             with m.Elif(busy & final):
                 m.d.sync += busy.eq(0)
@@ -102,11 +112,11 @@ class PassDatapath(wiring.Component):
         with m.Switch(limb):
             for k in range(n):
                 with m.Case(k):
-                    top = x[LIMB * k:LIMB * k + FACTOR_BITS].as_signed()
+                    top = xm[LIMB * k:LIMB * k + FACTOR_BITS].as_signed()
                     if k == n - 1:
                         m.d.comb += operand.eq(top)
                     else:
-                        m.d.comb += operand.eq(Mux(final, top, Cat(x[LIMB * k:LIMB * (k + 1)], C(0, 1)).as_signed()))
+                        m.d.comb += operand.eq(Mux(final, top, Cat(xm[LIMB * k:LIMB * (k + 1)], C(0, 1)).as_signed()))
         m.d.comb += [mac.a.eq(operand), mac.b.eq(y)]
 
         # the partial products leave the multiplier two enabled cycles later, with their limb index and element

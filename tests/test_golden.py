@@ -34,10 +34,14 @@ def test_quantizer_follows_its_definition_and_tracks_exact_rounding(golden):
         np.full((1, CONFIG.hidden_size), -2**31), np.full((1, CONFIG.hidden_size), 2**31 - 1),
         np.zeros((1, CONFIG.hidden_size), dtype=np.int64),
     ])
-    q, peak = golden.quantize(proj, rows)
+    q, peak, shifts = golden.quantize(proj, rows)
     near = 0
-    for row, qrow, m in zip(rows, q, peak.tolist()):
-        p = [int(v) * int(c) for v, c in zip(row, proj.combined)]
+    for row, qrow, m, cut in zip(rows, q, peak.tolist(), shifts.tolist()):
+        # v is cut to reduce_bits first: its least floor shift that fits reduce_bits signed bits
+        assert cut == max(0, max(abs(int(v)) for v in row).bit_length() - (f.reduce_bits - 1))
+        limit = (1 << (f.reduce_bits - 1)) - 1
+        p = [min(limit, (int(v) + (1 << (cut - 1))) >> cut if cut else int(v)) * int(c)
+             for v, c in zip(row, proj.combined)]
         assert m == max(abs(v) for v in p)
         k = m.bit_length() - f.quant_bits
         scaled = [(abs(v) + (1 << (k - 1))) >> k if k > 0 else abs(v) << -k for v in p]
@@ -60,7 +64,7 @@ def test_accumulators_are_exact_integer_products(golden, model):
     rng = np.random.default_rng(6)
     v = rng.integers(-2**20, 2**20, (8, CONFIG.hidden_size))
     acc, scales = golden.bitlinear(proj, v, [golden.residual_unit] * len(v))
-    q, _ = golden.quantize(proj, v)
+    q, _, _ = golden.quantize(proj, v)
     assert np.array_equal(acc, q @ model.layers[1].gate_proj.codes.astype(np.int64).T)
     assert len(scales) == 8 and all(s.mant > 0 for s in scales)
 
@@ -100,7 +104,7 @@ def test_extreme_inputs_saturate_without_overflow(model):
     assert np.all(np.abs(state) <= 2**(f.state_bits - 1))
     assert all(math.isfinite(float(s)) for s in scales)
     # an all-zero input vector quantizes to zeros and gets a zero scale
-    q, peak = golden.quantize(golden.head, np.zeros((1, CONFIG.hidden_size), dtype=np.int64))
+    q, peak, _ = golden.quantize(golden.head, np.zeros((1, CONFIG.hidden_size), dtype=np.int64))
     assert not q.any() and peak[0] == 0
 
 

@@ -2,8 +2,8 @@
 
 Vectors of random and adversarial elements (the extremes of ``x ≫ pre`` for the vector's limb count and of ``y``,
 zeros, ±1) stream through with random gaps and random back-pressure, each vector with its own ``pre``, ``post``,
-rounding mode and limb count (held while it streams); every output is compared with ``golden.round_shift`` / floor
-of the exact product.
+rounding mode, limb count and (for one limb) rounded cut ``pre_round`` (held while it streams); every output is
+compared with ``golden.round_shift`` / floor of the exact product of ``x ≫ pre`` or ``sat16(round(x · 2^−pre))``.
 
 Parameters (:func:`mmfree.sim.benches.params`): ``x_bits``; ``vectors`` (default 30).
 """
@@ -52,7 +52,9 @@ async def products_are_exact(dut):
     for _ in range(P.get("vectors", 30)):
         pre, post, rounding = rng.randint(0, min(20, X_BITS - 2)), rng.randint(0, 60), rng.randint(0, 1)
         limbs = rng.randint(1, limbs_for(X_BITS))
+        pre_round = int(limbs == 1 and rng.random() < 0.5)
         dut.pre.value, dut.post.value, dut.round.value, dut.limbs.value = pre, post, rounding, limbs
+        dut.pre_round.value = pre_round
         items = elements(rng, rng.randint(1, 40), pre, limbs)
         raws = [(x & ((1 << X_BITS) - 1)) | ((y & 0xFFFF) << X_BITS) | (int(k == len(items) - 1) << (X_BITS + 16))
                 for k, (x, y) in enumerate(items)]
@@ -61,10 +63,10 @@ async def products_are_exact(dut):
         await send
         for k, ((x, y), raw) in enumerate(zip(items, got)):
             shifted = x >> pre
-            exact = shifted * y
+            exact = (min(32767, int(round_shift(x, pre))) if pre_round else shifted) * y
             want = int(round_shift(exact, post)) if rounding else exact >> post
             assert field(raw, 0, X_BITS) == shifted, f"element {k}: x >> pre"
             assert field(raw, X_BITS, PRODUCT_BITS) == want, \
-                f"element {k}: ({x} >> {pre}) · {y} shifted by {post} (round {rounding})"
+                f"element {k}: ({x} >> {pre}, rounded {pre_round}) · {y} shifted by {post} (round {rounding})"
             assert (raw >> (X_BITS + PRODUCT_BITS)) & 1 == (k == len(items) - 1), f"element {k}: last"
         await RisingEdge(dut.clk)

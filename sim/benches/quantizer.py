@@ -53,7 +53,7 @@ TIMEOUT = {"timeout_time": 100, "timeout_unit": "ms"}
 def golden(v, c):
     """``GoldenModel.quantize`` of one vector: the int8 values."""
     fake_model = SimpleNamespace(formats=FORMATS)
-    q, _ = GoldenModel.quantize(fake_model, SimpleNamespace(combined=np.asarray(c, np.int64)), np.asarray(v, np.int64))
+    q, _ = GoldenModel.quantize_products(fake_model, np.asarray(v, np.int64) * np.asarray(c, np.int64))
     return q.astype(np.int64)
 
 

@@ -17,7 +17,6 @@ Parameters (:func:`mmfree.sim.benches.params`): the unit's constructor arguments
 
 import math
 import random
-from types import SimpleNamespace
 
 import cocotb
 import numpy as np
@@ -54,7 +53,7 @@ def quantizes_as_golden(peak, k, recip):
     """The unit's (k, R) drive the golden quantizer's per-element step to its q, over ``peak`` and values below."""
     rng = np.random.default_rng(peak)
     x = np.concatenate([[peak, -peak, peak - 1, peak // 2], rng.integers(-peak, peak + 1, 60)]).astype(np.int64)
-    want, _ = GOLDEN.quantize(SimpleNamespace(combined=np.int64(1)), x[None])
+    want, _ = GOLDEN.quantize_products(x[None])
     q = np.sign(x) * np.minimum(127, np.right_shift(round_shift(np.abs(x), k) * recip + (1 << (R - 1)), R))
     return np.array_equal(q, want[0])
 
