@@ -5,22 +5,26 @@ the recurrent state stays in vector memory between commands until ``CLEAR``. The
 the program through the load ports while the core is idle and reads every vector memory back through the debug
 port. :class:`~mmfree.host.machine.Machine` is the instruction-level model the core equals bit for bit.
 
-This is the first, sequential form of the core: a BITLINEAR runs as passes over its input, one after another, then
-the scale chain, then the matvec with the epilogue in its drain.
+This is the sequential form of the core: a BITLINEAR runs as passes over its input, one after another; the scale
+chain then runs on the scalar unit beside the matvec, whose drain holds the accumulators until the scale is known.
 
 - *passes* stream a vector (a slot of vector memory, or a vector of the weight image) one element at a time through
-  a shared datapath: an optional floor shift, a product with a second operand (1, ``2^e`` or a vector of the image)
-  made on one ``Mac16`` over 15-bit limbs, an optional rounding or floor shift, into the reduction unit, the
-  quantizer (whose int8 outputs are packed into the q buffer) or a slot. Per BITLINEAR: ``max|v ⊙ c|``, the
-  quantization with ``Σ (v ≫ k)²``, for a projection with two norms ``Σ u²`` of ``u = ((v ≫ k) · pre) ≫ pre_shift``
-  and, when the first norm is over another slot, that slot's sum of squares; for a FORGET epilogue the layer's
-  ``1 − lb`` is copied into slot F. The shifts ``k`` need no pass: every write of slots X, V and G keeps the
-  vector's ``max|x|``.
+  a shared datapath: an optional floor shift (or, for the quantizer's products, the rounded cut ``w`` of
+  ``Arithmetic.quantize``), a product with a second operand (1, ``2^e`` or a vector of the image) made on one
+  ``Mac16`` over 15-bit limbs, an optional rounding or floor shift, into the reduction unit, the quantizer (whose
+  int8 outputs are packed into the q buffer) or a slot. Per BITLINEAR, in this order: when the first norm is over
+  another slot, that slot's sum of squares; ``max|w ⊙ c|``; for a projection with two norms ``Σ u²`` of
+  ``u = ((v ≫ k) · pre) ≫ pre_shift`` (while ``QUANT`` makes the quantizer's constants on the scalar unit); the
+  quantization of ``w ⊙ c`` with ``Σ (v ≫ k)²``; for a FORGET epilogue the layer's ``1 − lb`` copied into slot F.
+  Every pass over slots X and V takes one cycle per element. The shifts ``k`` need no pass: every write of slots
+  X, V and G keeps the vector's ``max|x|``.
 - the *scale chain*: a fixed sequence of scalar-unit operations (``SCALE_CHAIN``) from those sums to the output scale,
-  in the golden model's order of rounding (``Arithmetic.bitlinear``).
-- the *drain*: each row group's accumulators leave the matvec engine one by one into the vector unit with their
-  operands read from vector memory (or, for the head, into the reduction unit's argmax and the logits memory);
-  the vector unit's results are written back in order.
+  in the golden model's order of rounding (``Arithmetic.bitlinear``), started when the last sum is known and run
+  beside the FORGET pass and the matvec.
+- the *drain*: each row group's accumulators leave the matvec engine one per cycle into a FIFO
+  (:data:`DRAIN_DEPTH`); once the scale chain has ended, they go on into the vector unit with their operands read
+  from vector memory (or, for the head, at once into the reduction unit's argmax and the logits memory); the
+  vector unit's results are written back in order.
 
 EMBED streams the token's embedding row through the pass datapath (times ``2^e`` or rounded right by ``−e``,
 ``e = exp + residual_frac``, saturated) into slot X.
@@ -36,7 +40,7 @@ logits (accumulators), each a :class:`~mmfree.hw.primitives.BlockRam`.
 """
 
 from amaranth import *
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.gumbel import FRAC, TABLE_BITS, TAPS, Y_BITS, gumbel_table
@@ -52,11 +56,14 @@ from .scalar_unit import ScalarOp, ScalarUnit
 from .ternary_matvec import acc_width
 from .vector_unit import VectorOp, VectorUnit
 
-__all__ = ["CoreCommand", "CoreError", "Memory", "SCALE_CHAIN", "STREAM_DEPTH", "command_layout", "Core"]
+__all__ = ["CoreCommand", "CoreError", "DRAIN_DEPTH", "Memory", "SCALE_CHAIN", "STREAM_DEPTH", "command_layout",
+           "Core"]
 
 WORD_BITS = 64
 #: words of the weight stream's FIFO (a core with a weight stream)
 STREAM_DEPTH = 64
+#: accumulators the drain holds while the scale chain finishes (16 row groups)
+DRAIN_DEPTH = 128
 
 
 class CoreCommand(enum.Enum, shape=2):
@@ -394,7 +401,8 @@ class Core(wiring.Component):
         beat = Signal(data.ArrayLayout(signed(self.acc_bits), p.rows))
         beat_valid = Signal()
         lane = Signal(range(p.rows))
-        row = Signal(16)
+        ser_row = Signal(16)   # rows that left the beat register
+        row = Signal(16)       # rows issued to the vector unit (or the argmax)
         out_count = Signal(16)
         el_valid = Signal()
         el_acc = Signal(signed(self.acc_bits))
@@ -439,6 +447,33 @@ class Core(wiring.Component):
         # -- the sequencer ---------------------------------------------------------------------------------------
         ret = Signal(range(16))   # where a pass returns (an index into PASS_RETURNS)
         chain = Signal(range(len(SCALE_CHAIN) + 1))
+        chain_busy = Signal()     # the scale chain runs on the scalar unit, beside the sequencer
+        quant_busy = Signal()     # QUANT runs on the scalar unit, beside the sequencer
+
+        def unit_of(slot):
+            return Mux(slot == Slot.X, unit_x.as_value(), Mux(slot == Slot.V, unit_v.as_value(), unit_g.as_value()))
+
+        def scalar(name):
+            value = Signal(scalar_layout, name=name)
+            m.d.comb += [value.mant.eq(bl[f"{name}_mant"]), value.exp.eq(bl[f"{name}_exp"])]
+            return value
+
+        with m.If(quant_busy):    # the quantizer's shift and reciprocal from max|p|
+            m.d.comb += [scalar_unit.i.valid.eq(1), scalar_unit.i.payload.op.eq(ScalarOp.QUANT),
+                         scalar_unit.i.payload.integer.eq(max_p), scalar_unit.o.ready.eq(1)]
+            with m.If(scalar_unit.o.valid):
+                m.d.sync += [quant_cmd_shift.eq(scalar_unit.o.payload.value.exp),
+                             quant_cmd_recip.eq(scalar_unit.o.payload.recip), quant_busy.eq(0)]
+        with m.Elif(chain_busy):  # the scale chain: its inputs and the instruction stay put until it ends
+            operands = {**regs, "eps": eps, "unit_src": unit_of(bl.src),
+                        "unit_first": Mux(first_other, unit_of(bl.first), unit_of(bl.src)),
+                        "inv_n": scalar("inv_n"), "constant": scalar("constant")}
+            integers = {"sum_a": Mux(first_other, sum_f, sum_v), "sum_u": sum_u, "max_p": max_p}
+            powers = {"k_v": k_v, "two_ka": Mux(first_other, k_f, k_v) << 1,
+                      "two_ku": (k_v + bl.pre_shift + bl.pre_exp) << 1}
+            self._scale_chain(m, scalar_unit, chain, regs, operands, integers, powers, two_norms)
+            with m.If(chain == len(SCALE_CHAIN)):
+                m.d.sync += chain_busy.eq(0)
 
         def start_pass(src, count, *, limbs, factor_=_Factor.ONE, pow_=0, pre=0, pre_round=0, post=0, round_=0,
                        red_sel=0, red_shift=0, quant_=0, write=0, back):
@@ -614,7 +649,10 @@ class Core(wiring.Component):
 
             with m.State("BL_K_FIRST"):
                 with m.If(shift_counted(k_f)):
-                    m.next = "BL_B"
+                    with m.If(first_other):
+                        m.next = "BL_F"
+                    with m.Else():
+                        m.next = "BL_B"
 
             with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut
                 start_fields(bl.consts, bl.cols)
@@ -625,21 +663,16 @@ class Core(wiring.Component):
             with m.State("BL_B_DONE"):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
-                    m.d.sync += max_p.eq(red.o.payload.max_abs)
-                    m.next = "BL_QUANT"
+                    m.d.sync += [max_p.eq(red.o.payload.max_abs), quant_busy.eq(1)]
+                    with m.If(two_norms):
+                        m.next = "BL_D"
+                    with m.Else():
+                        m.next = "BL_QCMD"
 
-            with m.State("BL_QUANT"):  # the quantizer's shift and reciprocal from max|p|
-                m.d.comb += [scalar_unit.i.valid.eq(1), scalar_unit.i.payload.op.eq(ScalarOp.QUANT),
-                             scalar_unit.i.payload.integer.eq(max_p), scalar_unit.o.ready.eq(1)]
-                with m.If(scalar_unit.o.valid):
-                    m.d.sync += [quant_cmd_shift.eq(scalar_unit.o.payload.value.exp),
-                                 quant_cmd_recip.eq(scalar_unit.o.payload.recip)]
-                    m.next = "BL_QCMD"
-
-            with m.State("BL_QCMD"):
-                m.d.comb += [quant.cmd.valid.eq(1), quant.cmd.payload.shift.eq(quant_cmd_shift),
+            with m.State("BL_QCMD"):   # once QUANT is done
+                m.d.comb += [quant.cmd.valid.eq(~quant_busy), quant.cmd.payload.shift.eq(quant_cmd_shift),
                              quant.cmd.payload.recip.eq(quant_cmd_recip)]
-                with m.If(quant.cmd.ready):
+                with m.If(~quant_busy & quant.cmd.ready):
                     m.next = "BL_C"
 
             with m.State("BL_C"):      # q into the q buffer, Σ (v ≫ k)²
@@ -651,11 +684,8 @@ class Core(wiring.Component):
             with m.State("BL_C_DONE"):
                 m.d.comb += red.o.ready.eq(q_done)
                 with m.If(red.o.valid & q_done):
-                    m.d.sync += sum_v.eq(red.o.payload.sum_sq)
-                    with m.If(two_norms):
-                        m.next = "BL_D"
-                    with m.Else():
-                        m.next = "BL_AUX"
+                    m.d.sync += [sum_v.eq(red.o.payload.sum_sq), chain.eq(0), chain_busy.eq(1)]
+                    m.next = "BL_AUX"
 
             with m.State("BL_D"):      # Σ u², u = ((v ≫ k) · pre) ≫ pre_shift
                 start_fields(bl.pre, bl.cols)
@@ -667,10 +697,7 @@ class Core(wiring.Component):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
                     m.d.sync += sum_u.eq(red.o.payload.sum_sq)
-                    with m.If(first_other):
-                        m.next = "BL_F"
-                    with m.Else():
-                        m.next = "BL_AUX"
+                    m.next = "BL_QCMD"
 
             with m.State("BL_F"):      # the first norm's slot: its sum of squares
                 start_pass(slot_src(bl.first), bl.cols, limbs=limbs_of(bl.first), red_sel=1, red_shift=k_f,
@@ -680,7 +707,7 @@ class Core(wiring.Component):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
                     m.d.sync += sum_f.eq(red.o.payload.sum_sq)
-                    m.next = "BL_AUX"
+                    m.next = "BL_B"
 
             with m.State("BL_AUX"):    # FORGET: the layer's 1 − lb into slot F
                 with m.If(epilogue == Epilogue.FORGET):
@@ -689,32 +716,10 @@ class Core(wiring.Component):
                         start_pass(_Src.FIELD, bl.rows, limbs=limbs_for(f.gate_frac + 2), write=2,
                                    back="BL_AUX_DONE")
                 with m.Else():
-                    m.d.sync += chain.eq(0)
-                    m.next = "BL_CHAIN"
+                    m.next = "BL_MATVEC"
 
             with m.State("BL_AUX_DONE"):
-                m.d.sync += chain.eq(0)
-                m.next = "BL_CHAIN"
-
-            with m.State("BL_CHAIN"):  # the scale chain on the scalar unit
-                def unit_of(slot):
-                    return Mux(slot == Slot.X, unit_x.as_value(), Mux(slot == Slot.V, unit_v.as_value(),
-                                                                     unit_g.as_value()))
-
-                def scalar(name):
-                    value = Signal(scalar_layout, name=name)
-                    m.d.comb += [value.mant.eq(bl[f"{name}_mant"]), value.exp.eq(bl[f"{name}_exp"])]
-                    return value
-
-                operands = {**regs, "eps": eps, "unit_src": unit_of(bl.src),
-                            "unit_first": Mux(first_other, unit_of(bl.first), unit_of(bl.src)),
-                            "inv_n": scalar("inv_n"), "constant": scalar("constant")}
-                integers = {"sum_a": Mux(first_other, sum_f, sum_v), "sum_u": sum_u, "max_p": max_p}
-                powers = {"k_v": k_v, "two_ka": Mux(first_other, k_f, k_v) << 1,
-                          "two_ku": (k_v + bl.pre_shift + bl.pre_exp) << 1}
-                self._scale_chain(m, scalar_unit, chain, regs, operands, integers, powers, two_norms)
-                with m.If(chain == len(SCALE_CHAIN)):
-                    m.next = "BL_MATVEC"
+                m.next = "BL_MATVEC"
 
             with m.State("BL_MATVEC"):
                 m.d.comb += [engine.cmd.valid.eq(1), engine.cmd.payload.base.eq(bl.weights),
@@ -722,14 +727,15 @@ class Core(wiring.Component):
                              engine.cmd.payload.col_groups.eq(bl.col_groups),
                              engine.cmd.payload.stream.eq(bl.stream)]
                 with m.If(engine.cmd.ready):
-                    m.d.sync += [row.eq(0), lane.eq(0), out_count.eq(0), beat_valid.eq(0), el_valid.eq(0)]
+                    m.d.sync += [row.eq(0), ser_row.eq(0), lane.eq(0), out_count.eq(0), beat_valid.eq(0),
+                                 el_valid.eq(0)]
                     m.next = "BL_DRAIN"
 
             with m.State("BL_DRAIN"):
-                self._drain(m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, row, out_count,
+                self._drain(m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
                             el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data,
-                            red_last, track)
-                done = (row == bl.rows) & ~el_valid & (out_count == expected)
+                            red_last, track, ~chain_busy)
+                done = (row == bl.rows) & ~el_valid & (out_count == expected) & ~chain_busy
                 with m.If(done):
                     with m.Switch(epilogue):
                         with m.Case(Epilogue.GATE):
@@ -746,8 +752,8 @@ class Core(wiring.Component):
                         m.next = "NEXT"
 
             with m.State("BL_ARGMAX"):
-                m.d.comb += red.o.ready.eq(1)
-                with m.If(red.o.valid):
+                m.d.comb += red.o.ready.eq(~chain_busy)
+                with m.If(red.o.valid & ~chain_busy):
                     m.d.sync += [argmax.eq(red.o.payload.argmax), greedy.eq(red.o.payload.argmax),
                                  logit_rows.eq(bl.rows), logits_valid.eq(1), have_logits.eq(1),
                                  logit_mant.eq(regs["s"].mant), logit_exp.eq(regs["s"].exp)]
@@ -849,9 +855,6 @@ class Core(wiring.Component):
                         with m.Case(index):
                             m.next = name
 
-        quant_cmd_shift = Signal.like(quant.cmd.payload.shift)
-        quant_cmd_recip = Signal.like(quant.cmd.payload.recip)
-
         with m.If(~self.cmd.ready):
             m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += self.busy.eq(~self.cmd.ready)
@@ -892,24 +895,33 @@ class Core(wiring.Component):
                             following = Mux(two_norms, _TWO_NORMS, _RSQRT)
                         m.d.sync += chain.eq(following)
 
-    def _drain(self, m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, row, out_count, el_valid,
-               el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last, track):
-        """The drain of a BITLINEAR: row groups from the matvec engine, elements into the vector unit (or, for the
-        head, the reduction unit and the logits memory), results into vector memory."""
+    def _drain(self, m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
+               el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last, track,
+               scaled):
+        """The drain of a BITLINEAR: row groups from the matvec engine, one accumulator per cycle into a FIFO of
+        :data:`DRAIN_DEPTH`, from there elements into the vector unit once the output scale is known (``scaled``;
+        for the head, into the reduction unit and the logits memory at once), results into vector memory."""
         rows = self.params.rows
         m.d.comb += engine.o.ready.eq(~beat_valid)
         with m.If(engine.o.valid & ~beat_valid):
             m.d.sync += [beat.eq(engine.o.payload.acc), beat_valid.eq(1), lane.eq(0)]
 
-        acc = beat[lane]
-        issue = beat_valid & (~el_valid | el_taken)
+        m.submodules.drain_fifo = held = fifo.SyncFIFOBuffered(width=self.acc_bits, depth=DRAIN_DEPTH)
+        push = beat_valid & held.w_rdy
+        m.d.comb += [held.w_data.eq(beat[lane]), held.w_en.eq(push)]
+        with m.If(push):
+            m.d.sync += [lane.eq(lane + 1), ser_row.eq(ser_row + 1)]
+            with m.If((lane == rows - 1) | (ser_row == bl.rows - 1)):
+                m.d.sync += beat_valid.eq(0)
+
+        acc = held.r_data.as_signed()
+        issue = held.r_rdy & (scaled | is_logits) & (~el_valid | el_taken)
+        m.d.comb += held.r_en.eq(issue)
         for memory, address in ((Memory.X, row), (Memory.F, row), (Memory.STATE, state_base + row)):
             m.d.comb += [mems[memory].r_addr.eq(address), mems[memory].r_en.eq(issue)]
         with m.If(issue):
             m.d.sync += [el_valid.eq(1), el_acc.eq(acc), el_last.eq(row == bl.rows - 1), el_glu_g.eq(~row[0]),
-                         row.eq(row + 1), lane.eq(lane + 1)]
-            with m.If((lane == rows - 1) | (row == bl.rows - 1)):
-                m.d.sync += beat_valid.eq(0)
+                         row.eq(row + 1)]
             with m.If(epilogue == Epilogue.GATE):
                 m.d.comb += [mems[Memory.G].w_addr.eq(row), mems[Memory.G].w_data.eq(acc),
                              mems[Memory.G].w_en.eq(1)]
