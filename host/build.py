@@ -41,9 +41,9 @@ from .protocol import VERSION as PROTOCOL_VERSION
 
 __all__ = [
     "BITSTREAMS", "BoardTarget", "BuildError", "BuildResult", "FAMILIES", "MARGIN", "STEPS", "TARGETS",
-    "board_design", "build", "check_manifests", "design_plan", "fit_summary", "nextpnr_error", "overflowing_cell",
-    "parse_report", "plan_hash", "read_report", "release", "rtlil_hash", "run_logged", "run_plan", "shell_plan",
-    "target_pll", "tool_versions",
+    "board_design", "build", "check_manifests", "design_plan", "fit_summary", "git_commit", "nextpnr_error",
+    "overflowing_cell", "parse_report", "plan_hash", "read_report", "release", "rtlil_hash", "run_logged", "run_plan",
+    "shell_plan", "target_pll", "tool_versions",
 ]
 
 #: the Fmax a build must reach, as a multiple of the configured clock
@@ -440,7 +440,7 @@ def rtlil_hash(board, core=None):
 STEPS = ("hash", "elaborate", "synthesis", "place and route", "packing")
 
 
-def _git_commit():
+def git_commit():
     """``HEAD`` of the checkout this package runs from (``-dirty`` with uncommitted changes to tracked files), or
     ``None`` when it is not a checkout's own source (an installed copy)."""
     root = Path(__file__).resolve().parent.parent
@@ -526,7 +526,7 @@ def build(board, out_dir=None, *, core=None, seed=1, progress=None):
         "rtlil_sha256": digest.hex(),
         "bitstream": bitstream.name,
         "bitstream_sha256": _sha256_file(bitstream),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "tools": tool_versions(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "utilization": report["utilization"],

@@ -22,6 +22,7 @@ COMMANDS = {
     "train": ("train_cmd", "quantization-aware training of a small model on a text file (needs the train extra)"),
     "build": ("build_cmd", "build a board's bitstream: utilization, Fmax against its clock, a manifest"),
     "program": ("program_cmd", "load a bitstream onto a board (openFPGALoader or iceprog)"),
+    "selftest": ("selftest_cmd", "bring-up self-test of a device: link, digests, memory, a known answer, tokens"),
 }
 
 

@@ -214,12 +214,12 @@ class Accelerator:
 
     # -- requests ----------------------------------------------------------------------------------------------
 
-    def _call(self, request):
+    def call(self, request):
         """Send one command; its decoded response (None for an acknowledgement). CommandError when it failed."""
         frame = self.link.request(request.encode(), type=request.TYPE)
         return decode_reply(request.TYPE, frame.type, frame.payload)
 
-    def _send_all(self, requests, idempotent=True):
+    def send_all(self, requests, idempotent=True):
         """Send commands back to back within the credit; a CommandError if one failed.
 
         When a response is lost behind later ones (:class:`~mmfree.host.link.ResponseLost`) the link opens a new
@@ -268,7 +268,7 @@ class Accelerator:
                              f"{Formats()}")
         return program
 
-    def _words_per_write(self):
+    def words_per_write(self):
         """Words per WRITE: as many as fit a payload, and few enough that two WRITE frames fit the credit (so that
         one is on the wire while the other is answered)."""
         return max(1, Write.capacity(self.link.credit // 2 - HEADER_SIZE - CRC_SIZE))
@@ -303,21 +303,21 @@ class Accelerator:
                    Region.PROGRAM: instruction_words(program.instructions)}
         self._generation += 1
         self.program = None
-        per = self._words_per_write()
+        per = self.words_per_write()
         with tqdm(total=sum(len(words) for words in regions.values()), desc="load", unit="word", unit_scale=True,
                   delay=0.5, disable=not self.progress, file=sys.stderr, leave=False) as bar:
             for region, words in regions.items():
                 writes = [Write(region, offset, words[offset:offset + per]) for offset in range(0, len(words), per)]
                 for start in range(0, len(writes), _WRITE_BATCH):
                     batch = writes[start:start + _WRITE_BATCH]
-                    self._send_all(batch)
+                    self.send_all(batch)
                     bar.update(sum(len(write.words) for write in batch))
         for region, words in regions.items():
-            device, host = self._call(Digest(region, len(words))).crc, digest(words)
+            device, host = self.call(Digest(region, len(words))).crc, digest(words)
             if device != host:
                 raise DigestMismatch(f"{region.name.lower()}: the device's CRC-32 of its {len(words):,} words is "
                                      f"0x{device:08x}, the host wrote words with CRC-32 0x{host:08x}")
-        self._call(Reset())
+        self.call(Reset())
         self.program = program
         return program
 
@@ -326,7 +326,7 @@ class Accelerator:
     def reset(self):
         """Zero the device's recurrent state (ends a generation in progress)."""
         self._generation += 1
-        self._call(Reset())
+        self.call(Reset())
 
     def generate(self, prompt_tokens, max_new_tokens, temperature=0.0, seed=1, *, reset=True):
         """Generate tokens on the device, streaming them as they arrive.
@@ -374,7 +374,7 @@ class Accelerator:
         start = time.perf_counter()
         for index, chunk in enumerate(chunks):
             last = index == len(chunks) - 1
-            self._call(Generate(chunk, max_new_tokens if last else 0, inv_temperature, seed, reset and index == 0,
+            self.call(Generate(chunk, max_new_tokens if last else 0, inv_temperature, seed, reset and index == 0,
                                 stream=streamed))
             for token in chunk if streamed else ():
                 self._send_pass(token)
@@ -389,7 +389,7 @@ class Accelerator:
                   disable=not self.progress, file=sys.stderr, leave=False) as bar:
             for first in range(0, len(words), per * _WRITE_BATCH):
                 batch = words[first:first + per * _WRITE_BATCH]
-                self._send_all([Stream(batch[k:k + per]) for k in range(0, len(batch), per)], idempotent=False)
+                self.send_all([Stream(batch[k:k + per]) for k in range(0, len(batch), per)], idempotent=False)
                 bar.update(len(batch))
 
     def _pull(self, generation, streamed):
@@ -398,7 +398,7 @@ class Accelerator:
             if generation != self._generation:
                 raise RuntimeError("this generation was ended by a later generate(), load() or reset()")
             start = time.perf_counter()
-            reply = self._call(Next())
+            reply = self.call(Next())
             if streamed and not isinstance(reply, Done):
                 self._send_pass(reply.token)
             self._wall += time.perf_counter() - start
@@ -436,7 +436,7 @@ class Accelerator:
             what = Target[what.upper()]
         values, length, scale = [], None, None
         while length is None or len(values) < length:
-            reply = self._call(Read(what, index, MAX_READ, len(values)))
+            reply = self.call(Read(what, index, MAX_READ, len(values)))
             if not reply.values:
                 raise ValueError(f"READ returned no values at offset {len(values)} of {reply.length}")
             length, scale = reply.length, reply.scale
@@ -445,7 +445,7 @@ class Accelerator:
 
     def device_stats(self):
         """The device's counters (:class:`~mmfree.host.commands.DeviceStats`: tokens run and generated, cycles)."""
-        return self._call(GetStats())
+        return self.call(GetStats())
 
     @property
     def stats(self):

@@ -224,24 +224,24 @@ def test_streamed_generation_equals_resident(demo, hf_model):
 
     acc = golden_accelerator(core=CORES["large"])
     program = acc.load(demo, stream=True)
-    acc._call(Generate([3], 2, stream=True))
-    acc._call(Stream(program.pass_words(3)[:MAX_STREAM_WORDS]))
+    acc.call(Generate([3], 2, stream=True))
+    acc.call(Stream(program.pass_words(3)[:MAX_STREAM_WORDS]))
     owed = program.pass_length - MAX_STREAM_WORDS
     with pytest.raises(CommandError, match=f"NEXT: the run in progress still needs {owed} words") as e:
-        acc._call(Next())
+        acc.call(Next())
     assert e.value.code == ErrorCode.STREAM_SHORT
     words = program.pass_words(3)
     for first in range(MAX_STREAM_WORDS, len(words) - 1, MAX_STREAM_WORDS):
-        acc._call(Stream(words[first:min(first + MAX_STREAM_WORDS, len(words) - 1)]))
+        acc.call(Stream(words[first:min(first + MAX_STREAM_WORDS, len(words) - 1)]))
     with pytest.raises(CommandError, match=f"STREAM: {MAX_STREAM_WORDS} is out of range: there are 1"):
-        acc._call(Stream(words[:MAX_STREAM_WORDS]))
+        acc.call(Stream(words[:MAX_STREAM_WORDS]))
     acc.reset()  # abandons the run
     with pytest.raises(CommandError, match="STREAM: 1 is out of range: there are 0"):
-        acc._call(Stream([0]))
+        acc.call(Stream([0]))
     assert list(acc.generate([3, 4], 3)) == Reference(demo, [3, 4]).generate(3, 0.0, 1)
     with Accelerator.open("golden://", progress=False) as resident:
         with pytest.raises(CommandError, match="STREAM: request type 0x17 is not a command"):
-            resident._call(Stream([0]))
+            resident.call(Stream([0]))
 
 
 def test_long_prompt_goes_in_several_requests(hf_model):
