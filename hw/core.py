@@ -13,14 +13,15 @@ chain then runs on the scalar unit beside the matvec, whose drain holds the accu
   ``Arithmetic.quantize``), a product with a second operand (1, ``2^e`` or a vector of the image) made on one
   ``Mac16`` over 15-bit limbs, an optional rounding or floor shift, into the reduction unit, the quantizer (whose
   int8 outputs are packed into the q buffer) or a slot. Per BITLINEAR, in this order: when the first norm is over
-  another slot, that slot's sum of squares; ``max|w ⊙ c|``; for a projection with two norms ``Σ u²`` of
+  another slot, that slot's sum of squares; ``max|w ⊙ c|`` with ``Σ (v ≫ k)²`` (the reduction unit squares the
+  element while it takes the maximum of the product); for a projection with two norms ``Σ u²`` of
   ``u = ((v ≫ k) · pre) ≫ pre_shift`` (while ``QUANT`` makes the quantizer's constants on the scalar unit); the
-  quantization of ``w ⊙ c`` with ``Σ (v ≫ k)²``; for a FORGET epilogue the layer's ``1 − lb`` copied into slot F.
+  quantization of ``w ⊙ c``; for a FORGET epilogue the layer's ``1 − lb`` copied into slot F.
   Every pass over slots X and V takes one cycle per element. The shifts ``k`` need no pass: every write of slots
   X, V and G keeps the vector's ``max|x|``.
 - the *scale chain*: a fixed sequence of scalar-unit operations (``SCALE_CHAIN``) from those sums to the output scale,
-  in the golden model's order of rounding (``Arithmetic.bitlinear``), started when the last sum is known and run
-  beside the FORGET pass and the matvec.
+  in the golden model's order of rounding (``Arithmetic.bitlinear``), started when ``QUANT`` has ended (every sum
+  is known by then) and run beside the quantization, the FORGET pass and the matvec.
 - the *drain*: each row group's accumulators leave the matvec engine one per cycle into a FIFO
   (:data:`DRAIN_DEPTH`); once the scale chain has ended, they go on into the vector unit with their operands read
   from vector memory (or, for the head, at once into the reduction unit's argmax and the logits memory); the
@@ -244,7 +245,7 @@ class Core(wiring.Component):
                                                     stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
-        m.submodules.reduce = red = ReductionUnit(self.product_bits, max_len=max(H, 2), reduce_bits=f.reduce_bits,
+        m.submodules.reduce = red = ReductionUnit(self.product_bits, max_len=max(H, 2), reduce_bits=f.reduce_bits, square_input=True,
                                                   impl=impl)
         m.submodules.quant = quant = Quantizer(self.product_bits, 1, quant_bits=f.quant_bits,
                                                recip_bits=f.recip_bits)
@@ -332,6 +333,7 @@ class Core(wiring.Component):
         ps_round = Signal()            # … rounding (else floor)
         ps_pre_round = Signal()        # the product takes the element's rounded cut
         ps_red = Signal(2)             # 0: none, 1: the element, 2: the product to the reduction unit
+        ps_own_square = Signal()       # … which sums the squares of the element (x ≫ pre) instead
         ps_red_shift = Signal(8)
         ps_quant = Signal()
         ps_write = Signal(2)           # 0: none, 1: slot X (saturated), 2: slot F
@@ -476,9 +478,10 @@ class Core(wiring.Component):
                 m.d.sync += chain_busy.eq(0)
 
         def start_pass(src, count, *, limbs, factor_=_Factor.ONE, pow_=0, pre=0, pre_round=0, post=0, round_=0,
-                       red_sel=0, red_shift=0, quant_=0, write=0, back):
+                       red_sel=0, own_square=0, red_shift=0, quant_=0, write=0, back):
             m.d.sync += [ps_src.eq(src), ps_count.eq(count), ps_t.eq(0), t_out.eq(0), fetched.eq(0), ps_limbs.eq(limbs),
                          ps_factor.eq(factor_), ps_pow.eq(pow_), ps_pre_round.eq(pre_round),
+                         ps_own_square.eq(own_square),
                          ps_pre.eq(pre), ps_post.eq(post), ps_round.eq(round_), ps_red.eq(red_sel),
                          ps_red_shift.eq(red_shift), ps_quant.eq(quant_), ps_write.eq(write),
                          ret.eq(PASS_RETURNS.index(back))]
@@ -654,37 +657,36 @@ class Core(wiring.Component):
                     with m.Else():
                         m.next = "BL_B"
 
-            with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut
+            with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut, and Σ (v ≫ k)²
                 start_fields(bl.consts, bl.cols)
                 with m.If(fields.start.ready):
                     start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
-                               red_sel=2, back="BL_B_DONE")
+                               red_sel=2, own_square=1, back="BL_B_DONE")
 
             with m.State("BL_B_DONE"):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
-                    m.d.sync += [max_p.eq(red.o.payload.max_abs), quant_busy.eq(1)]
+                    m.d.sync += [max_p.eq(red.o.payload.max_abs), sum_v.eq(red.o.payload.sum_sq), quant_busy.eq(1)]
                     with m.If(two_norms):
                         m.next = "BL_D"
                     with m.Else():
                         m.next = "BL_QCMD"
 
-            with m.State("BL_QCMD"):   # once QUANT is done
+            with m.State("BL_QCMD"):   # once QUANT is done: the quantizer's command; the scale chain starts
                 m.d.comb += [quant.cmd.valid.eq(~quant_busy), quant.cmd.payload.shift.eq(quant_cmd_shift),
                              quant.cmd.payload.recip.eq(quant_cmd_recip)]
                 with m.If(~quant_busy & quant.cmd.ready):
+                    m.d.sync += [chain.eq(0), chain_busy.eq(1)]
                     m.next = "BL_C"
 
-            with m.State("BL_C"):      # q into the q buffer, Σ (v ≫ k)²
+            with m.State("BL_C"):      # q into the q buffer
                 start_fields(bl.consts, bl.cols)
                 with m.If(fields.start.ready):
                     start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
-                               red_sel=1, quant_=1, back="BL_C_DONE")
+                               quant_=1, back="BL_C_DONE")
 
             with m.State("BL_C_DONE"):
-                m.d.comb += red.o.ready.eq(q_done)
-                with m.If(red.o.valid & q_done):
-                    m.d.sync += [sum_v.eq(red.o.payload.sum_sq), chain.eq(0), chain_busy.eq(1)]
+                with m.If(q_done):
                     m.next = "BL_AUX"
 
             with m.State("BL_D"):      # Σ u², u = ((v ≫ k) · pre) ≫ pre_shift
@@ -830,6 +832,7 @@ class Core(wiring.Component):
                              red_data.eq(Mux(ps_red == 3, sat(dp.o.payload.product, Y_BITS) + noise.r_data.as_signed(),
                                              Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x))),
                              red.i.payload.shift.eq(ps_red_shift), red_last.eq(dp.o.payload.last),
+                             red.i.payload.square.eq(dp.o.payload.x), red.i.payload.own_square.eq(ps_own_square),
                              quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
                              quant.i.payload.p[0].eq(dp.o.payload.product),
                              quant.i.payload.last.eq(dp.o.payload.last)]

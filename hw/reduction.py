@@ -62,9 +62,13 @@ from .primitives import IMPLS, Mac16
 __all__ = ["ReductionUnit", "reduction_input_layout", "reduction_output_layout"]
 
 
-def reduction_input_layout(width, shift_bits):
-    """One element: ``data`` (``signed(width)``, bits ``[width−1:0]``), then ``shift``, then ``last``."""
-    return data.StructLayout({"data": signed(width), "shift": unsigned(shift_bits), "last": 1})
+def reduction_input_layout(width, shift_bits, square_bits=0):
+    """One element: ``data`` (``signed(width)``, bits ``[width−1:0]``), then ``shift``, then ``last``; with
+    ``square_bits``, then ``square`` (``signed(square_bits)``) and ``own_square`` (1)."""
+    fields = {"data": signed(width), "shift": unsigned(shift_bits), "last": 1}
+    if square_bits:
+        fields.update({"square": signed(square_bits), "own_square": 1})
+    return data.StructLayout(fields)
 
 
 def reduction_output_layout(width, *, index_bits, count_bits, sum_bits, shift_bits):
@@ -116,33 +120,41 @@ class ReductionUnit(wiring.Component):
         Longest vector (default 8192); sizes ``argmax``, ``count`` and ``sum_sq``.
     reduce_bits : int
         ``Formats.reduce_bits``: the shifted elements are ``reduce_bits``-bit signed values (2 to 16; default 16).
+    square_input : bool
+        Elements carry their own ``square`` operand: with ``own_square`` set, ``sum_sq`` sums ``square²`` in place
+        of ``(data >> shift)²`` (``reduce_bits`` signed bits; ``shift``, ``sq_shift`` and ``shift_ok`` still
+        describe ``data``), so that one pass gives ``max|p|`` of products and the sum of squares of their inputs.
     impl : {"model", "ice40", "ecp5"} or None
         Implementation of the multiply-accumulate (:class:`~mmfree.hw.primitives.Mac16`); ``None`` chooses by
         the platform.
 
     Attributes
     ----------
-    i : In(stream.Signature(reduction_input_layout(width, shift_bits)))
-        Elements; ``shift_bits = bits_for(max(1, shift_max))`` (6 for width 48).
+    i : In(stream.Signature(reduction_input_layout(width, shift_bits, square_bits)))
+        Elements; ``shift_bits = bits_for(max(1, shift_max))`` (6 for width 48); ``square_bits`` is
+        ``reduce_bits`` with ``square_input``, else 0.
     o : Out(stream.Signature(reduction_output_layout(...)))
         One result per vector. Widths at width 48 and the defaults: ``argmax`` 13, ``count`` 14, ``sum_sq`` 44,
         ``sq_shift`` 6.
     """
 
-    def __init__(self, width, *, max_len=8192, reduce_bits=16, impl=None):
+    def __init__(self, width, *, max_len=8192, reduce_bits=16, square_input=False, impl=None):
         self._width = check_int("width", width, 2, 63)
         self._max_len = check_int("max_len", max_len, 1, 1 << 24)
         self._reduce_bits = check_int("reduce_bits", reduce_bits, 2, 16)
         if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
-        self._impl = impl
+        if not isinstance(square_input, bool):
+            raise TypeError(f"square_input must be a bool, got {square_input!r}")
+        self._impl, self._square_input = impl, square_input
         self._shift_max = max(0, width - (reduce_bits - 1))
         self._shift_bits = max(1, bits_for(self._shift_max))
         self._index_bits = max(1, bits_for(max_len - 1))
         self._count_bits = bits_for(max_len)
         self._sum_bits = (max_len << (2 * reduce_bits - 2)).bit_length()
         super().__init__({
-            "i": In(stream.Signature(reduction_input_layout(width, self._shift_bits))),
+            "i": In(stream.Signature(reduction_input_layout(width, self._shift_bits,
+                                                            reduce_bits if square_input else 0))),
             "o": Out(stream.Signature(reduction_output_layout(
                 width, index_bits=self._index_bits, count_bits=self._count_bits, sum_bits=self._sum_bits,
                 shift_bits=self._shift_bits))),
@@ -216,7 +228,11 @@ class ReductionUnit(wiring.Component):
         # -- the squares: x >> k into the multiply-accumulate, wraps of its 32 bits counted -----------------------
         m.submodules.mac = mac = Mac16(accumulate=True, impl=self._impl)
         w = Signal(signed(rb))
-        m.d.comb += w.eq(_shifter(m, x, i.payload.shift, rb, self._shift_max))
+        shifted = _shifter(m, x, i.payload.shift, rb, self._shift_max)
+        if self._square_input:
+            m.d.comb += w.eq(Mux(i.payload.own_square, i.payload.square, shifted))
+        else:
+            m.d.comb += w.eq(shifted)
         clear = Signal()    # the accumulator restarts at 0 (in place of a zero product): between vectors
         m.d.comb += [
             mac.a.eq(Mux(take, w, 0)),

@@ -9,10 +9,10 @@ from mmfree.hw.reduction import ReductionUnit
 from mmfree.sim.runner import run_bench
 
 CONFIGS = {
-    # products p = v ⊙ c at the default formats, vectors up to 8192
-    "default": {"width": 48, "max_len": 8192},
+    # products p = v ⊙ c at the default formats, vectors up to 8192, with the squares of their inputs (the core's)
+    "default": {"width": 48, "max_len": 8192, "square_input": True},
     # small formats: every shift and rounding case is reached by random vectors
-    "small": {"width": 10, "max_len": 24, "reduce_bits": 4},
+    "small": {"width": 10, "max_len": 24, "reduce_bits": 4, "square_input": True},
     # narrow elements (int8 logits): no shift is ever needed; max_len not a power of two
     "narrow": {"width": 8, "max_len": 300},
 }
@@ -48,6 +48,7 @@ def test_layouts():
     ({"width": 16, "reduce_bits": 1}, ValueError, "reduce_bits must be between 2 and 16, got 1"),
     ({"width": 16, "reduce_bits": 17}, ValueError, "reduce_bits must be between 2 and 16"),
     ({"width": 16, "impl": "gowin"}, ValueError, "impl must be None or one of"),
+    ({"width": 16, "square_input": 1}, TypeError, "square_input must be a bool"),
 ])
 def test_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -7,8 +7,11 @@ maximum, as :func:`numpy.argmax`), ``max``, ``count`` and ``overlong`` against N
 element to the result against the documented one. Elements arrive with random gaps (junk on the payload while not
 valid) and the results are taken with random back-pressure; the stream rules are checked on every cycle.
 
+With ``square_input``, a random third of the vectors carry their own ``square`` operands (``own_square``), whose
+``Σ square²`` is then the expected ``sum_sq``.
+
 Parameters (:func:`mmfree.sim.benches.params`): the unit's constructor arguments (``width``, ``max_len``,
-``reduce_bits``) and ``vectors`` (random vectors, default 3000).
+``reduce_bits``, ``square_input``) and ``vectors`` (random vectors, default 3000).
 """
 
 import random
@@ -27,6 +30,7 @@ from .streams import Sink, Source, reset
 PARAMS = params()
 VECTORS = PARAMS.pop("vectors", 3000)
 UNIT = ReductionUnit(**PARAMS)
+SQUARES = PARAMS.get("square_input", False)
 WIDTH, MAX_LEN, RB = UNIT.width, UNIT.max_len, UNIT.reduce_bits
 IN_LAYOUT = UNIT.i.payload.shape()
 OUT_LAYOUT = UNIT.o.payload.shape()
@@ -40,11 +44,20 @@ def least_shift(x):
     return GOLDEN.sum_of_squares(np.asarray(x, dtype=np.int64)[None])[1][0]
 
 
-def expected(x, shift):
-    """The result fields the unit must give for vector ``x`` streamed with ``shift``."""
+def squares_of(x):
+    """Random ``reduce_bits``-bit square operands for vector ``x`` (extremes included), seeded by its contents."""
+    rng = np.random.default_rng(abs(hash(tuple(int(v) for v in x))))
+    return np.concatenate([[-(1 << (RB - 1)), (1 << (RB - 1)) - 1],
+                           rng.integers(-(1 << (RB - 1)), 1 << (RB - 1), len(x))])[-len(x):]
+
+
+def expected(x, shift, own_square=False):
+    """The result fields the unit must give for vector ``x`` streamed with ``shift`` (and its own squares)."""
     x = np.asarray(x, dtype=np.int64)
     sums, shifts = GOLDEN.sum_of_squares(x[None])
-    if shift == shifts[0]:
+    if own_square:
+        sum_sq = int((squares_of(x) ** 2).sum())
+    elif shift == shifts[0]:
         sum_sq = sums[0]
     else:  # documented: x >> k kept to reduce_bits bits (two's complement wrap)
         w = np.right_shift(x, shift) & ((1 << RB) - 1)
@@ -58,7 +71,7 @@ def expected(x, shift):
     if len(x) > MAX_LEN:  # documented as not to be used
         for name in ("argmax", "sum_sq", "count"):
             del result[name]
-    elif shift > UNIT.shift_max:  # documented as unspecified
+    elif shift > UNIT.shift_max and not own_square:  # documented as unspecified
         del result["sum_sq"]
     return result
 
@@ -68,10 +81,11 @@ def latency(x):
     return 3 + UNIT.shift_max - least_shift(x)
 
 
-def encode(x, shift):
+def encode(x, shift, own_square=False):
     """Elements of one vector as raw payloads."""
-    return [IN_LAYOUT.const({"data": int(v), "shift": shift, "last": int(n == len(x) - 1)}).as_bits()
-            for n, v in enumerate(x)]
+    extra = [{"square": int(sq), "own_square": int(own_square)} for sq in squares_of(x)] if SQUARES else [{}] * len(x)
+    return [IN_LAYOUT.const({"data": int(v), "shift": shift, "last": int(n == len(x) - 1), **more}).as_bits()
+            for n, (v, more) in enumerate(zip(x, extra))]
 
 
 def decode(raw):
@@ -82,9 +96,10 @@ def decode(raw):
 async def run(dut, jobs, *, p_gap, p_stall):
     """Stream ``jobs`` (vector, shift) and check each result; returns the results and the cycles taken."""
     jobs = [(x, shift & ((1 << UNIT.shift_bits) - 1)) for x, shift in jobs]  # what the shift field holds
+    own = [SQUARES and random.random() < 1 / 3 for _ in jobs]
     source = Source(dut, "i", dut.clk, p_gap=p_gap, junk_bits=IN_LAYOUT.size)
     sink = Sink(dut, "o", dut.clk, p_stall=p_stall)
-    items = [raw for x, shift in jobs for raw in encode(x, shift)]
+    items = [raw for (x, shift), mine in zip(jobs, own) for raw in encode(x, shift, mine)]
     sender = cocotb.start_soon(source.send(items))
     count = sum(len(x) for x, _ in jobs)
     start = get_sim_time("ns")
@@ -92,8 +107,8 @@ async def run(dut, jobs, *, p_gap, p_stall):
     cycles = int((get_sim_time("ns") - start) // 10)
     await sender
     results = [decode(raw) for raw in raws]
-    for index, ((x, shift), got) in enumerate(zip(jobs, results)):
-        want = expected(x, shift)
+    for index, ((x, shift), mine, got) in enumerate(zip(jobs, own, results)):
+        want = expected(x, shift, mine)
         diff = {name: (got[name], value) for name, value in want.items() if got[name] != value}
         shown = list(x) if len(x) <= 16 else f"{len(x)} elements, first {list(x[:8])}"
         assert not diff, f"vector {index} {shown}, shift {shift}: (got, expected) {diff}"
