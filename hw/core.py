@@ -306,9 +306,16 @@ class Core(wiring.Component):
         k_v, k_f = Signal(8), Signal(8)
         # max|x| of each slot's vector, kept as it is written: the shift k of its sum of squares needs no pass
         peaks = {slot: Signal(self.widths[slot], name=f"peak_{slot.name.lower()}") for slot in (_Src.X, _Src.V, _Src.G)}
-        scan = Signal(max(self.widths.values()))   # a peak shifted right until it fits reduce_bits − 1 bits
+        scan = Signal(max(self.widths.values()))   # a peak whose shift k is made next
         sum_v, sum_u, sum_f = (Signal(red.sum_bits, name=n) for n in ("sum_v", "sum_u", "sum_f"))
         max_p = Signal(self.product_bits)
+        # Σ u² of the last projection with two norms, kept while its input slot is unchanged: i_proj and g_proj
+        # take f_proj's (the same x behind the same first norm) and skip that pass
+        sums_ok = Signal()
+        sums_src = Signal.like(bl.src)
+        sums_pre = Signal.like(bl.pre)
+        sums_cols = Signal.like(bl.cols)
+        reuse_u = sums_ok & (sums_src == bl.src) & (sums_pre == bl.pre) & (sums_cols == bl.cols)
         state_base = Signal(range(p.state_words + H))
         row_addr = Signal(20)
         mul_a, mul_b = Signal(20), Signal(16)      # shift-and-add products of addresses: mul_a · mul_b
@@ -501,13 +508,12 @@ class Core(wiring.Component):
             """One step of ``product += mul_a · mul_b``, a bit of ``mul_b`` per cycle, until ``mul_b`` is 0."""
             m.d.sync += [product.eq(product + Mux(mul_b[0], mul_a, 0)), mul_a.eq(mul_a << 1), mul_b.eq(mul_b >> 1)]
 
-        def shift_counted(k):
-            """One step of ``k = max(0, bitlen(scan) − (reduce_bits − 1))`` from ``k = 0``, halving ``scan`` while it
-            does not fit; true once it fits (``k`` is then final)."""
-            fits = (scan >> (f.reduce_bits - 1)) == 0
-            with m.If(~fits):
-                m.d.sync += [scan.eq(scan >> 1), k.eq(k + 1)]
-            return fits
+        # the least shift that fits the peak in ``scan`` into reduce_bits − 1 bits: max(0, bitlen(scan) − rb + 1)
+        scan_length = Signal(range(len(scan) + 1))
+        for bit in range(len(scan)):
+            with m.If(scan[bit]):
+                m.d.comb += scan_length.eq(bit + 1)
+        scan_k = Mux(scan_length >= f.reduce_bits, scan_length - (f.reduce_bits - 1), 0)
 
         def peak_of(slot):
             return Mux(slot == Slot.X, peaks[_Src.X], Mux(slot == Slot.V, peaks[_Src.V], peaks[_Src.G]))
@@ -537,7 +543,7 @@ class Core(wiring.Component):
                         with m.Case(CoreCommand.SEED):
                             m.d.sync += lfsr.eq(Mux(command.seed == 0, 1, command.seed))
                         with m.Case(CoreCommand.RUN):
-                            m.d.sync += sample_only.eq(0)
+                            m.d.sync += [sample_only.eq(0), sums_ok.eq(0)]
                             m.next = "FETCH"
                         with m.Case(CoreCommand.SAMPLE):
                             m.d.sync += [sample_only.eq(1), argmax.eq(greedy)]
@@ -575,6 +581,7 @@ class Core(wiring.Component):
                                      unit_x.mant.eq(conf.unit_mant), unit_x.exp.eq(conf.unit_exp)]
                         m.next = "NEXT"
                     with m.Case(Opcode.EMBED):
+                        m.d.sync += sums_ok.eq(0)
                         with m.If(token >= emb.tokens):
                             m.d.sync += error.eq(CoreError.TOKEN)
                             m.next = "DONE"
@@ -640,22 +647,21 @@ class Core(wiring.Component):
             # -- BITLINEAR -----------------------------------------------------------------------------------
             with m.State("BL_LAYER"):
                 with m.If(mul_b == 0):
-                    m.d.sync += [scan.eq(peak_of(bl.src)), k_v.eq(0)]
+                    m.d.sync += scan.eq(peak_of(bl.src))
                     m.next = "BL_K"
                 with m.Else():
                     shift_add_step(state_base)
 
             with m.State("BL_K"):      # the shifts k of v's sum of squares, then of the first slot's
-                with m.If(shift_counted(k_v)):
-                    m.d.sync += [scan.eq(peak_of(bl.first)), k_f.eq(0)]
-                    m.next = "BL_K_FIRST"
+                m.d.sync += [k_v.eq(scan_k), scan.eq(peak_of(bl.first))]
+                m.next = "BL_K_FIRST"
 
             with m.State("BL_K_FIRST"):
-                with m.If(shift_counted(k_f)):
-                    with m.If(first_other):
-                        m.next = "BL_F"
-                    with m.Else():
-                        m.next = "BL_B"
+                m.d.sync += k_f.eq(scan_k)
+                with m.If(first_other):
+                    m.next = "BL_F"
+                with m.Else():
+                    m.next = "BL_B"
 
             with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut, and Σ (v ≫ k)²
                 start_fields(bl.consts, bl.cols)
@@ -667,7 +673,7 @@ class Core(wiring.Component):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
                     m.d.sync += [max_p.eq(red.o.payload.max_abs), sum_v.eq(red.o.payload.sum_sq), quant_busy.eq(1)]
-                    with m.If(two_norms):
+                    with m.If(two_norms & ~(reuse_u & ~first_other)):
                         m.next = "BL_D"
                     with m.Else():
                         m.next = "BL_QCMD"
@@ -698,7 +704,8 @@ class Core(wiring.Component):
             with m.State("BL_D_DONE"):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
-                    m.d.sync += sum_u.eq(red.o.payload.sum_sq)
+                    m.d.sync += [sum_u.eq(red.o.payload.sum_sq), sums_ok.eq(~first_other), sums_src.eq(bl.src),
+                                 sums_pre.eq(bl.pre), sums_cols.eq(bl.cols)]
                     m.next = "BL_QCMD"
 
             with m.State("BL_F"):      # the first norm's slot: its sum of squares
@@ -739,6 +746,9 @@ class Core(wiring.Component):
                             red_last, track, ~chain_busy)
                 done = (row == bl.rows) & ~el_valid & (out_count == expected) & ~chain_busy
                 with m.If(done):
+                    with m.If((epilogue == Epilogue.RESIDUAL) | (epilogue == Epilogue.GATE) |
+                              (epilogue == Epilogue.GLU)):
+                        m.d.sync += sums_ok.eq(0)   # slot X or V written
                     with m.Switch(epilogue):
                         with m.Case(Epilogue.GATE):
                             m.d.sync += [unit_g.eq(regs["s"]), unit_v.mant.eq(regs["s"].mant),
