@@ -217,6 +217,9 @@ class Core(wiring.Component):
         #: the pass datapath's element and product widths
         self.elem_bits = max(*self.widths.values(), f.embed_bits, f.const_bits + 1)
         self.product_bits = self.elem_bits + 16
+        #: what the reduction unit, the quantizer and the scalar unit's integers take: the quantizer's products
+        #: (a reduce_bits cut times an int const_bits constant), accumulators, the sampler's noisy logits
+        self.reduce_width = max(f.reduce_bits + f.const_bits, self.acc_bits + 1, Y_BITS + 1)
         self.program_words = 4 * params.program_instructions
         index = range(max(params.max_vector, params.state_words, self.program_words, 1 << 14))
         stream_ports = {"ws": In(stream.Signature(WORD_BITS)), "starved": Out(1)} if params.weight_stream else {}
@@ -245,12 +248,13 @@ class Core(wiring.Component):
                                                     stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
-        m.submodules.reduce = red = ReductionUnit(self.product_bits, max_len=max(H, 2), reduce_bits=f.reduce_bits, square_input=True,
-                                                  impl=impl)
-        m.submodules.quant = quant = Quantizer(self.product_bits, 1, quant_bits=f.quant_bits,
+        m.submodules.reduce = red = ReductionUnit(self.reduce_width, max_len=max(H, 2), reduce_bits=f.reduce_bits,
+                                                  square_input=True, impl=impl)
+        m.submodules.quant = quant = Quantizer(self.reduce_width, 1, quant_bits=f.quant_bits,
                                                recip_bits=f.recip_bits)
-        m.submodules.scalar = scalar_unit = ScalarUnit(bits=f.scalar_bits, exp_bits=16, int_width=self.product_bits,
-                                                  recip_bits=f.recip_bits, impl=impl)
+        m.submodules.scalar = scalar_unit = ScalarUnit(bits=f.scalar_bits, exp_bits=16,
+                                                       int_width=max(self.reduce_width, red.sum_bits),
+                                                       recip_bits=f.recip_bits, impl=impl)
         m.submodules.fields = fields = FieldReader((16, f.embed_bits), exact_reads=p.weight_stream)
         m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
@@ -308,7 +312,7 @@ class Core(wiring.Component):
         peaks = {slot: Signal(self.widths[slot], name=f"peak_{slot.name.lower()}") for slot in (_Src.X, _Src.V, _Src.G)}
         scan = Signal(max(self.widths.values()))   # a peak whose shift k is made next
         sum_v, sum_u, sum_f = (Signal(red.sum_bits, name=n) for n in ("sum_v", "sum_u", "sum_f"))
-        max_p = Signal(self.product_bits)
+        max_p = Signal(self.reduce_width)
         # Σ u² of the last projection with two norms, kept while its input slot is unchanged: i_proj and g_proj
         # take f_proj's (the same x behind the same first norm) and skip that pass
         sums_ok = Signal()
@@ -377,7 +381,7 @@ class Core(wiring.Component):
             return Mux(value > hi, hi, Mux(value < lo, lo, value))
 
         # the reduction unit's input: from passes, or the head's accumulators in the drain
-        red_data = Signal(signed(self.product_bits))
+        red_data = Signal(signed(self.reduce_width))
         red_last = Signal()
         m.d.comb += [red.i.payload.data.eq(red_data), red.i.payload.last.eq(red_last)]
 
