@@ -463,7 +463,7 @@ def _sha256_file(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def build(board, out_dir=None, *, core=None, seed=1, progress=None):
+def build(board, out_dir=None, *, core=None, clk_hz=None, seed=1, progress=None):
     """Build a board's bitstream.
 
     Parameters
@@ -474,6 +474,8 @@ def build(board, out_dir=None, *, core=None, seed=1, progress=None):
         Where the build goes (default ``build/<board>``); the previous build's products there are removed first.
     core : mmfree.host.compiler.CoreParams or None
         Core parameters other than the board's.
+    clk_hz : int or None
+        The core clock, if not the board's (the PLL makes it within 0.5 %; the manifest records it).
     seed : int
         nextpnr's placement seed.
     progress : callable or None
@@ -497,6 +499,10 @@ def build(board, out_dir=None, *, core=None, seed=1, progress=None):
     family = FAMILIES[target.family]
     toolchain.yowasp_env("YOSYS", family.nextpnr, family.pack)  # missing tools fail before the elaboration
     design = board_design(target.name, core)
+    if clk_hz is not None:
+        if not isinstance(clk_hz, int) or isinstance(clk_hz, bool) or clk_hz <= 0:
+            raise ValueError(f"clk_hz must be a positive int, got {clk_hz!r}")
+        design = dataclasses.replace(design, clk_hz=clk_hz)
     out = Path(out_dir if out_dir is not None else Path("build") / target.name)
     progress = progress or (lambda step, state, seconds: None)
     times, started = {}, time.monotonic()

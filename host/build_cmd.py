@@ -18,6 +18,8 @@ def add_arguments(parser):
     parser.add_argument("--board", choices=list(TARGETS), help="the board to build for")
     parser.add_argument("--params", nargs="+", default=[], metavar="NAME=VALUE",
                         help="core parameters other than the board's (fields of CoreParams, e.g. rows=16)")
+    parser.add_argument("--clock-mhz", type=float,
+                        help="core clock in MHz, if not the board's (e.g. one that the design meets)")
     parser.add_argument("--out", help="build directory (default build/<board>)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("--release", action="store_true",
@@ -112,7 +114,8 @@ def run(args):
         raise ValueError("--board is required (or --check-manifests)")
     core = _core(args.board, args.params) if args.params else None
     try:
-        result = build(args.board, args.out, core=core, seed=args.seed, progress=_Progress())
+        clk_hz = None if args.clock_mhz is None else round(args.clock_mhz * 1e6)
+        result = build(args.board, args.out, core=core, clk_hz=clk_hz, seed=args.seed, progress=_Progress())
     except BuildError as error:
         print(f"mmfree build: {error}", file=sys.stderr)
         return 1

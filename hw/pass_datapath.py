@@ -55,8 +55,9 @@ class PassDatapath(wiring.Component):
     o : Out(stream)
         ``{x: signed(x_bits) (x ≫ pre), product: signed(x_bits + 16), last}``.
 
-    Timing: one element every ``limbs`` cycles while ``o`` is taken; ``o`` offers an element ``limbs + 3`` cycles
-    after it was taken, from registers. When ``o`` stalls the whole datapath holds.
+    Timing: one element every ``limbs`` cycles while ``o`` is taken; ``o`` offers an element ``limbs + 4`` cycles
+    after it was taken, from registers. ``i`` is registered before the shift (a producer's memory read and
+    multiplexers come straight in). When ``o`` stalls the whole datapath holds.
     """
 
     def __init__(self, x_bits, *, impl=None):
@@ -93,16 +94,28 @@ class PassDatapath(wiring.Component):
         limb = Signal(range(n))
         final = limb == self.limbs - 1        # the top limb, signed
         take = en & (~busy | final)
-        m.d.comb += self.i.ready.eq(take)
+
+        # the input register
+        held = Signal()
+        held_x = Signal(signed(self.x_bits))
+        held_y = Signal(signed(FACTOR_BITS))
+        held_last = Signal()
+        m.d.comb += self.i.ready.eq(en & (~held | take))
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [held.eq(1), held_x.eq(self.i.payload.x), held_y.eq(self.i.payload.y),
+                         held_last.eq(self.i.payload.last)]
+        with m.Elif(held & take):
+            m.d.sync += held.eq(0)
+
         # rounding the cut adds bit pre − 1 of x to its floor; only 2^15 − 1 can then overflow 16 bits
         floor = Signal(signed(self.x_bits))
         up = Signal()
-        m.d.comb += [floor.eq(self.i.payload.x >> self.pre),
-                     up.eq((Cat(C(0, 1), self.i.payload.x).as_signed() >> self.pre)[0] & self.pre_round)]
+        m.d.comb += [floor.eq(held_x >> self.pre),
+                     up.eq((Cat(C(0, 1), held_x).as_signed() >> self.pre)[0] & self.pre_round)]
         with m.If(en):
-            with m.If(self.i.valid & take):
+            with m.If(held & take):
                 m.d.sync += [x.eq(floor), xm.eq(Mux(up & (floor != (1 << (FACTOR_BITS - 1)) - 1), floor + 1, floor)),
-                             y.eq(self.i.payload.y), last.eq(self.i.payload.last),
+                             y.eq(held_y), last.eq(held_last),
                              busy.eq(1), limb.eq(0)]
             with m.Elif(busy & final):
                 m.d.sync += busy.eq(0)

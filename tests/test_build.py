@@ -259,6 +259,15 @@ def test_build_params_are_typed_like_the_core():
         _core("ulx3s-85f", ["lanes=4"])
 
 
+
+@pytest.mark.parametrize("clk_hz", [0, -1, 40e6, True])
+def test_build_clock_must_be_a_positive_int(clk_hz, tmp_path):
+    from mmfree.host.build import build
+
+    with pytest.raises(ValueError, match="clk_hz must be a positive int"):
+        build("ulx3s-85f", tmp_path, clk_hz=clk_hz)
+
+
 # --- mmfree program --------------------------------------------------------------------------------------------------
 
 def test_program_without_tools_says_what_to_install(monkeypatch, tmp_path, capsys):
