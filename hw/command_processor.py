@@ -223,6 +223,7 @@ class CommandProcessor(wiring.Component):
         unit_mant, unit_exp = Signal(16), Signal(signed(12))   # CONFIG's residual unit: slot X's scale
         pass_words = Signal(24)         # CONFIG's words streamed per run
         w1 = Signal(_W1_BITS)           # the low bits of the instruction's word 1
+        w0 = Signal(64)                 # … and its word 0; the word DIGEST reads
 
         # the working registers of the loops
         ctr = Signal(16)
@@ -495,9 +496,12 @@ class CommandProcessor(wiring.Component):
                 with m.If(addr == n32):
                     m.next = "DIGEST_SEND"
                 with m.Else():
-                    m.next = "DIGEST_BYTES"
+                    m.next = "DIGEST_HOLD"
+            with m.State("DIGEST_HOLD"):    # the word into a register
+                m.d.sync += w0.eq(self.d_data)
+                m.next = "DIGEST_BYTES"
             with m.State("DIGEST_BYTES"):   # the word's little-endian bytes, a byte per cycle
-                m.d.sync += [crc.eq(crc32_byte(crc, self.d_data.word_select(ctr[:3], 8))), ctr.eq(ctr + 1)]
+                m.d.sync += [crc.eq(crc32_byte(crc, w0.word_select(ctr[:3], 8))), ctr.eq(ctr + 1)]
                 with m.If(ctr == WORD_BITS // 8 - 1):
                     m.d.sync += addr.eq(addr + 1)
                     m.next = "DIGEST_WORD"
@@ -530,9 +534,11 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += [w1.eq(self.d_data[:_W1_BITS]), addr.eq(Cat(C(0, 2), ctr))]
                 m.next = "SCAN_W0_WAIT"
             with m.State("SCAN_W0_WAIT"):
+                m.next = "SCAN_W0_HOLD"
+            with m.State("SCAN_W0_HOLD"):   # word 0 into a register: no memory read in front of the decode below
+                m.d.sync += w0.eq(self.d_data)
                 m.next = "SCAN_W0"
             with m.State("SCAN_W0"):
-                w0 = self.d_data
                 words = Cat(w0, w1)
 
                 def field(opcode, name):
