@@ -3,11 +3,13 @@ Fmax, the bounds that no schedule beats, and ``mmfree estimate``'s ESTIMATE with
 the virtual board's per-instruction trace says where the cycles go.
 
 The cycles are the device's own (TOKEN cycle counts) on ``sim://<board>``, the board's gateware simulated cycle by
-cycle; tokens/s are the configured clock over them, not a run on hardware. Fmax comes from a build report
-(``mmfree build`` writes ``build/<board>/build-report.json``) where one exists: the clock is only a figure to trust
-where the build meets it with its margin.
+cycle; tokens/s are the configured clock over them, not a run on hardware. The clock, Fmax and utilization come from
+a build: the report given, else ``build/<board>/build-report.json`` (``mmfree build`` writes it), else the manifest of
+the bitstream the package ships for the board; without one, the board's nominal clock. A clock is only a figure to
+trust where the build meets it with its margin.
 """
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,7 +26,8 @@ def add_arguments(parser):
                         help="the virtual board to measure on (default icebreaker)")
     parser.add_argument("--tokens", type=int, default=16, help="tokens generated and timed (default 16)")
     parser.add_argument("--report", metavar="PATH",
-                        help="a build report for Fmax (default: build/<board>/build-report.json where it exists)")
+                        help="a build report for the clock and Fmax (default: build/<board>/build-report.json, else "
+                             "the shipped bitstream's manifest)")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
     parser.add_argument("--png", metavar="PATH", help="also draw the roofline as a PNG at PATH")
 
@@ -35,7 +38,7 @@ def bench(board_name, model, tokens=16, report_path=None, progress=True):
     Raises
     ------
     ValueError
-        ``tokens`` below 1, or a build report of another board or clock.
+        ``tokens`` below 1, or a build report of another board (a manifest: of another core).
     """
     import tempfile
 
@@ -60,7 +63,8 @@ def bench(board_name, model, tokens=16, report_path=None, progress=True):
                 stats = acc.stats
         instructions = _per_instruction(read_trace(trace, program), len(program.instructions))
     cycles = stats.cycles / stats.tokens
-    clk, macs = board.clk_hz, model.config.ternary_weights
+    # the build's clock where there is a build (a bitstream may run the core below the board's nominal clock)
+    clk, macs = build.get("clock_hz", board.clk_hz), model.config.ternary_weights
     bounds = roofline(program, clk, board.baud)
     streamed = program.pass_length > 0
     binding = "link" if streamed else bounds["resident"]
@@ -105,18 +109,27 @@ def _per_instruction(trace, length):
 
 
 def _build(board_name, board, report_path):
-    """What a build report says of timing and utilization, or why there is none."""
+    """What a build says of its clock, timing and utilization: the report given, else ``build/<board>``'s, else the
+    manifest of the bitstream the package ships; or why there is none."""
+    from .build import BITSTREAMS
+
     path = Path(report_path) if report_path else Path("build") / board_name / "build-report.json"
-    if not path.is_file():
-        if report_path:
-            raise FileNotFoundError(f"no build report at {path}")
+    if path.is_file():
+        report = json.loads(path.read_text())
+        clock_hz, fmax = report.get("clock_mhz", board.clk_hz / 1e6) * 1e6, report["fmax"]
+    elif report_path:
+        raise FileNotFoundError(f"no build report at {path}")
+    elif (BITSTREAMS / board_name / "manifest.json").is_file():
+        path = BITSTREAMS / board_name / "manifest.json"
+        report = json.loads(path.read_text())
+        if report["core"] != dataclasses.asdict(board.core):
+            raise ValueError(f"{path} is a build of the core {report['core']}, not the virtual board's {board.core}")
+        clock_hz, fmax = report["clk_hz"], report["fmax_mhz"]
+    else:
         return {"report": None, "note": f"no build report at {path}: run mmfree build --board {board_name}"}
-    report = json.loads(path.read_text())
-    if report.get("board") not in (None, board_name) or report.get("clock_mhz", board.clk_hz / 1e6) * 1e6 != \
-            board.clk_hz:
-        raise ValueError(f"{path} is a build of {report.get('board')} at {report.get('clock_mhz')} MHz, not of "
-                         f"{board_name} at {board.clk_hz / 1e6:g} MHz")
-    return {"report": str(path), "fmax_mhz": report["fmax"], "margin": report["margin"],
+    if report.get("board") not in (None, board_name):
+        raise ValueError(f"{path} is a build of {report.get('board')}, not of {board_name}")
+    return {"report": str(path), "clock_hz": clock_hz, "fmax_mhz": fmax, "margin": report["margin"],
             "meets_margin": report["meets_margin"],
             "utilization": {name: entry["percent"] for name, entry in report["utilization"].items()}}
 
@@ -131,7 +144,7 @@ def run(args):
           f"MAC/s at the configured {m['clock_hz'] / 1e6:g} MHz")
     if b["report"]:
         verdict = "meets" if b["meets_margin"] else "MISSES"
-        print(f"build report {b['report']}: Fmax {b['fmax_mhz']:.1f} MHz, {verdict} the clock with its 10 % margin "
+        print(f"build {b['report']}: Fmax {b['fmax_mhz']:.1f} MHz, {verdict} the clock with its 10 % margin "
               f"({b['margin']:+.0%}); at Fmax {m['tokens_per_s_at_fmax']:,.0f} tokens/s")
     else:
         print(b["note"])

@@ -243,9 +243,19 @@ def test_check_manifests(tmp_path, monkeypatch):
     assert check_manifests(tmp_path) == [(path, True, f"up to date ({bytes(range(8)).hex()}…)")]
 
 
-def test_check_manifests_command_without_bitstreams(capsys):
+def test_shipped_bitstreams_match_the_gateware():
+    """Every bitstream the package ships was built from the gateware as it is now (its RTLIL hash), and is the file
+    its manifest describes: a gateware change without a rebuild fails here."""
+    results = check_manifests()
+    assert results, "the package ships no bitstream"
+    for path, ok, message in results:
+        assert ok, f"{path}: {message}"
+
+
+def test_check_manifests_command(capsys):
     assert main(["build", "--check-manifests"]) == 0
-    assert "nothing to check" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and all(line.startswith("ok  ") and line.endswith("…)") for line in lines)
 
 
 def test_build_params_are_typed_like_the_core():
