@@ -118,7 +118,7 @@ SCALE_CHAIN = [
     (ScalarOp.MUL, "t", "unit_src", None, None, "t"),
     (ScalarOp.MUL, "t", "a", None, None, "s"),
 ]
-_TWO_NORMS, _RSQRT = 6, 13
+_TWO_NORMS, _RSQRT, _PEAK = 6, 13, 14
 
 
 class _Src(enum.Enum, shape=3):
@@ -314,18 +314,20 @@ class Core(wiring.Component):
         sum_v, sum_u, sum_f = (Signal(red.sum_bits, name=n) for n in ("sum_v", "sum_u", "sum_f"))
         max_p = Signal(self.reduce_width)
         # Σ u² of the last projection with two norms, kept while its input slot is unchanged: i_proj and g_proj
-        # take f_proj's (the same x behind the same first norm) and skip that pass
+        # take f_proj's (the same x behind the same first norm) and skip that pass; and as their sums, ε and units
+        # are f_proj's, so is the scale chain's rsqrt (register a), and their chains start at max|p|
         sums_ok = Signal()
         sums_src = Signal.like(bl.src)
         sums_pre = Signal.like(bl.pre)
         sums_cols = Signal.like(bl.cols)
-        reuse_u = sums_ok & (sums_src == bl.src) & (sums_pre == bl.pre) & (sums_cols == bl.cols)
         state_base = Signal(range(p.state_words + H))
         row_addr = Signal(20)
         mul_a, mul_b = Signal(20), Signal(16)      # shift-and-add products of addresses: mul_a · mul_b
 
         two_norms = bl.has_pre
         first_other = bl.has_pre & (bl.first != bl.src)
+        reuse_u = sums_ok & (sums_src == bl.src) & (sums_pre == bl.pre) & (sums_cols == bl.cols) & ~first_other
+        reused = Signal()   # this BITLINEAR took the last one's sums (decided before its own pass D could set them)
         quant_cmd_shift = Signal.like(quant.cmd.payload.shift)
         quant_cmd_recip = Signal.like(quant.cmd.payload.recip)
 
@@ -677,7 +679,8 @@ class Core(wiring.Component):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
                     m.d.sync += [max_p.eq(red.o.payload.max_abs), sum_v.eq(red.o.payload.sum_sq), quant_busy.eq(1)]
-                    with m.If(two_norms & ~(reuse_u & ~first_other)):
+                    m.d.sync += reused.eq(two_norms & reuse_u)
+                    with m.If(two_norms & ~reuse_u):
                         m.next = "BL_D"
                     with m.Else():
                         m.next = "BL_QCMD"
@@ -686,7 +689,7 @@ class Core(wiring.Component):
                 m.d.comb += [quant.cmd.valid.eq(~quant_busy), quant.cmd.payload.shift.eq(quant_cmd_shift),
                              quant.cmd.payload.recip.eq(quant_cmd_recip)]
                 with m.If(~quant_busy & quant.cmd.ready):
-                    m.d.sync += [chain.eq(0), chain_busy.eq(1)]
+                    m.d.sync += [chain.eq(Mux(reused, _PEAK, 0)), chain_busy.eq(1)]
                     m.next = "BL_C"
 
             with m.State("BL_C"):      # q into the q buffer
