@@ -349,7 +349,7 @@ class Core(wiring.Component):
         ps_own_square = Signal()       # … which sums the squares of the element (x ≫ pre) instead
         ps_red_shift = Signal(8)
         ps_quant = Signal()
-        ps_write = Signal(2)           # 0: none, 1: slot X (saturated), 2: slot F
+        ps_write = Signal(2)           # 0: none, 1: the product into slot X (saturated), 2: the element into slot F
         ps_count = Signal(range(max(H, p.state_words) + 1))
         ps_t = Signal.like(ps_count)
         t_out = Signal.like(ps_count)     # elements that left the datapath
@@ -729,8 +729,7 @@ class Core(wiring.Component):
                 with m.If(epilogue == Epilogue.FORGET):
                     start_fields(bl.aux, bl.rows, is_signed=0)
                     with m.If(fields.start.ready):
-                        start_pass(_Src.FIELD, bl.rows, limbs=limbs_for(f.gate_frac + 2), write=2,
-                                   back="BL_AUX_DONE")
+                        start_pass(_Src.FIELD, bl.rows, limbs=1, write=2, back="BL_AUX_DONE")
                 with m.Else():
                     m.next = "BL_MATVEC"
 
@@ -863,9 +862,9 @@ class Core(wiring.Component):
                             m.d.comb += [mems[Memory.X].w_addr.eq(t_out), mems[Memory.X].w_en.eq(1),
                                          mems[Memory.X].w_data.eq(sat(out, f.residual_bits))]
                             track(_Src.X, sat(out, f.residual_bits), t_out == 0)
-                        with m.Case(2):
+                        with m.Case(2):   # a copy: the element itself (no product), one cycle per element
                             m.d.comb += [mems[Memory.F].w_addr.eq(t_out), mems[Memory.F].w_en.eq(1),
-                                         mems[Memory.F].w_data.eq(out)]
+                                         mems[Memory.F].w_data.eq(dp.o.payload.x)]
                     with m.If(dp.o.payload.last):
                         m.next = "PASS_RETURN"
 
