@@ -158,7 +158,7 @@ def run(args):
           "; ".join(f"{entry['name']} {entry['cycles']:,.0f}" for entry in costly))
     if "estimate" in result:
         e = result["estimate"]
-        print(f"ESTIMATE (mmfree estimate, the planned fused core): {e['cycles_per_token'][0]:,}–"
+        print(f"ESTIMATE (mmfree estimate, the core as built): {e['cycles_per_token'][0]:,}–"
               f"{e['cycles_per_token'][1]:,} cycles per token, {e['error_vs_measured'][0]:+.0%} … "
               f"{e['error_vs_measured'][1]:+.0%} against the measurement")
     if "note" in result:

@@ -59,8 +59,8 @@ def run(args):
         cycles = report["cycles_per_token_estimate"]
         low, high = cycles["total"]
         print(f"  cycles per token: ESTIMATE {low:,}–{high:,} ({low / cycles['bound']:.2f}–"
-              f"{high / cycles['bound']:.2f} × the weight-memory bound of {cycles['bound']:,.0f}); planned core, "
-              "docs/core.md")
+              f"{high / cycles['bound']:.2f} × the weight-memory bound of {cycles['bound']:,.0f}); the core as built, "
+              "host/estimate.py")
         if args.items:
             print(program.memory_table())
     if args.out:

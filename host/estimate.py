@@ -1,11 +1,13 @@
-"""Cycles per token of a compiled program on the planned core: an ESTIMATE, before any simulation.
+"""Cycles per token of a compiled program on the core as built: an ESTIMATE, before any simulation.
 
-The timing model is docs/core.md's: a BITLINEAR costs its matvec (one cycle per row group and column group, the
-weight memory's bandwidth, plus the array's one-cycle hand-off per row group, as
-:class:`~mmfree.hw.matvec_engine.MatvecEngine` measures in its bench), a quantize pass of one cycle per input element, and a fixed per-instruction overhead
-(pipeline fill, the drain's tail, the part of the scale chain the accumulator FIFO does not hide) given as a range;
-EMBED costs one cycle per element. The core's benches measure the real figure; this one says early whether a model
-and a core can meet a target.
+The timing model is the sequential core's schedule (docs/core.md, ``hw/core.py``), instruction by instruction: a
+BITLINEAR fetches and decodes, runs its passes at one cycle per element (the first norm's sum over another slot,
+``max|p|`` with the sum of squares, the second norm's sum unless it reuses the last one's, the quantization, FORGET's
+copy), ``QUANT`` on the scalar unit where no pass hides it, then its matvec (one weight word per cycle plus one
+hand-off per row group) beside the scale chain, whose end the drain waits for (two cycles per element through the
+vector unit). Its constants (:data:`TIMING`) are calibrated on the demo model's per-instruction trace and checked on
+another shape (docs/core.md); :data:`SPREAD` is the range given around the sum. The core's benches measure the real
+figure; this one says early whether a model and a core can meet a target.
 
 :func:`roofline` sets the estimate beside the bounds no schedule can beat: the ternary lanes (rows × columns per
 cycle), the weight memory's bandwidth (``rows / 8`` words per cycle), and, for weights streamed over the host link,
@@ -14,36 +16,75 @@ the link's payload rate.
 
 from .commands import MAX_STREAM_WORDS, Stream
 from .compiler import matrix_word_count
-from .isa import Opcode, decode
+from .isa import Epilogue, Opcode, decode
 from .protocol import frame_size
 
-__all__ = ["OVERHEAD_RANGE", "UART_BITS_PER_BYTE", "estimate_cycles", "link_payload_rate", "roofline"]
+__all__ = ["SPREAD", "TIMING", "UART_BITS_PER_BYTE", "estimate_cycles", "link_payload_rate", "roofline"]
 
 #: bits on the wire per byte on a UART at 8N1: start, 8 data, stop
 UART_BITS_PER_BYTE = 10
 
-#: per-BITLINEAR overhead in cycles, low and high (docs/core.md)
-OVERHEAD_RANGE = (40, 80)
+#: the core as built, in cycles: an instruction's fetch, decode and shifts; a pass's fill and drain; ``QUANT``; the
+#: scale chain with two norms, one norm, or from the rsqrt the last BITLINEAR left (i_proj, g_proj); the drain's
+#: last elements after the matvec; EMBED per element (two multiplier limbs) and its row address
+TIMING = {"instruction": 20, "pass_fill": 10, "quant": 85, "chain_two_norms": 440, "chain_one_norm": 220,
+          "chain_reused": 60, "tail": 25, "embed_per_element": 2, "embed_fixed": 30, "config": 7}
+
+#: the estimate's range around the sum: −/+ this fraction (the calibration's check on another shape: −1.0 %)
+SPREAD = 0.03
 
 
-def estimate_cycles(program, overhead=OVERHEAD_RANGE):
-    """ESTIMATE of cycles per token: a dict with ``matvec``, ``quantize``, ``embed``, ``overhead`` (low, high),
-    ``total`` (low, high) and ``bound`` (the weight-memory bound: trits ÷ (rows × columns per cycle))."""
-    core = program.core
-    matvec = quantize = embed = ops = trits = 0
-    for word in program.instructions:
+def estimate_cycles(program, timing=TIMING, spread=SPREAD):
+    """ESTIMATE of cycles per token on the core as built.
+
+    Returns
+    -------
+    dict
+        ``matvec`` (weight words plus one hand-off per row group), ``passes`` (one cycle per element of every
+        pass), ``embed``, ``scale`` (the rest: fetch and decode, the passes' fill, ``QUANT`` and the scale chain
+        where they are not hidden, the drain's tail), ``instructions`` (``[pc, cycles]`` per instruction),
+        ``total`` (low, high: the sum −/+ ``spread``) and ``bound`` (trits ÷ lanes).
+    """
+    core, t = program.core, timing
+    matvec = passes = embed = total = trits = 0
+    instructions = []
+    sums = None   # (slot, first norm, length) of the last second-norm sum, while its slot is unchanged
+    for pc, word in enumerate(program.instructions):
         opcode, f = decode(word)
+        cycles = 0
         if opcode is Opcode.BITLINEAR:
-            matvec += -(-f["rows"] // core.rows) * (-(-f["cols"] // core.cols) + 1)
-            quantize += f["cols"]
-            trits += f["rows"] * f["cols"]
-            ops += 1
+            n, rows, epilogue = f["cols"], f["rows"], f["epilogue"]
+            two = bool(f["has_pre"])
+            first_other = two and f["first"] != f["src"]
+            reused = two and not first_other and sums == (f["src"], f["pre"], n)
+            words = -(-rows // core.rows) * (-(-n // core.cols) + 1)
+            before = (n if first_other else 0) + n + (n if two and not reused else 0)   # passes F, B, D
+            quant = max(0, t["quant"] - (n if two and not reused else 0))               # what pass D does not hide
+            aux = rows if epilogue == Epilogue.FORGET else 0
+            chain = t["chain_reused"] if reused else t["chain_two_norms"] if two else t["chain_one_norm"]
+            fills = t["pass_fill"] * (1 + bool(first_other) + (two and not reused) + 1 + bool(aux))
+            if epilogue == Epilogue.LOGITS:
+                after = max(n + aux + words, chain)
+            else:
+                after = max(n + aux + words + 2 * min(rows, core.rows), chain + 2 * rows)
+            cycles = t["instruction"] + fills + before + quant + after + t["tail"]
+            matvec += words
+            passes += before + n + aux
+            trits += rows * n
+            if two and not reused and not first_other:
+                sums = (f["src"], f["pre"], n)
+            if epilogue in (Epilogue.RESIDUAL, Epilogue.GATE, Epilogue.GLU):
+                sums = None
         elif opcode is Opcode.EMBED:
-            embed += f["length"]
-    fixed = matvec + quantize + embed
-    return {"matvec": matvec, "quantize": quantize, "embed": embed,
-            "overhead": (ops * overhead[0], ops * overhead[1]),
-            "total": (fixed + ops * overhead[0], fixed + ops * overhead[1]),
+            cycles = t["embed_per_element"] * f["length"] + t["embed_fixed"]
+            embed += cycles
+            sums = None
+        elif opcode is Opcode.CONFIG:
+            cycles = t["config"]
+        total += cycles
+        instructions.append([pc, cycles])
+    return {"matvec": matvec, "passes": passes, "embed": embed, "scale": total - matvec - passes - embed,
+            "instructions": instructions, "total": (round(total * (1 - spread)), round(total * (1 + spread))),
             "bound": trits / (core.rows * core.cols)}
 
 

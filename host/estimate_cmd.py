@@ -1,6 +1,6 @@
 """``mmfree estimate``: cycles, tokens/s, bounds and resources of a model on a board, in seconds, before any simulation
 or build. Every figure is an ESTIMATE: the compiler's program, the timing model of :mod:`mmfree.host.estimate` (the
-planned fused core, docs/core.md) and the UP5K budget of the cost tables (docs/cost.md)."""
+core as built, docs/core.md) and the UP5K budget of the cost tables (docs/cost.md)."""
 
 import dataclasses
 import json
@@ -10,9 +10,9 @@ from importlib import resources
 __all__ = ["add_arguments", "budget", "estimate", "run"]
 
 #: how every figure of the report was made
-METHOD = ("ESTIMATE: cycles from the compiled program and the timing model of host/estimate.py (the planned fused "
-          "core of docs/core.md: one weight word per cycle, one quantize cycle per input element, 40–80 cycles of "
-          "overhead per BitLinear); bounds from the core's lanes, weight-memory width and the UART's payload rate; "
+METHOD = ("ESTIMATE: cycles from the compiled program and the timing model of host/estimate.py (the core as built, "
+          "docs/core.md: its passes at one cycle per element, one weight word per cycle, the scale chain beside the "
+          "matvec; constants calibrated on the demo model's trace, −1.0 % on another shape; ±3 %); bounds from the core's lanes, weight-memory width and the UART's payload rate; "
           "resources from the UP5K budget of docs/cost.json (measured units, estimated sequencer and glue). Not "
           "measured on a board.")
 
@@ -117,9 +117,8 @@ def _print(report):
     if "cycles_per_token" in report:
         cycles, b = report["cycles_per_token"], report["bounds"]
         low, high = cycles["range"]
-        print(f"cycles per token: ESTIMATE {low:,}–{high:,} (matvec {cycles['matvec']:,}, quantize "
-              f"{cycles['quantize']:,}, embedding {cycles['embed']:,}, overhead {cycles['overhead'][0]:,}–"
-              f"{cycles['overhead'][1]:,})")
+        print(f"cycles per token: ESTIMATE {low:,}–{high:,} (matvec {cycles['matvec']:,}, passes "
+              f"{cycles['passes']:,}, embedding {cycles['embed']:,}, the rest {cycles['scale']:,})")
         rate, macs = report["tokens_per_s"], report["mac_per_s"]
         print(f"tokens/s at {clk / 1e6:g} MHz: ESTIMATE {rate[0]:,.0f}–{rate[1]:,.0f}; ternary MAC/s "
               f"{macs[0] / 1e9:.3f}–{macs[1] / 1e9:.3f} G ({b['macs']:,} MACs per token)")
