@@ -41,7 +41,8 @@ from .protocol import VERSION as PROTOCOL_VERSION
 
 __all__ = [
     "BITSTREAMS", "BoardTarget", "BuildError", "BuildResult", "FAMILIES", "MARGIN", "STEPS", "TARGETS",
-    "board_design", "build", "check_manifests", "design_plan", "fit_summary", "git_commit", "nextpnr_error",
+    "board_design", "build", "check_manifests", "design_plan", "fit_summary", "git_commit", "known_gateware",
+    "nextpnr_error",
     "overflowing_cell", "parse_report", "plan_hash", "read_report", "release", "rtlil_hash", "run_logged", "run_plan",
     "shell_plan", "target_pll", "tool_versions",
 ]
@@ -656,6 +657,22 @@ def release(result, root=BITSTREAMS):
     shutil.copyfile(result.bitstream, folder / result.bitstream.name)
     shutil.copyfile(result.directory / "manifest.json", folder / "manifest.json")
     return folder
+
+
+def known_gateware(roots=(BITSTREAMS, Path("build"))):
+    """The gateware hashes of the bitstreams in ``roots`` (``<root>/<board>/manifest.json``: the package's shipped
+    bitstreams and this directory's builds), each with the manifest that describes it.
+
+    Returns
+    -------
+    dict
+        ``bytes`` (the hash) → ``Path`` (its manifest).
+    """
+    known = {}
+    for root in roots:
+        for path in sorted(Path(root).glob("*/manifest.json")):
+            known.setdefault(bytes.fromhex(json.loads(path.read_text())["rtlil_sha256"]), path)
+    return known
 
 
 def check_manifests(root=BITSTREAMS):

@@ -1,12 +1,24 @@
 """``mmfree run``: load a model onto a device and stream generated text from it.
 
 The device samples (bit-exact with the golden model); the text goes to stdout as tokens arrive, the session's
-statistics to stderr at the end.
+statistics to stderr at the end. A board on a serial port must report the gateware hash of a known bitstream (one the
+package ships, or one built in this directory: :func:`~mmfree.host.build.known_gateware`) unless ``--any-gateware``.
 """
 
 import sys
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "expected_gateware", "run"]
+
+
+def expected_gateware(url, any_gateware=False):
+    """The gateware hashes a device at ``url`` must report: the known bitstreams' for a serial port, else None
+    (virtual boards and the golden device report no gateware)."""
+    from .build import known_gateware
+    from .transport import parse_url
+
+    if any_gateware or parse_url(url)[0] != "serial":
+        return None
+    return list(known_gateware())
 
 
 def add_arguments(parser):
@@ -21,12 +33,15 @@ def add_arguments(parser):
                         help="0 for greedy, else Gumbel-max sampling on the device (default: the model's own "
                              "default, else greedy)")
     parser.add_argument("--seed", type=int, default=1, help="the device sampler's seed, 0 … 2^32 − 1 (default 1)")
+    parser.add_argument("--any-gateware", action="store_true",
+                        help="talk to a board whatever gateware it reports (by default a serial device must run a "
+                             "bitstream the package ships or one built here: its manifest's hash)")
 
 
 def run(args):
     from .link import LinkError
     from .models import resolve_model
-    from .runtime import Accelerator, DigestMismatch
+    from .runtime import Accelerator, DigestMismatch, GatewareMismatch
     from .tokenizer import make_tokenizer
 
     model = resolve_model(args.model)
@@ -37,7 +52,7 @@ def run(args):
         print(f"mmfree run: note: the device samples from all tokens; the model's default top_k = "
               f"{model.generation['top_k']} does not apply", file=sys.stderr)
     try:
-        with Accelerator.open(args.device) as acc:
+        with Accelerator.open(args.device, expected_hash=expected_gateware(args.device, args.any_gateware)) as acc:
             acc.load(model)
             tokens = acc.generate(prompt, args.tokens, temperature, args.seed)
             decoder = tokenizer.stream_decoder()
@@ -51,7 +66,7 @@ def run(args):
             sys.stdout.write(decoder.finish() + "\n")
             sys.stdout.flush()
             print(acc.stats.summary(), file=sys.stderr)
-    except (LinkError, DigestMismatch) as error:
+    except (LinkError, DigestMismatch, GatewareMismatch) as error:
         print(f"mmfree run: error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -139,8 +139,9 @@ class Accelerator:
     transport
         A byte transport (``write``, ``read``, ``close``; :mod:`mmfree.host.transport`); the accelerator owns it
         and closes it in :meth:`close`.
-    expected_hash : bytes or str, optional
-        The gateware hash the device must report (32 bytes, or 64 hex digits); :class:`GatewareMismatch` otherwise.
+    expected_hash : bytes, str or a collection of them, optional
+        The gateware hash the device must report (32 bytes, or 64 hex digits), or the hashes one of which it must
+        report (:func:`mmfree.host.build.known_gateware`); :class:`GatewareMismatch` otherwise.
     progress : bool
         Show a progress bar (stderr) for loads that take longer than half a second, and the virtual board's build
         messages.
@@ -183,10 +184,12 @@ class Accelerator:
             raise VersionMismatch(f"the device's command layer is version {version}, this host speaks {VERSION}")
         self.info = decode_reply(Command.INFO, frame.type, frame.payload)
         if expected_hash is not None:
-            expected = _hash_bytes(expected_hash)
-            if expected != self.info.gateware_hash:
+            one = isinstance(expected_hash, (bytes, bytearray, str))
+            expected = [_hash_bytes(value) for value in ([expected_hash] if one else expected_hash)]
+            if self.info.gateware_hash not in expected:
                 raise GatewareMismatch(f"the device runs gateware {self.info.gateware_hash.hex()}, expected "
-                                       f"{expected.hex()}: program the board with the matching bitstream")
+                                       f"{' or '.join(value.hex() for value in expected) or 'a known one (none)'}: "
+                                       "program the board with the matching bitstream")
 
     @classmethod
     def open(cls, url, *, expected_hash=None, progress=True, timeout=None, retries=5):

@@ -2,8 +2,10 @@
 lossy lines), generation bit-exact with the golden model and the device's sampler, errors, and ``mmfree run``."""
 
 import dataclasses
+import json
 import random
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -391,3 +393,25 @@ def test_cli_run_on_golden(demo, capsys):
     assert capsys.readouterr().out == "ROMEO:" + greedy + "\n"
     assert main(["run", "--device", "nope://x", "--model", "demo", "hi"]) == 1
     assert "unknown device URL scheme 'nope'" in capsys.readouterr().err
+
+
+def test_a_board_must_run_known_gateware(tmp_path, monkeypatch):
+    """Any of several hashes may be expected; a serial device must report a known bitstream's hash (the shipped
+    ones, or a build here), a virtual board or the golden device none, and --any-gateware lifts the check."""
+    from mmfree.host.build import BITSTREAMS, known_gateware
+    from mmfree.host.run_cmd import expected_gateware
+
+    assert golden_accelerator(expected_hash=[b"\x01" * 32, bytes(32)]).info.gateware_hash == bytes(32)
+    with pytest.raises(GatewareMismatch, match="expected 0101.* or 0202"):
+        golden_accelerator(expected_hash=[b"\x01" * 32, b"\x02" * 32])
+    monkeypatch.chdir(tmp_path)
+    shipped = json.loads((BITSTREAMS / "ulx3s-85f" / "manifest.json").read_text())["rtlil_sha256"]
+    assert expected_gateware("serial:///dev/ttyUSB1") == [bytes.fromhex(shipped)]
+    (tmp_path / "build" / "icebreaker").mkdir(parents=True)
+    (tmp_path / "build" / "icebreaker" / "manifest.json").write_text(json.dumps({"rtlil_sha256": "ab" * 32}))
+    assert set(known_gateware().values()) == {BITSTREAMS / "ulx3s-85f" / "manifest.json",
+                                              Path("build") / "icebreaker" / "manifest.json"}
+    assert bytes.fromhex("ab" * 32) in expected_gateware("/dev/ttyUSB1")
+    for url in ("sim://icebreaker", "golden://", "socket://localhost:5000"):
+        assert expected_gateware(url) is None
+    assert expected_gateware("serial:///dev/ttyUSB1", any_gateware=True) is None
