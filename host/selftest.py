@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from .build import known_gateware
 from .commands import Digest, GetInfo, GetStats, Region, Write, digest, instruction_words
 from .golden_device import GoldenDevice
 from .isa import Slot
@@ -279,8 +280,12 @@ class _Run:
                 if stats is not None and answer != stats:
                     raise _Failed(f"STATS changed while the device was idle: first {stats}, then {answer}")
                 stats = answer
-        hash_text = info.gateware_hash.hex() if any(info.gateware_hash) else "all zeros (no gateware hash: a " \
-            "virtual board or the golden device)"
+        if any(info.gateware_hash):
+            manifest = known_gateware().get(info.gateware_hash)
+            hash_text = info.gateware_hash.hex() + (f" (the bitstream of {manifest})" if manifest else
+                                                    " (not a bitstream the package ships or one built here)")
+        else:
+            hash_text = "all zeros (no gateware hash: a virtual board or the golden device)"
         clock = f"{info.clock_hz / 1e6:g} MHz" if info.clock_hz else "none"
         return (f"link v{acc.link.info.version} (credit {acc.link.credit} bytes, payloads ≤ "
                 f"{acc.link.info.max_payload}), command layer v{info.version}; core {core.name}: {core.rows} rows, "

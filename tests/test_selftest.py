@@ -233,3 +233,22 @@ def test_cli(tmp_path, model, capsys):
     assert main(["selftest", "--device", "socket://127.0.0.1:9", "--model", str(tmp_path / "model.safetensors")]) == 1
     out, _ = capsys.readouterr()
     assert "FAILED (0 of 5 steps passed, 1 ran)" in out and "ConnectionRefusedError" in out
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_the_link_step_names_the_bitstream_a_board_runs(model, known):
+    from mmfree.host.build import BITSTREAMS
+    from mmfree.host.commands import Info
+
+    manifest = BITSTREAMS / "ulx3s-85f" / "manifest.json"
+    gateware = bytes.fromhex(json.loads(manifest.read_text())["rtlil_sha256"]) if known else b"\x5a" * 32
+
+    def report_gateware(type, payload, reply_type, reply):
+        if type == Command.INFO and reply_type == Reply.INFO:
+            return dataclasses.replace(Info.decode(reply), gateware_hash=gateware).encode()
+        return reply
+
+    report = selftest(LyingDevice(replies=report_gateware).transport(), model=model, tokens=2, progress=False)
+    detail = steps(report)["link"].detail
+    assert report.passed and gateware.hex() in detail
+    assert (f"the bitstream of {manifest}" if known else "not a bitstream the package ships") in detail
