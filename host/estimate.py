@@ -16,7 +16,7 @@ the link's payload rate.
 
 from .commands import MAX_STREAM_WORDS, Stream
 from .compiler import matrix_word_count
-from .isa import Epilogue, Opcode, decode
+from .isa import Epilogue, Opcode, Slot, decode
 from .protocol import frame_size
 
 __all__ = ["SPREAD", "TIMING", "UART_BITS_PER_BYTE", "estimate_cycles", "link_payload_rate", "roofline"]
@@ -46,6 +46,8 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
         ``total`` (low, high: the sum −/+ ``spread``) and ``bound`` (trits ÷ lanes).
     """
     core, t = program.core, timing
+    # accumulators always within reduce_bits: GATE's drain sums slot G's squares, o_proj runs no pass over G
+    g_summed = 127 * core.max_vector < 1 << (program.formats.reduce_bits - 1)
     matvec = passes = embed = total = trits = 0
     instructions = []
     sums = None   # (slot, first norm, length) of the last second-norm sum, while its slot is unchanged
@@ -56,13 +58,14 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
             n, rows, epilogue = f["cols"], f["rows"], f["epilogue"]
             two = bool(f["has_pre"])
             first_other = two and f["first"] != f["src"]
+            first_pass = first_other and not (g_summed and f["first"] == Slot.G)
             reused = two and not first_other and sums == (f["src"], f["pre"], n)
             words = -(-rows // core.rows) * (-(-n // core.cols) + 1)
-            before = (n if first_other else 0) + n + (n if two and not reused else 0)   # passes F, B, D
+            before = (n if first_pass else 0) + n + (n if two and not reused else 0)   # passes F, B, D
             quant = max(0, t["quant"] - (n if two and not reused else 0))               # what pass D does not hide
             aux = rows if epilogue == Epilogue.FORGET else 0
             chain = t["chain_reused"] if reused else t["chain_two_norms"] if two else t["chain_one_norm"]
-            fills = t["pass_fill"] * (1 + bool(first_other) + (two and not reused) + 1 + bool(aux))
+            fills = t["pass_fill"] * (1 + first_pass + (two and not reused) + 1 + bool(aux))
             if epilogue == Epilogue.LOGITS:
                 after = max(n + aux + words, chain)
             else:

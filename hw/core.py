@@ -317,6 +317,7 @@ class Core(wiring.Component):
         # take f_proj's (the same x behind the same first norm) and skip that pass; and as their sums, ε and units
         # are f_proj's, so is the scale chain's rsqrt (register a), and their chains start at max|p|
         sums_ok = Signal()
+        sum_g_ok = Signal()   # sum_f holds Σ G² of the vector in slot G, summed in the GATE drain that wrote it
         sums_src = Signal.like(bl.src)
         sums_pre = Signal.like(bl.pre)
         sums_cols = Signal.like(bl.cols)
@@ -456,7 +457,10 @@ class Core(wiring.Component):
             vu.o.ready.eq(1),
         ]
         is_logits = epilogue == Epilogue.LOGITS
-        el_taken = el_valid & Mux(is_logits, red.i.ready, vu.i.ready)
+        # where accumulators always fit reduce_bits (|acc| ≤ 127 · max_vector, so k = 0), the GATE drain also sums the
+        # squares of the accumulators it writes to slot G: o_proj's first norm then needs no pass over G
+        sum_g = epilogue == Epilogue.GATE if 127 * H < 1 << (f.reduce_bits - 1) else C(0)
+        el_taken = el_valid & Mux(is_logits, red.i.ready, vu.i.ready & (~sum_g | red.i.ready))
         expected = Mux(epilogue == Epilogue.GLU, bl.rows >> 1, Mux(is_logits, 0, bl.rows))
 
         # -- the sequencer ---------------------------------------------------------------------------------------
@@ -549,7 +553,7 @@ class Core(wiring.Component):
                         with m.Case(CoreCommand.SEED):
                             m.d.sync += lfsr.eq(Mux(command.seed == 0, 1, command.seed))
                         with m.Case(CoreCommand.RUN):
-                            m.d.sync += [sample_only.eq(0), sums_ok.eq(0)]
+                            m.d.sync += [sample_only.eq(0), sums_ok.eq(0), sum_g_ok.eq(0)]
                             m.next = "FETCH"
                         with m.Case(CoreCommand.SAMPLE):
                             m.d.sync += [sample_only.eq(1), argmax.eq(greedy)]
@@ -664,7 +668,7 @@ class Core(wiring.Component):
 
             with m.State("BL_K_FIRST"):
                 m.d.sync += k_f.eq(scan_k)
-                with m.If(first_other):
+                with m.If(first_other & ~(sum_g_ok & (bl.first == Slot.G))):
                     m.next = "BL_F"
                 with m.Else():
                     m.next = "BL_B"
@@ -749,9 +753,13 @@ class Core(wiring.Component):
             with m.State("BL_DRAIN"):
                 self._drain(m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
                             el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data,
-                            red_last, track, ~chain_busy)
-                done = (row == bl.rows) & ~el_valid & (out_count == expected) & ~chain_busy
+                            red_last, track, ~chain_busy, sum_g)
+                done = (row == bl.rows) & ~el_valid & (out_count == expected) & ~chain_busy & (~sum_g | red.o.valid)
+                with m.If(sum_g):
+                    m.d.comb += red.o.ready.eq(done)
                 with m.If(done):
+                    with m.If(sum_g):
+                        m.d.sync += [sum_f.eq(red.o.payload.sum_sq), sum_g_ok.eq(1)]
                     with m.If((epilogue == Epilogue.RESIDUAL) | (epilogue == Epilogue.GATE) |
                               (epilogue == Epilogue.GLU)):
                         m.d.sync += sums_ok.eq(0)   # slot X or V written
@@ -916,10 +924,11 @@ class Core(wiring.Component):
 
     def _drain(self, m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
                el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last, track,
-               scaled):
+               scaled, sum_g):
         """The drain of a BITLINEAR: row groups from the matvec engine, one accumulator per cycle into a FIFO of
         :data:`DRAIN_DEPTH`, from there elements into the vector unit once the output scale is known (``scaled``;
-        for the head, into the reduction unit and the logits memory at once), results into vector memory."""
+        for the head, into the reduction unit and the logits memory at once), results into vector memory; with
+        ``sum_g`` the elements go into the reduction unit as well, for their sum of squares."""
         rows = self.params.rows
         m.d.comb += engine.o.ready.eq(~beat_valid)
         with m.If(engine.o.valid & ~beat_valid):
@@ -951,7 +960,9 @@ class Core(wiring.Component):
         with m.Elif(el_taken):
             m.d.sync += el_valid.eq(0)
 
-        m.d.comb += [vu.i.valid.eq(el_valid & ~is_logits), red.i.valid.eq(el_valid & is_logits),
+        # with sum_g an element goes into both units in one cycle
+        m.d.comb += [vu.i.valid.eq(el_valid & ~is_logits & (~sum_g | red.i.ready)),
+                     red.i.valid.eq(el_valid & (is_logits | sum_g & vu.i.ready)),
                      red_data.eq(el_acc), red_last.eq(el_last), red.i.payload.shift.eq(0)]
 
         data = vu.o.payload.data
