@@ -30,7 +30,7 @@ UART_BITS_PER_BYTE = 10
 TIMING = {"instruction": 20, "pass_fill": 10, "quant": 85, "chain_two_norms": 440, "chain_one_norm": 220,
           "chain_reused": 60, "tail": 25, "embed_per_element": 2, "embed_fixed": 30, "config": 7}
 
-#: the estimate's range around the sum: −/+ this fraction (the calibration's check on another shape: −1.0 %)
+#: the estimate's range around the sum: −/+ this fraction (the calibration's check on another shape: −0.9 %)
 SPREAD = 0.03
 
 
