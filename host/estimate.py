@@ -50,7 +50,8 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
     g_summed = 127 * core.max_vector < 1 << (program.formats.reduce_bits - 1)
     matvec = passes = embed = total = trits = 0
     instructions = []
-    sums = None   # (slot, first norm, length) of the last second-norm sum, while its slot is unchanged
+    sums = None   # (slot, first norm, length) of the last second-norm sum and rsqrt, while its slot is unchanged
+    g_sums = False   # a GATE drain summed slot G's squares, and no pass over another slot has replaced them
     for pc, word in enumerate(program.instructions):
         opcode, f = decode(word)
         cycles = 0
@@ -58,7 +59,7 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
             n, rows, epilogue = f["cols"], f["rows"], f["epilogue"]
             two = bool(f["has_pre"])
             first_other = two and f["first"] != f["src"]
-            first_pass = first_other and not (g_summed and f["first"] == Slot.G)
+            first_pass = first_other and not (g_sums and f["first"] == Slot.G)
             reused = two and not first_other and sums == (f["src"], f["pre"], n)
             words = -(-rows // core.rows) * (-(-n // core.cols) + 1)
             before = (n if first_pass else 0) + n + (n if two and not reused else 0)   # passes F, B, D
@@ -76,8 +77,9 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
             trits += rows * n
             if two and not reused and not first_other:
                 sums = (f["src"], f["pre"], n)
-            if epilogue in (Epilogue.RESIDUAL, Epilogue.GATE, Epilogue.GLU):
+            if not two or first_other or epilogue in (Epilogue.RESIDUAL, Epilogue.GATE, Epilogue.GLU):
                 sums = None
+            g_sums = g_summed and epilogue == Epilogue.GATE or g_sums and not first_pass
         elif opcode is Opcode.EMBED:
             cycles = t["embed_per_element"] * f["length"] + t["embed_fixed"]
             embed += cycles

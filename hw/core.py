@@ -682,8 +682,8 @@ class Core(wiring.Component):
             with m.State("BL_B_DONE"):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
-                    m.d.sync += [max_p.eq(red.o.payload.max_abs), sum_v.eq(red.o.payload.sum_sq), quant_busy.eq(1)]
-                    m.d.sync += reused.eq(two_norms & reuse_u)
+                    m.d.sync += [max_p.eq(red.o.payload.max_abs), sum_v.eq(red.o.payload.sum_sq), quant_busy.eq(1),
+                                 reused.eq(two_norms & reuse_u)]
                     with m.If(two_norms & ~reuse_u):
                         m.next = "BL_D"
                     with m.Else():
@@ -694,6 +694,8 @@ class Core(wiring.Component):
                              quant.cmd.payload.recip.eq(quant_cmd_recip)]
                 with m.If(~quant_busy & quant.cmd.ready):
                     m.d.sync += [chain.eq(Mux(reused, _PEAK, 0)), chain_busy.eq(1)]
+                    with m.If(~two_norms | first_other):
+                        m.d.sync += sums_ok.eq(0)   # this chain's rsqrt (register a) is not of the kept sums
                     m.next = "BL_C"
 
             with m.State("BL_C"):      # q into the q buffer
@@ -726,7 +728,7 @@ class Core(wiring.Component):
             with m.State("BL_F_DONE"):
                 m.d.comb += red.o.ready.eq(1)
                 with m.If(red.o.valid):
-                    m.d.sync += sum_f.eq(red.o.payload.sum_sq)
+                    m.d.sync += [sum_f.eq(red.o.payload.sum_sq), sum_g_ok.eq(0)]
                     m.next = "BL_B"
 
             with m.State("BL_AUX"):    # FORGET: the layer's 1 − lb into slot F
