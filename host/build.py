@@ -42,9 +42,8 @@ from .protocol import VERSION as PROTOCOL_VERSION
 __all__ = [
     "BITSTREAMS", "BoardTarget", "BuildError", "BuildResult", "FAMILIES", "MARGIN", "STEPS", "TARGETS",
     "board_design", "build", "check_manifests", "design_plan", "fit_summary", "git_commit", "known_gateware",
-    "nextpnr_error",
-    "overflowing_cell", "parse_report", "plan_hash", "read_report", "release", "rtlil_hash", "run_logged", "run_plan",
-    "shell_plan", "target_pll", "tool_versions",
+    "nextpnr_error", "overflowing_cell", "parse_report", "plan_hash", "read_report", "release", "rtlil_hash",
+    "run_logged", "run_plan", "shell_plan", "target_pll", "tool_versions",
 ]
 
 #: the Fmax a build must reach, as a multiple of the configured clock

@@ -178,7 +178,8 @@ class ReplayTransport:
 
     @property
     def remaining(self):
-        """Recorded events (a read, or a run of writes) not yet replayed (0 once the host has done all that the recording holds)."""
+        """Recorded events (a read, or a run of writes) not yet replayed (0 once the host has done all that the
+        recording holds)."""
         return len(self._events) - self._index
 
     def _where(self):

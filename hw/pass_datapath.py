@@ -67,7 +67,8 @@ class PassDatapath(wiring.Component):
         self.x_bits, self._impl = x_bits, impl
         self.product_bits = x_bits + FACTOR_BITS
         super().__init__({
-            "pre": In(8), "post": In(8), "round": In(1), "pre_round": In(1), "limbs": In(range(1, limbs_for(x_bits) + 1)),
+            "pre": In(8), "post": In(8), "round": In(1), "pre_round": In(1),
+            "limbs": In(range(1, limbs_for(x_bits) + 1)),
             "i": In(stream.Signature(data.StructLayout({"x": signed(x_bits), "y": signed(FACTOR_BITS), "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "x": signed(x_bits), "product": signed(self.product_bits), "last": 1}))),
