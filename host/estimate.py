@@ -27,11 +27,26 @@ UART_BITS_PER_BYTE = 10
 #: the core as built, in cycles: an instruction's fetch, decode and shifts; a pass's fill and drain; ``QUANT``; the
 #: scale chain with two norms, one norm, or from the rsqrt the last BITLINEAR left (i_proj, g_proj); the drain's
 #: last elements after the matvec; EMBED per element (two multiplier limbs) and its row address
-TIMING = {"instruction": 20, "pass_fill": 10, "quant": 85, "chain_two_norms": 440, "chain_one_norm": 220,
+TIMING = {"instruction": 20, "pass_fill": 10, "quant": 85, "chain_two_norms": 420, "chain_one_norm": 220,
           "chain_reused": 60, "tail": 25, "embed_per_element": 2, "embed_fixed": 30, "config": 7}
 
 #: the estimate's range around the sum: −/+ this fraction (the calibration's check on another shape: −0.9 %)
 SPREAD = 0.03
+
+
+def _beside(back, front):
+    """What of BITLINEAR ``front`` the core runs beside BITLINEAR ``back``'s matvec and drain (decoded fields;
+    ``hw/core.py``, state DECODE): ``"passes"`` where ``back``'s drain uses slot F and the state only and ``front``'s
+    passes do not touch slot F; ``"aux"`` (FORGET's copy into slot F) where ``back``'s drain does not use slot F;
+    else, or where either takes the weight stream, ``None``."""
+    if back["stream"] or front["stream"]:
+        return None
+    first_other = front["has_pre"] and front["first"] != front["src"]
+    if back["epilogue"] not in (Epilogue.FORGET, Epilogue.STATE):
+        return "aux" if front["epilogue"] == Epilogue.FORGET else None
+    if front["epilogue"] != Epilogue.FORGET and front["src"] != Slot.F and not (first_other and front["first"] == Slot.F):
+        return "passes"
+    return None
 
 
 def estimate_cycles(program, timing=TIMING, spread=SPREAD):
@@ -42,19 +57,27 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
     dict
         ``matvec`` (weight words plus one hand-off per row group), ``passes`` (one cycle per element of every
         pass), ``embed``, ``scale`` (the rest: fetch and decode, the passes' fill, ``QUANT`` and the scale chain
-        where they are not hidden, the drain's tail), ``instructions`` (``[pc, cycles]`` per instruction),
-        ``total`` (low, high: the sum −/+ ``spread``) and ``bound`` (trits ÷ lanes).
+        where they are not hidden, the drain's tail, the matvec's cycles lent to field reads beside it),
+        ``instructions`` (``[pc, cycles]`` per instruction, from its start to the next one's), ``total`` (low, high:
+        the sum −/+ ``spread``) and ``bound`` (trits ÷ lanes).
     """
     core, t = program.core, timing
     # accumulators always within reduce_bits: GATE's drain sums slot G's squares, o_proj runs no pass over G
     g_summed = 127 * core.max_vector < 1 << (program.formats.reduce_bits - 1)
-    matvec = passes = embed = total = trits = 0
-    instructions = []
+    matvec = passes = embed = trits = 0
+    starts = []
+    now = 0          # where the sequencer starts the instruction
+    back_end = 0     # where the back end's drain ends (the back end is idle from there)
+    back = None      # the fields of the BITLINEAR in the back end
+    back_paths = (0, 0)   # where its drain would end behind the matvec, and behind the scale chain
     sums = None   # (slot, first norm, length) of the last second-norm sum and rsqrt, while its slot is unchanged
     g_sums = False   # a GATE drain summed slot G's squares, and no pass over another slot has replaced them
-    for pc, word in enumerate(program.instructions):
+    for word in program.instructions:
         opcode, f = decode(word)
-        cycles = 0
+        beside = _beside(back, f) if opcode is Opcode.BITLINEAR and back is not None and now < back_end else None
+        if beside is None:
+            now = max(now, back_end)
+        starts.append(now)
         if opcode is Opcode.BITLINEAR:
             n, rows, epilogue = f["cols"], f["rows"], f["epilogue"]
             two = bool(f["has_pre"])
@@ -66,12 +89,20 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
             quant = max(0, t["quant"] - (n if two and not reused else 0))               # what pass D does not hide
             aux = rows if epilogue == Epilogue.FORGET else 0
             chain = t["chain_reused"] if reused else t["chain_two_norms"] if two else t["chain_one_norm"]
-            fills = t["pass_fill"] * (1 + first_pass + (two and not reused) + 1 + bool(aux))
-            if epilogue == Epilogue.LOGITS:
-                after = max(n + aux + words, chain)
-            else:
-                after = max(n + aux + words + 2 * min(rows, core.rows), chain + 2 * rows)
-            cycles = t["instruction"] + fills + before + quant + after + t["tail"]
+            fills = t["pass_fill"] * (1 + first_pass + (two and not reused) + 1)
+            aux_end = now + (t["pass_fill"] + aux if aux else 0)
+            held = aux_end if beside == "passes" else max(aux_end, back_end)
+            quantized = held + t["instruction"] + fills + before + quant   # the back end is due
+            # passes beside a matvec take its weight memory for their field words (16-bit, four a word)
+            if beside:
+                lent = {"passes": (2 + (two and not reused)) * -(-n // 4), "aux": -(-aux // 4)}[beside]
+                back_end = max(back_paths[0] + lent, back_paths[1]) + t["tail"]
+            chain_start = max(quantized, back_end)
+            issue = max(quantized + n, back_end)
+            drained = 0 if epilogue == Epilogue.LOGITS else 2 * rows   # the drain after the chain
+            back_paths = (issue + words + (drained and 2 * min(rows, core.rows)), chain_start + chain + drained)
+            back_end = max(back_paths) + t["tail"]
+            now = issue
             matvec += words
             passes += before + n + aux
             trits += rows * n
@@ -80,14 +111,16 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
             if not two or first_other or epilogue in (Epilogue.RESIDUAL, Epilogue.GATE, Epilogue.GLU):
                 sums = None
             g_sums = g_summed and epilogue == Epilogue.GATE or g_sums and not first_pass
+            back = f
         elif opcode is Opcode.EMBED:
             cycles = t["embed_per_element"] * f["length"] + t["embed_fixed"]
             embed += cycles
+            now += cycles
             sums = None
         elif opcode is Opcode.CONFIG:
-            cycles = t["config"]
-        total += cycles
-        instructions.append([pc, cycles])
+            now += t["config"]
+    total = max(now, back_end)
+    instructions = [[pc, end - start] for pc, (start, end) in enumerate(zip(starts, starts[1:] + [total]))]
     return {"matvec": matvec, "passes": passes, "embed": embed, "scale": total - matvec - passes - embed,
             "instructions": instructions, "total": (round(total * (1 - spread)), round(total * (1 + spread))),
             "bound": trits / (core.rows * core.cols)}

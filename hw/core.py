@@ -7,6 +7,11 @@ port. :class:`~mmfree.host.machine.Machine` is the instruction-level model the c
 
 This is the sequential form of the core: a BITLINEAR runs as passes over its input, one after another; the scale
 chain then runs on the scalar unit beside the matvec, whose drain holds the accumulators until the scale is known.
+The matvec, the chain and the drain form the *back end*, which runs on a copy of the instruction and of the sums its
+chain takes, so the sequencer goes on beside it with the next BITLINEAR where that touches nothing the drain uses:
+i_proj's passes beside f_proj's matvec (FORGET's drain uses slot F and the state only), g_proj's beside i_proj's,
+and FORGET's copy into slot F beside the other drains. The q buffer has two banks for that; the passes' field reads
+take the weight memory from the matvec a cycle at a time.
 
 - *passes* stream a vector (a slot of vector memory, or a vector of the weight image) one element at a time through
   a shared datapath: an optional floor shift (or, for the quantizer's products, the rounded cut ``w`` of
@@ -16,12 +21,12 @@ chain then runs on the scalar unit beside the matvec, whose drain holds the accu
   another slot, that slot's sum of squares; ``max|w ⊙ c|`` with ``Σ (v ≫ k)²`` (the reduction unit squares the
   element while it takes the maximum of the product); for a projection with two norms ``Σ u²`` of
   ``u = ((v ≫ k) · pre) ≫ pre_shift`` (while ``QUANT`` makes the quantizer's constants on the scalar unit); the
-  quantization of ``w ⊙ c``; for a FORGET epilogue the layer's ``1 − lb`` copied into slot F.
+  quantization of ``w ⊙ c``. A FORGET epilogue's BITLINEAR first copies the layer's ``1 − lb`` into slot F.
   Every pass over slots X and V takes one cycle per element. The shifts ``k`` need no pass: every write of slots
   X, V and G keeps the vector's ``max|x|``.
 - the *scale chain*: a fixed sequence of scalar-unit operations (``SCALE_CHAIN``) from those sums to the output scale,
   in the golden model's order of rounding (``Arithmetic.bitlinear``), started when ``QUANT`` has ended (every sum
-  is known by then) and run beside the quantization, the FORGET pass and the matvec.
+  is known by then) and the back end is idle, and run beside the quantization and the matvec.
 - the *drain*: each row group's accumulators leave the matvec engine one per cycle into a FIFO
   (:data:`DRAIN_DEPTH`); once the scale chain has ended, they go on into the vector unit with their operands read
   from vector memory (or, for the head, at once into the reduction unit's argmax and the logits memory); the
@@ -245,7 +250,8 @@ class Core(wiring.Component):
 
         # -- units and memories ------------------------------------------------------------------------------
         m.submodules.engine = engine = MatvecEngine(p.rows, p.trit_format, max_len=H, q_depth=-(-H // 5) + 1,
-                                                    stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
+                                                    q_banks=2, stream_depth=STREAM_DEPTH if p.weight_stream else 0,
+                                                    impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
         m.submodules.reduce = red = ReductionUnit(self.reduce_width, max_len=max(H, 2), reduce_bits=f.reduce_bits,
@@ -275,11 +281,12 @@ class Core(wiring.Component):
             engine.w_addr.eq(self.w_addr), engine.w_data.eq(self.w_data), engine.w_we.eq(self.w_we),
             program.w_addr.eq(self.p_addr), program.w_data.eq(self.p_data), program.w_en.eq(self.p_we),
             engine.r_addr.eq(fields.mem_addr), engine.r_en.eq(fields.mem_en), fields.mem_data.eq(engine.r_data),
+            fields.mem_ready.eq(engine.r_ready),
         ]
         fields_stream = Signal()   # the field reader reads the weight stream
         if p.weight_stream:
             wiring.connect(m, wiring.flipped(self.ws), engine.ws)
-            m.d.comb += [engine.r_stream.eq(fields_stream & fields.busy), fields.mem_ready.eq(engine.r_ready),
+            m.d.comb += [engine.r_stream.eq(fields_stream & fields.busy),
                          self.starved.eq(engine.stream_wait | fields.mem_stalled)]
 
         # -- registers of the sequencer ------------------------------------------------------------------------
@@ -327,6 +334,22 @@ class Core(wiring.Component):
 
         two_norms = bl.has_pre
         first_other = bl.has_pre & (bl.first != bl.src)
+
+        # the back end: a BITLINEAR's scale chain, matvec and drain, on its own copy of the instruction (``bk``) and
+        # of the sums its chain takes, so that the sequencer can go on with the next BITLINEAR's passes beside them
+        ir_back = Signal(INSTRUCTION_BITS)
+        bk = data.View(instruction_layout(Opcode.BITLINEAR), ir_back)
+        back_ready = Signal()     # ir_back's scale chain has started; its matvec has not
+        back_running = Signal()   # ir_back's matvec and drain run
+        back_idle = ~back_ready & ~back_running
+        chain_due = Signal()      # the sequencer's BITLINEAR is quantized: its back end starts once the back end is idle
+        q_bank = Signal()         # the q-buffer bank the sequencer's BITLINEAR fills
+        back_bank = Signal()      # … and the one ir_back's matvec reads
+        drain_base = Signal.like(state_base)
+        c_sum_a, c_sum_u = Signal.like(sum_v, name="chain_sum_a"), Signal.like(sum_u, name="chain_sum_u")
+        c_max_p = Signal.like(max_p, name="chain_max_p")
+        c_k_v, c_k_f = Signal.like(k_v, name="chain_k_v"), Signal.like(k_f, name="chain_k_f")
+        bk_first_other = bk.has_pre & (bk.first != bk.src)
         reuse_u = sums_ok & (sums_src == bl.src) & (sums_pre == bl.pre) & (sums_cols == bl.cols) & ~first_other
         reused = Signal()   # this BITLINEAR took the last one's sums (decided before its own pass D could set them)
         quant_cmd_shift = Signal.like(quant.cmd.payload.shift)
@@ -391,9 +414,9 @@ class Core(wiring.Component):
         # the quantizer's int8 outputs, packed into q-buffer words
         qword = Signal(8 * cols)
         qbyte = Signal(range(cols))
-        qaddr = Signal(range(engine.q_depth))
+        qaddr = Signal(range(engine.q_bank_words))
         q_done = Signal()
-        m.d.comb += [quant.o.ready.eq(1), engine.q_data.eq(qword), engine.q_addr.eq(qaddr)]
+        m.d.comb += [quant.o.ready.eq(1), engine.q_data.eq(qword), engine.q_addr.eq(Cat(qaddr, q_bank))]
         q_next = Signal(8 * cols)
         with m.Switch(qbyte):
             for k in range(cols):
@@ -411,9 +434,9 @@ class Core(wiring.Component):
         with m.If(write_q):
             m.d.sync += qaddr.eq(qaddr + 1)
 
-        # -- the drain -----------------------------------------------------------------------------------------
+        # -- the drain (of the back end's BITLINEAR) -------------------------------------------------------------
         epilogue = Signal(Epilogue)
-        m.d.comb += epilogue.eq(bl.epilogue)
+        m.d.comb += epilogue.eq(bk.epilogue)
         beat = Signal(data.ArrayLayout(signed(self.acc_bits), p.rows))
         beat_valid = Signal()
         lane = Signal(range(p.rows))
@@ -461,7 +484,7 @@ class Core(wiring.Component):
         # squares of the accumulators it writes to slot G: o_proj's first norm then needs no pass over G
         sum_g = epilogue == Epilogue.GATE if 127 * H < 1 << (f.reduce_bits - 1) else C(0)
         el_taken = el_valid & Mux(is_logits, red.i.ready, vu.i.ready & (~sum_g | red.i.ready))
-        expected = Mux(epilogue == Epilogue.GLU, bl.rows >> 1, Mux(is_logits, 0, bl.rows))
+        expected = Mux(epilogue == Epilogue.GLU, bk.rows >> 1, Mux(is_logits, 0, bk.rows))
 
         # -- the sequencer ---------------------------------------------------------------------------------------
         ret = Signal(range(16))   # where a pass returns (an index into PASS_RETURNS)
@@ -474,25 +497,34 @@ class Core(wiring.Component):
 
         def scalar(name):
             value = Signal(scalar_layout, name=name)
-            m.d.comb += [value.mant.eq(bl[f"{name}_mant"]), value.exp.eq(bl[f"{name}_exp"])]
+            m.d.comb += [value.mant.eq(bk[f"{name}_mant"]), value.exp.eq(bk[f"{name}_exp"])]
             return value
 
-        with m.If(quant_busy):    # the quantizer's shift and reciprocal from max|p|
+        # the back end starts: the instruction and the sums its scale chain takes are copied, the chain starts
+        with m.If(chain_due & back_idle & ~chain_busy):
+            m.d.sync += [ir_back.eq(ir), back_ready.eq(1), chain_due.eq(0), back_bank.eq(q_bank),
+                         drain_base.eq(state_base), c_sum_a.eq(Mux(first_other, sum_f, sum_v)), c_sum_u.eq(sum_u),
+                         c_max_p.eq(max_p), c_k_v.eq(k_v), c_k_f.eq(k_f),
+                         chain.eq(Mux(reused, _PEAK, 0)), chain_busy.eq(1)]
+            with m.If(~two_norms | first_other):
+                m.d.sync += sums_ok.eq(0)   # this chain's rsqrt (register a) is not of the kept sums
+
+        with m.If(chain_busy):    # the scale chain of the back end's BITLINEAR
+            operands = {**regs, "eps": eps, "unit_src": unit_of(bk.src),
+                        "unit_first": Mux(bk_first_other, unit_of(bk.first), unit_of(bk.src)),
+                        "inv_n": scalar("inv_n"), "constant": scalar("constant")}
+            integers = {"sum_a": c_sum_a, "sum_u": c_sum_u, "max_p": c_max_p}
+            powers = {"k_v": c_k_v, "two_ka": Mux(bk_first_other, c_k_f, c_k_v) << 1,
+                      "two_ku": (c_k_v + bk.pre_shift + bk.pre_exp) << 1}
+            self._scale_chain(m, scalar_unit, chain, regs, operands, integers, powers, bk.has_pre)
+            with m.If(chain == len(SCALE_CHAIN)):
+                m.d.sync += chain_busy.eq(0)
+        with m.Elif(quant_busy):  # the quantizer's shift and reciprocal from max|p| (of the sequencer's BITLINEAR)
             m.d.comb += [scalar_unit.i.valid.eq(1), scalar_unit.i.payload.op.eq(ScalarOp.QUANT),
                          scalar_unit.i.payload.integer.eq(max_p), scalar_unit.o.ready.eq(1)]
             with m.If(scalar_unit.o.valid):
                 m.d.sync += [quant_cmd_shift.eq(scalar_unit.o.payload.value.exp),
                              quant_cmd_recip.eq(scalar_unit.o.payload.recip), quant_busy.eq(0)]
-        with m.Elif(chain_busy):  # the scale chain: its inputs and the instruction stay put until it ends
-            operands = {**regs, "eps": eps, "unit_src": unit_of(bl.src),
-                        "unit_first": Mux(first_other, unit_of(bl.first), unit_of(bl.src)),
-                        "inv_n": scalar("inv_n"), "constant": scalar("constant")}
-            integers = {"sum_a": Mux(first_other, sum_f, sum_v), "sum_u": sum_u, "max_p": max_p}
-            powers = {"k_v": k_v, "two_ka": Mux(first_other, k_f, k_v) << 1,
-                      "two_ku": (k_v + bl.pre_shift + bl.pre_exp) << 1}
-            self._scale_chain(m, scalar_unit, chain, regs, operands, integers, powers, two_norms)
-            with m.If(chain == len(SCALE_CHAIN)):
-                m.d.sync += chain_busy.eq(0)
 
         def start_pass(src, count, *, limbs, factor_=_Factor.ONE, pow_=0, pre=0, pre_round=0, post=0, round_=0,
                        red_sel=0, own_square=0, red_shift=0, quant_=0, write=0, back):
@@ -535,6 +567,16 @@ class Core(wiring.Component):
 
         def slot_src(slot):
             return Mux(slot == Slot.X, _Src.X, Mux(slot == Slot.V, _Src.V, Mux(slot == Slot.G, _Src.G, _Src.F)))
+
+        # a BITLINEAR's passes may run beside the back end's matvec and drain when they touch none of the memories
+        # that drain uses (FORGET and STATE use slot F and the state; the passes, never the state) and neither takes
+        # the weight stream; FORGET's copy into slot F, its first pass, may run beside the other drains. Anything
+        # else waits until the back end is idle.
+        beside_back = (opcode == Opcode.BITLINEAR) & back_running & ~bk.stream & ~bl.stream
+        drain_uses_f = (bk.epilogue == Epilogue.FORGET) | (bk.epilogue == Epilogue.STATE)
+        beside = (beside_back & drain_uses_f & (bl.epilogue != Epilogue.FORGET) & (bl.src != Slot.F) &
+                  ~(first_other & (bl.first == Slot.F)))
+        aux_beside = beside_back & ~drain_uses_f & (bl.epilogue == Epilogue.FORGET)
 
         with m.FSM():
             with m.State("IDLE"):
@@ -583,32 +625,33 @@ class Core(wiring.Component):
                     m.next = "DECODE"
 
             with m.State("DECODE"):
-                m.d.comb += self.trace_valid.eq(1)
-                with m.Switch(opcode):
-                    with m.Case(Opcode.CONFIG):
-                        m.d.sync += [residual_frac.eq(conf.residual_frac),
-                                     eps.mant.eq(conf.eps_mant), eps.exp.eq(conf.eps_exp),
-                                     unit_x.mant.eq(conf.unit_mant), unit_x.exp.eq(conf.unit_exp)]
-                        m.next = "NEXT"
-                    with m.Case(Opcode.EMBED):
-                        m.d.sync += sums_ok.eq(0)
-                        with m.If(token >= emb.tokens):
-                            m.d.sync += error.eq(CoreError.TOKEN)
+                with m.If(back_idle | beside | aux_beside):
+                    m.d.comb += self.trace_valid.eq(1)
+                    with m.Switch(opcode):
+                        with m.Case(Opcode.CONFIG):
+                            m.d.sync += [residual_frac.eq(conf.residual_frac),
+                                         eps.mant.eq(conf.eps_mant), eps.exp.eq(conf.eps_exp),
+                                         unit_x.mant.eq(conf.unit_mant), unit_x.exp.eq(conf.unit_exp)]
+                            m.next = "NEXT"
+                        with m.Case(Opcode.EMBED):
+                            m.d.sync += sums_ok.eq(0)
+                            with m.If(token >= emb.tokens):
+                                m.d.sync += error.eq(CoreError.TOKEN)
+                                m.next = "DONE"
+                            with m.Else():
+                                m.d.sync += [mul_a.eq(emb.row_words), mul_b.eq(token), row_addr.eq(emb.table)]
+                                m.next = "EMBED_ROW"
+                        with m.Case(Opcode.BITLINEAR):
+                            m.d.sync += [mul_a.eq(bl.rows), mul_b.eq(bl.layer), state_base.eq(0), qaddr.eq(0),
+                                         qbyte.eq(0), q_done.eq(0), q_bank.eq(~q_bank)]
+                            m.next = "BL_LAYER"
+                        with m.Case(Opcode.END):
+                            with m.If(~have_logits):
+                                m.d.sync += error.eq(CoreError.NO_LOGITS)
                             m.next = "DONE"
-                        with m.Else():
-                            m.d.sync += [mul_a.eq(emb.row_words), mul_b.eq(token), row_addr.eq(emb.table)]
-                            m.next = "EMBED_ROW"
-                    with m.Case(Opcode.BITLINEAR):
-                        m.d.sync += [mul_a.eq(bl.rows), mul_b.eq(bl.layer), state_base.eq(0), qaddr.eq(0),
-                                     qbyte.eq(0), q_done.eq(0)]
-                        m.next = "BL_LAYER"
-                    with m.Case(Opcode.END):
-                        with m.If(~have_logits):
-                            m.d.sync += error.eq(CoreError.NO_LOGITS)
-                        m.next = "DONE"
-                    with m.Default():
-                        m.d.sync += error.eq(CoreError.OPCODE)
-                        m.next = "DONE"
+                        with m.Default():
+                            m.d.sync += error.eq(CoreError.OPCODE)
+                            m.next = "DONE"
 
             with m.State("NEXT"):
                 m.d.sync += pc.eq(pc + 1)
@@ -620,7 +663,7 @@ class Core(wiring.Component):
                     m.next = "FETCH"
 
             with m.State("DONE"):
-                m.d.comb += [self.res.valid.eq(1), self.res.payload.token.eq(argmax),
+                m.d.comb += [self.res.valid.eq(back_idle), self.res.payload.token.eq(argmax),
                              self.res.payload.error.eq(error)]
                 with m.If(self.res.ready):
                     m.next = "IDLE"
@@ -657,10 +700,25 @@ class Core(wiring.Component):
             # -- BITLINEAR -----------------------------------------------------------------------------------
             with m.State("BL_LAYER"):
                 with m.If(mul_b == 0):
-                    m.d.sync += scan.eq(peak_of(bl.src))
-                    m.next = "BL_K"
+                    m.next = "BL_AUX"
                 with m.Else():
                     shift_add_step(state_base)
+
+            with m.State("BL_AUX"):    # FORGET: the layer's 1 − lb into slot F
+                with m.If(bl.epilogue == Epilogue.FORGET):
+                    start_fields(bl.aux, bl.rows, is_signed=0)
+                    with m.If(fields.start.ready):
+                        start_pass(_Src.FIELD, bl.rows, limbs=1, write=2, back="BL_AUX_DONE")
+                with m.Else():
+                    m.next = "BL_HOLD"
+
+            with m.State("BL_AUX_DONE"):
+                m.next = "BL_HOLD"
+
+            with m.State("BL_HOLD"):   # the passes over the input wait for a drain that writes it
+                with m.If(back_idle | beside):
+                    m.d.sync += scan.eq(peak_of(bl.src))
+                    m.next = "BL_K"
 
             with m.State("BL_K"):      # the shifts k of v's sum of squares, then of the first slot's
                 m.d.sync += [k_v.eq(scan_k), scan.eq(peak_of(bl.first))]
@@ -689,13 +747,11 @@ class Core(wiring.Component):
                     with m.Else():
                         m.next = "BL_QCMD"
 
-            with m.State("BL_QCMD"):   # once QUANT is done: the quantizer's command; the scale chain starts
+            with m.State("BL_QCMD"):   # once QUANT is done: the quantizer's command; the back end is due
                 m.d.comb += [quant.cmd.valid.eq(~quant_busy), quant.cmd.payload.shift.eq(quant_cmd_shift),
                              quant.cmd.payload.recip.eq(quant_cmd_recip)]
                 with m.If(~quant_busy & quant.cmd.ready):
-                    m.d.sync += [chain.eq(Mux(reused, _PEAK, 0)), chain_busy.eq(1)]
-                    with m.If(~two_norms | first_other):
-                        m.d.sync += sums_ok.eq(0)   # this chain's rsqrt (register a) is not of the kept sums
+                    m.d.sync += chain_due.eq(1)
                     m.next = "BL_C"
 
             with m.State("BL_C"):      # q into the q buffer
@@ -706,7 +762,7 @@ class Core(wiring.Component):
 
             with m.State("BL_C_DONE"):
                 with m.If(q_done):
-                    m.next = "BL_AUX"
+                    m.next = "BL_MATVEC"
 
             with m.State("BL_D"):      # Σ u², u = ((v ≫ k) · pre) ≫ pre_shift
                 start_fields(bl.pre, bl.cols)
@@ -731,57 +787,22 @@ class Core(wiring.Component):
                     m.d.sync += [sum_f.eq(red.o.payload.sum_sq), sum_g_ok.eq(0)]
                     m.next = "BL_B"
 
-            with m.State("BL_AUX"):    # FORGET: the layer's 1 − lb into slot F
-                with m.If(epilogue == Epilogue.FORGET):
-                    start_fields(bl.aux, bl.rows, is_signed=0)
-                    with m.If(fields.start.ready):
-                        start_pass(_Src.FIELD, bl.rows, limbs=1, write=2, back="BL_AUX_DONE")
-                with m.Else():
-                    m.next = "BL_MATVEC"
-
-            with m.State("BL_AUX_DONE"):
-                m.next = "BL_MATVEC"
-
-            with m.State("BL_MATVEC"):
-                m.d.comb += [engine.cmd.valid.eq(1), engine.cmd.payload.base.eq(bl.weights),
-                             engine.cmd.payload.row_groups.eq((bl.rows + p.rows - 1) >> 3),
-                             engine.cmd.payload.col_groups.eq(bl.col_groups),
-                             engine.cmd.payload.stream.eq(bl.stream)]
-                with m.If(engine.cmd.ready):
+            with m.State("BL_MATVEC"):   # once the back end has taken this BITLINEAR: its matvec
+                m.d.comb += [engine.cmd.valid.eq(back_ready), engine.cmd.payload.base.eq(bk.weights),
+                             engine.cmd.payload.row_groups.eq((bk.rows + p.rows - 1) >> 3),
+                             engine.cmd.payload.col_groups.eq(bk.col_groups),
+                             engine.cmd.payload.stream.eq(bk.stream), engine.cmd.payload.q_bank.eq(back_bank)]
+                with m.If(back_ready & engine.cmd.ready):
                     m.d.sync += [row.eq(0), ser_row.eq(0), lane.eq(0), out_count.eq(0), beat_valid.eq(0),
-                                 el_valid.eq(0)]
-                    m.next = "BL_DRAIN"
-
-            with m.State("BL_DRAIN"):
-                self._drain(m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
-                            el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data,
-                            red_last, track, ~chain_busy, sum_g)
-                done = (row == bl.rows) & ~el_valid & (out_count == expected) & ~chain_busy & (~sum_g | red.o.valid)
-                with m.If(sum_g):
-                    m.d.comb += red.o.ready.eq(done)
-                with m.If(done):
-                    with m.If(sum_g):
-                        m.d.sync += [sum_f.eq(red.o.payload.sum_sq), sum_g_ok.eq(1)]
-                    with m.If((epilogue == Epilogue.RESIDUAL) | (epilogue == Epilogue.GATE) |
-                              (epilogue == Epilogue.GLU)):
-                        m.d.sync += sums_ok.eq(0)   # slot X or V written
-                    with m.Switch(epilogue):
-                        with m.Case(Epilogue.GATE):
-                            m.d.sync += [unit_g.eq(regs["s"]), unit_v.mant.eq(regs["s"].mant),
-                                         unit_v.exp.eq(Mux(regs["s"].mant != 0,
-                                                           regs["s"].exp + (f.gated_shift - f.state_frac), 0))]
-                        with m.Case(Epilogue.GLU):
-                            m.d.sync += [unit_v.mant.eq(regs["s"].mant),
-                                         unit_v.exp.eq(Mux(regs["s"].mant != 0,
-                                                           regs["s"].exp + (f.glu_shift - f.act_frac), 0))]
-                    with m.If(is_logits):
+                                 el_valid.eq(0), back_ready.eq(0), back_running.eq(1)]
+                    with m.If(bl.epilogue == Epilogue.LOGITS):
                         m.next = "BL_ARGMAX"
                     with m.Else():
                         m.next = "NEXT"
 
-            with m.State("BL_ARGMAX"):
-                m.d.comb += red.o.ready.eq(~chain_busy)
-                with m.If(red.o.valid & ~chain_busy):
+            with m.State("BL_ARGMAX"):    # once the head's drain has ended
+                m.d.comb += red.o.ready.eq(back_idle)
+                with m.If(red.o.valid & back_idle):
                     m.d.sync += [argmax.eq(red.o.payload.argmax), greedy.eq(red.o.payload.argmax),
                                  logit_rows.eq(bl.rows), logits_valid.eq(1), have_logits.eq(1),
                                  logit_mant.eq(regs["s"].mant), logit_exp.eq(regs["s"].exp)]
@@ -884,6 +905,29 @@ class Core(wiring.Component):
                         with m.Case(index):
                             m.next = name
 
+        # -- the back end's drain, beside the sequencer ------------------------------------------------------
+        with m.If(back_running):
+            self._drain(m, engine, vu, red, mems, bk, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
+                        el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, drain_base, red_data, red_last, track,
+                        ~chain_busy, sum_g)
+            done = (row == bk.rows) & ~el_valid & (out_count == expected) & ~chain_busy & (~sum_g | red.o.valid)
+            with m.If(sum_g):
+                m.d.comb += red.o.ready.eq(done)
+            with m.If(done):
+                m.d.sync += back_running.eq(0)
+                with m.If(sum_g):
+                    m.d.sync += [sum_f.eq(red.o.payload.sum_sq), sum_g_ok.eq(1)]
+                with m.If((epilogue == Epilogue.RESIDUAL) | (epilogue == Epilogue.GATE) | (epilogue == Epilogue.GLU)):
+                    m.d.sync += sums_ok.eq(0)   # slot X or V written
+                with m.Switch(epilogue):
+                    with m.Case(Epilogue.GATE):
+                        m.d.sync += [unit_g.eq(regs["s"]), unit_v.mant.eq(regs["s"].mant),
+                                     unit_v.exp.eq(Mux(regs["s"].mant != 0,
+                                                       regs["s"].exp + (f.gated_shift - f.state_frac), 0))]
+                    with m.Case(Epilogue.GLU):
+                        m.d.sync += [unit_v.mant.eq(regs["s"].mant),
+                                     unit_v.exp.eq(Mux(regs["s"].mant != 0, regs["s"].exp + (f.glu_shift - f.act_frac), 0))]
+
         with m.If(~self.cmd.ready):
             m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += self.busy.eq(~self.cmd.ready)
@@ -947,8 +991,12 @@ class Core(wiring.Component):
         acc = held.r_data.as_signed()
         issue = held.r_rdy & (scaled | is_logits) & (~el_valid | el_taken)
         m.d.comb += held.r_en.eq(issue)
-        for memory, address in ((Memory.X, row), (Memory.F, row), (Memory.STATE, state_base + row)):
-            m.d.comb += [mems[memory].r_addr.eq(address), mems[memory].r_en.eq(issue)]
+        # the operands: slot X (RESIDUAL) or F (the others) and the state; the sequencer's passes may read the others
+        with m.If(epilogue == Epilogue.RESIDUAL):
+            m.d.comb += [mems[Memory.X].r_addr.eq(row), mems[Memory.X].r_en.eq(issue)]
+        with m.Else():
+            m.d.comb += [mems[Memory.F].r_addr.eq(row), mems[Memory.F].r_en.eq(issue)]
+        m.d.comb += [mems[Memory.STATE].r_addr.eq(state_base + row), mems[Memory.STATE].r_en.eq(issue)]
         with m.If(issue):
             m.d.sync += [el_valid.eq(1), el_acc.eq(acc), el_last.eq(row == bl.rows - 1), el_glu_g.eq(~row[0]),
                          row.eq(row + 1)]
@@ -963,9 +1011,10 @@ class Core(wiring.Component):
             m.d.sync += el_valid.eq(0)
 
         # with sum_g an element goes into both units in one cycle
-        m.d.comb += [vu.i.valid.eq(el_valid & ~is_logits & (~sum_g | red.i.ready)),
-                     red.i.valid.eq(el_valid & (is_logits | sum_g & vu.i.ready)),
-                     red_data.eq(el_acc), red_last.eq(el_last), red.i.payload.shift.eq(0)]
+        m.d.comb += vu.i.valid.eq(el_valid & ~is_logits & (~sum_g | red.i.ready))
+        with m.If(is_logits | sum_g):
+            m.d.comb += [red.i.valid.eq(el_valid & (is_logits | sum_g & vu.i.ready)),
+                         red_data.eq(el_acc), red_last.eq(el_last), red.i.payload.shift.eq(0)]
 
         data = vu.o.payload.data
         with m.If(vu.o.valid):

@@ -9,9 +9,12 @@ wait in a register while the array decodes the weights), and the array offers ea
 memories hold their outputs (``cs``/``r_en`` low), so no skid buffer is needed. A command is taken when the
 previous one has issued its last read.
 
-While no command runs, the load ports write the weight memory (words) and the q buffer (words of ``C`` int8, low
-column first), and the read port reads the weight memory (``r_data`` is the word of the last cycle with ``r_en``,
-one cycle later, and holds otherwise); the sequencer and the link use them.
+While no command runs, the load port writes the weight memory (words). The q buffer's load port (words of ``C``
+int8, low column first) writes at any time: with two banks (``q_banks``) a command reads the bank it names while the
+other is loaded. The read port reads the weight memory at any time too (``r_data`` is the word of the last cycle with
+``r_en``, one cycle later, and holds otherwise); while a command runs, a read takes the memory in a cycle where it
+holds no beat for the array (``r_ready``), and the command's next read waits a cycle. The sequencer and the link use
+these ports.
 
 With a weight stream (``stream_depth`` > 0), words pushed on ``ws`` queue in a FIFO, and a command with ``stream``
 set takes its words from the FIFO in order instead of the weight memory (``base`` is then ignored); the read port
@@ -33,8 +36,9 @@ __all__ = ["MatvecEngine", "matvec_command_layout"]
 
 def matvec_command_layout(addr_bits=14, group_bits=16):
     """``base`` (first word), ``row_groups`` and ``col_groups`` (each ≥ 1), ``stream`` (the words come from the weight
-    stream)."""
-    return data.StructLayout({"base": addr_bits, "row_groups": group_bits, "col_groups": group_bits, "stream": 1})
+    stream), ``q_bank`` (the q-buffer bank of the activations; 0 with one bank)."""
+    return data.StructLayout({"base": addr_bits, "row_groups": group_bits, "col_groups": group_bits, "stream": 1,
+                              "q_bank": 1})
 
 
 class MatvecEngine(wiring.Component):
@@ -49,7 +53,9 @@ class MatvecEngine(wiring.Component):
     max_len : int
         Longest input the accumulators hold exactly (:class:`~mmfree.hw.ternary_matvec.TernaryMatVec`).
     q_depth : int
-        q-buffer words (inputs of up to ``q_depth · cols`` elements).
+        q-buffer words of a bank (inputs of up to ``q_depth · cols`` elements).
+    q_banks : {1, 2}
+        q-buffer banks; with two, bank ``b`` word ``j`` is at q-buffer address ``b · 2^⌈log2 q_depth⌉ + j``.
     stream_depth : int
         Words of the weight stream's FIFO; 0: no weight stream (no ``ws``, ``r_stream``, ``r_ready``,
         ``stream_wait``).
@@ -65,31 +71,40 @@ class MatvecEngine(wiring.Component):
     w_addr, w_data, w_we : In
         Weight-memory load port (14-bit word address, ``8·rows``-bit word); only while not ``busy``.
     r_addr, r_en : In; r_data : Out
-        Weight-memory read port, only while not ``busy`` and not writing (ignored while the memory holds a word for
-        the array); read latency 1.
+        Weight-memory read port (ignored in a cycle that writes); read latency 1. A read is issued only while
+        ``r_ready``.
+    r_ready : Out(1)
+        A read may be issued: the memory holds no beat the array has not taken (for the weight stream: a word is
+        there).
     q_addr, q_data, q_we : In
-        q-buffer load port (``8·cols``-bit word of int8, column ``c`` at bits ``8c … 8c + 7``).
+        q-buffer load port (``8·cols``-bit word of int8, column ``c`` at bits ``8c … 8c + 7``; the bank in the top
+        address bit with two banks).
     ws : In(stream.Signature(8·rows))
         The weight stream: words into the FIFO.
-    r_stream : In(1); r_ready : Out(1)
-        The read port reads the weight stream; a read may be issued (for the stream: a word is there).
+    r_stream : In(1)
+        The read port reads the weight stream.
     stream_wait : Out(1)
         A streamed command waits for a word the FIFO does not have.
     """
 
-    def __init__(self, rows=8, fmt="base3", *, max_len=256, q_depth=256, stream_depth=0, impl=None):
+    def __init__(self, rows=8, fmt="base3", *, max_len=256, q_depth=256, q_banks=1, stream_depth=0, impl=None):
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 2 or rows % 2:
             raise ValueError(f"rows must be an even int ≥ 2 (a weight word is rows bytes), got {rows!r}")
         if fmt not in ("base3", "2bit"):
             raise ValueError(f"fmt must be 'base3' or '2bit', got {fmt!r}")
         if not isinstance(q_depth, int) or q_depth < 2:
             raise ValueError(f"q_depth must be an int ≥ 2, got {q_depth!r}")
+        if q_banks not in (1, 2):
+            raise ValueError(f"q_banks must be 1 or 2, got {q_banks!r}")
         if not isinstance(stream_depth, int) or stream_depth < 0 or stream_depth == 1:
             raise ValueError(f"stream_depth must be 0 (no stream) or an int ≥ 2, got {stream_depth!r}")
         self.rows, self.fmt, self.cols = rows, fmt, TRITS_PER_BYTE[fmt]
         self.max_len, self.q_depth, self.stream_depth, self._impl = max_len, q_depth, stream_depth, impl
+        self.q_banks = q_banks
+        #: words of a q-buffer bank as addressed
+        self.q_bank_words = q_depth if q_banks == 1 else 1 << (q_depth - 1).bit_length()
         self.array = TernaryMatVec(rows, self.cols, max_len, fmt=fmt)
-        stream_ports = {"ws": In(stream.Signature(8 * rows)), "r_stream": In(1), "r_ready": Out(1),
+        stream_ports = {"ws": In(stream.Signature(8 * rows)), "r_stream": In(1),
                         "stream_wait": Out(1)} if stream_depth else {}
         super().__init__({
             **stream_ports,
@@ -97,21 +112,22 @@ class MatvecEngine(wiring.Component):
             "o": Out(stream.Signature(output_layout(rows, acc_width(max_len)))),
             "busy": Out(1),
             "w_addr": In(14), "w_data": In(8 * rows), "w_we": In(1),
-            "r_addr": In(14), "r_en": In(1), "r_data": Out(8 * rows),
-            "q_addr": In(range(q_depth)), "q_data": In(8 * self.cols), "q_we": In(1),
+            "r_addr": In(14), "r_en": In(1), "r_data": Out(8 * rows), "r_ready": Out(1),
+            "q_addr": In(range(q_banks * self.q_bank_words)), "q_data": In(8 * self.cols), "q_we": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.array = array = self.array
         m.submodules.weights = weights = WeightMemory(self.rows // 2, impl=self._impl)
-        m.submodules.q = q = BlockRam(width=8 * self.cols, depth=self.q_depth, impl=self._impl)
+        m.submodules.q = q = BlockRam(width=8 * self.cols, depth=self.q_banks * self.q_bank_words, impl=self._impl)
         wiring.connect(m, wiring.flipped(self.o), array.o)
 
         running = Signal()        # reads remain to be issued
         beat = Signal()           # the memories' outputs hold a beat not yet taken by the array
         beat_stream = Signal()    # … whose word is the weight stream's next
         streaming = Signal()      # the command takes the weight stream
+        q_bank = Signal()
         beat_last = Signal()
         addr = Signal(14)
         col = Signal(16)
@@ -121,8 +137,12 @@ class MatvecEngine(wiring.Component):
         acts = Signal(8 * self.cols)
         acts_valid = Signal()
         take = beat & array.w.ready
+        free = ~beat | take        # the memory may read a new word: it holds none the array has not taken
+        r_stream = Signal()        # the read port reads the weight stream
+        # a read of the read port takes the weight memory this cycle (a write has it while no command runs)
+        r_memory = self.r_en & ~r_stream & free & ~(self.w_we & ~running)
         word_ok = Signal(init=1)   # the word of a beat issued now is there (the memory's always is)
-        issue = running & (~beat | take) & word_ok
+        issue = running & free & word_ok & ~r_memory
         last_col = col == cols_left - 1
         word = Signal(8 * self.rows)
         m.d.comb += word.eq(weights.rdata)
@@ -137,9 +157,10 @@ class MatvecEngine(wiring.Component):
             m.d.comb += [
                 ws.w_data.eq(self.ws.payload), ws.w_en.eq(self.ws.valid), self.ws.ready.eq(ws.w_rdy),
                 ws.r_en.eq(popping),
+                r_stream.eq(self.r_stream),
                 word_ok.eq(~streaming | there),
                 self.stream_wait.eq(running & streaming & (~beat | take) & ~there),
-                self.r_ready.eq(~self.r_stream | there),
+                self.r_ready.eq(Mux(self.r_stream, there, free)),
                 word.eq(Mux(beat_stream, ws.r_data, weights.rdata)),
             ]
             m.d.sync += r_pop.eq(self.r_en & self.r_stream & there & ~running & ~beat)
@@ -148,17 +169,18 @@ class MatvecEngine(wiring.Component):
             read_data = Mux(r_from_stream, ws.r_data, weights.rdata)
         else:
             read_data = weights.rdata
+            m.d.comb += self.r_ready.eq(free)
 
         m.d.comb += [
             self.busy.eq(running | beat | acts_valid),
             self.cmd.ready.eq(~running),
-            weights.cs.eq(issue & ~streaming | self.w_we | self.r_en & ~running & ~beat),
+            weights.cs.eq(issue & ~streaming | self.w_we | r_memory),
             weights.we.eq(~running & self.w_we),
-            weights.addr.eq(Mux(running, addr, Mux(self.w_we, self.w_addr, self.r_addr))),
+            weights.addr.eq(Mux(r_memory, self.r_addr, Mux(running, addr, Mux(self.w_we, self.w_addr, self.r_addr)))),
             self.r_data.eq(read_data),
             weights.wdata.eq(self.w_data),
             q.r_en.eq(issue),
-            q.r_addr.eq(col),
+            q.r_addr.eq(col if self.q_banks == 1 else Cat(col[:(self.q_bank_words - 1).bit_length()], q_bank)),
             q.w_addr.eq(self.q_addr),
             q.w_data.eq(self.q_data),
             q.w_en.eq(self.q_we),
@@ -184,7 +206,8 @@ class MatvecEngine(wiring.Component):
                 m.d.sync += col.eq(col + 1)
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [running.eq(1), addr.eq(self.cmd.payload.base), col.eq(0),
-                         cols_left.eq(self.cmd.payload.col_groups), groups_left.eq(self.cmd.payload.row_groups)]
+                         cols_left.eq(self.cmd.payload.col_groups), groups_left.eq(self.cmd.payload.row_groups),
+                         q_bank.eq(self.cmd.payload.q_bank)]
             if self.stream_depth:
                 m.d.sync += streaming.eq(self.cmd.payload.stream)
         return m

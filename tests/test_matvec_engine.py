@@ -10,16 +10,17 @@ from mmfree.sim.runner import run_bench
 BENCH = "mmfree.sim.benches.matvec_engine"
 
 
-@pytest.mark.parametrize("rows, fmt, max_len, q_depth, stream_depth", [
-    (8, "base3", 256, 64, 0),    # the UP5K core (and a demo model matrix)
-    (16, "2bit", 300, 80, 0),    # two image words per beat
-    (8, "base3", 256, 64, 16),   # with a weight stream: every other matrix streamed
+@pytest.mark.parametrize("rows, fmt, max_len, q_depth, q_banks, stream_depth", [
+    (8, "base3", 256, 53, 2, 0),    # the UP5K core (and a demo model matrix): two q-buffer banks
+    (16, "2bit", 300, 80, 1, 0),    # two image words per beat
+    (8, "base3", 256, 64, 1, 16),   # with a weight stream: every other matrix streamed
 ])
-def test_bench(rows, fmt, max_len, q_depth, stream_depth, tmp_path):
-    engine = MatvecEngine(rows, fmt, max_len=max_len, q_depth=q_depth, stream_depth=stream_depth, impl="model")
+def test_bench(rows, fmt, max_len, q_depth, q_banks, stream_depth, tmp_path):
+    engine = MatvecEngine(rows, fmt, max_len=max_len, q_depth=q_depth, q_banks=q_banks, stream_depth=stream_depth,
+                          impl="model")
     run_bench(engine, name="matvec_engine", test_module=BENCH,
-              params={"rows": rows, "fmt": fmt, "max_len": max_len, "q_depth": q_depth, "random_ops": 40,
-                      "stream_depth": stream_depth}, run_dir=tmp_path)
+              params={"rows": rows, "fmt": fmt, "max_len": max_len, "q_depth": q_depth, "q_banks": q_banks,
+                      "random_ops": 40, "stream_depth": stream_depth}, run_dir=tmp_path)
 
 
 def test_rejects_bad_parameters():
@@ -29,5 +30,7 @@ def test_rejects_bad_parameters():
         MatvecEngine(8, "base4")
     with pytest.raises(ValueError, match="q_depth"):
         MatvecEngine(8, q_depth=1)
+    with pytest.raises(ValueError, match="q_banks"):
+        MatvecEngine(8, q_banks=3)
     with pytest.raises(ValueError, match="stream_depth must be 0"):
         MatvecEngine(8, stream_depth=1)

@@ -7,12 +7,18 @@ with random back-pressure, comparing them with the exact product ``T @ q`` (rows
 the padded q columns random). Adversarial operations: all −1 and all +1 matrices of ``max_len`` columns times −128
 and +127, a single row and column, zeros. Memories start random.
 
+The weight image is written while a read is wanted on the read port (the write wins). While the operations run,
+the read port reads random words of the weight memory, honouring ``r_ready``, and every
+word read back is checked against the image (the core's field reads beside a matvec). With two q-buffer banks
+(``q_banks``) each operation's activations are loaded into the bank the previous operation does not use while it
+runs.
+
 With a weight stream (``stream_depth`` > 0) every other operation takes its matrix from the stream, its words
 pushed with random gaps while the engine runs, and the read port reads pushed words back in order, honouring
 ``r_ready``.
 
-Parameters (:func:`mmfree.sim.benches.params`): ``rows``, ``fmt``, ``max_len``, ``q_depth``, ``stream_depth`` as
-built; ``random_ops`` (default 40).
+Parameters (:func:`mmfree.sim.benches.params`): ``rows``, ``fmt``, ``max_len``, ``q_depth``, ``q_banks`` (default
+1), ``stream_depth`` as built; ``random_ops`` (default 40).
 """
 
 import random
@@ -32,6 +38,9 @@ from .streams import Sink, Source, reset
 
 P = params()
 ROWS, FMT, MAX_LEN, Q_DEPTH, STREAM = P["rows"], P["fmt"], P["max_len"], P["q_depth"], P.get("stream_depth", 0)
+Q_BANKS = P.get("q_banks", 1)
+#: q-buffer address of a bank's first word
+BANK_STRIDE = Q_DEPTH if Q_BANKS == 1 else 1 << (Q_DEPTH - 1).bit_length()
 COLS = TRITS_PER_BYTE[FMT]
 WIDTH = acc_width(MAX_LEN)
 LAYOUT = output_layout(ROWS, WIDTH)
@@ -85,10 +94,28 @@ async def load_weights(dut, words):
     await load(dut, "w_", enumerate(items))
 
 
-async def load_q(dut, q):
-    """Write int8 activations (a multiple of ``COLS``) into the q buffer, ``COLS`` to a word, low column first."""
-    await load(dut, "q_", enumerate(sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(q[j:j + COLS]))
-                                    for j in range(0, len(q), COLS)))
+async def load_q(dut, q, bank=0):
+    """Write int8 activations (a multiple of ``COLS``) into a bank of the q buffer, ``COLS`` to a word, low column
+    first."""
+    words = (sum((int(v) & 0xFF) << (8 * c) for c, v in enumerate(q[j:j + COLS])) for j in range(0, len(q), COLS))
+    await load(dut, "q_", ((bank * BANK_STRIDE + j, word) for j, word in enumerate(words)))
+
+
+async def read_beside(dut, image, rng, checked):
+    """Read random weight-memory words through the read port, honouring ``r_ready``, and check each against
+    ``image`` (engine words); count them in ``checked[0]``. Runs until cancelled."""
+    issued = None
+    while True:
+        await RisingEdge(dut.clk)
+        want = rng.random() < 0.3
+        address = int(rng.integers(0, len(image)))
+        dut.r_en.value = int(want)
+        dut.r_addr.value = address
+        await ReadOnly()
+        if issued is not None:
+            assert int(dut.r_data.value) == image[issued], f"read of word {issued} beside a command"
+            checked[0] += 1
+        issued = address if want and dut.r_ready.value else None
 
 
 async def start(dut):
@@ -100,15 +127,6 @@ async def start(dut):
         dut.r_stream.value = 0
 
 
-async def idle(dut):
-    while True:
-        await ReadOnly()
-        if not dut.busy.value:
-            await RisingEdge(dut.clk)
-            return
-        await RisingEdge(dut.clk)
-
-
 @cocotb.test(**TIMEOUT)
 async def matrices_from_the_weight_image(dut):
     rng = np.random.default_rng(random.getrandbits(32))
@@ -118,28 +136,47 @@ async def matrices_from_the_weight_image(dut):
     for trits, _ in ops:
         bases.append(sum(len(w) for w in image) // (ROWS // 8))
         image.append(matrix_words(trits.astype(np.int8), ROWS, FMT))
+    words_all = beats(np.concatenate(image))
+    dut.r_en.value, dut.r_addr.value = 1, int(rng.integers(0, 16384))   # a read wanted all along: the writes win
     await load_weights(dut, np.concatenate(image))
     cmd, out = Source(dut, "cmd", dut.clk, p_gap=0.3), Sink(dut, "o", dut.clk, p_stall=0.3)
     ws = Source(dut, "ws", dut.clk, p_gap=0.4) if STREAM else None
     acc_offset = LAYOUT["acc"].offset
-    for index, ((trits, q), base, words) in enumerate(zip(ops, bases, image)):
+    checked = [0]
+    reader = cocotb.start_soon(read_beside(dut, words_all, rng, checked))
+    running = None   # the operation in flight: (index, trits, q, groups, the command's and the stream's tasks)
+
+    async def finish(index, trits, q, groups, tasks):
         rows, cols = trits.shape
-        groups, col_groups = -(-rows // ROWS), -(-cols // COLS)
-        padded = np.concatenate([q, rng.integers(-128, 128, col_groups * COLS - cols)])  # junk × trit 0
-        await idle(dut)
-        await load_q(dut, padded)
-        streamed = bool(STREAM) and index % 2 == 1
-        command = (0 if streamed else base) | groups << 14 | col_groups << 30 | streamed << 46
-        sent = cocotb.start_soon(cmd.send([command]))
-        pushed = cocotb.start_soon(ws.send(beats(words))) if streamed else None
-        received = await out.receive(groups, max_cycles=20 * groups * col_groups + 100)
-        await sent
-        if pushed:
-            await pushed
+        received = await out.receive(groups, max_cycles=40 * groups * -(-cols // COLS) + 100)
+        for task in tasks:
+            await task
         expect = np.zeros(groups * ROWS, dtype=np.int64)
         expect[:rows] = trits @ q
         got = [signed_field(raw, acc_offset + r * WIDTH, WIDTH) for raw in received for r in range(ROWS)]
         assert got == expect.tolist(), f"operation {index} ({rows}×{cols}): accumulators differ"
+
+    for index, ((trits, q), base, words) in enumerate(zip(ops, bases, image)):
+        rows, cols = trits.shape
+        groups, col_groups = -(-rows // ROWS), -(-cols // COLS)
+        padded = np.concatenate([q, rng.integers(-128, 128, col_groups * COLS - cols)])  # junk × trit 0
+        bank = index % Q_BANKS
+        if Q_BANKS == 1 and running:
+            await finish(*running)
+            running = None
+        await load_q(dut, padded, bank)   # with two banks, while the previous operation runs
+        if running:
+            await finish(*running)
+        streamed = bool(STREAM) and index % 2 == 1
+        command = (0 if streamed else base) | groups << 14 | col_groups << 30 | streamed << 46 | bank << 47
+        tasks = [cocotb.start_soon(cmd.send([command]))]
+        if streamed:
+            tasks.append(cocotb.start_soon(ws.send(beats(words))))
+        running = (index, trits, q, groups, tasks)
+    await finish(*running)
+    reader.cancel()
+    dut.r_en.value = 0
+    assert checked[0] > 100, f"only {checked[0]} words read beside the commands"
 
 
 @cocotb.test(**TIMEOUT)
