@@ -25,10 +25,12 @@ __all__ = ["SPREAD", "TIMING", "UART_BITS_PER_BYTE", "estimate_cycles", "link_pa
 UART_BITS_PER_BYTE = 10
 
 #: the core as built, in cycles: an instruction's fetch, decode and shifts; a pass's fill and drain; ``QUANT``; the
-#: scale chain with two norms, one norm, or from the rsqrt the last BITLINEAR left (i_proj, g_proj); the drain's
-#: last elements after the matvec; EMBED per element (two multiplier limbs) and its row address
+#: scale chain with two norms, one norm, or from the rsqrt the last BITLINEAR left (i_proj, g_proj), and its first
+#: norm's part (run beside pass B where that norm is over another slot); the drain's last elements after the matvec;
+#: EMBED per element (two multiplier limbs) and its row address
 TIMING = {"instruction": 20, "pass_fill": 10, "quant": 85, "chain_two_norms": 420, "chain_one_norm": 220,
-          "chain_reused": 60, "tail": 25, "embed_per_element": 2, "embed_fixed": 30, "config": 7}
+          "chain_reused": 60, "chain_first_norm": 100, "tail": 25, "embed_per_element": 2, "embed_fixed": 30,
+          "config": 7}
 
 #: the estimate's range around the sum: −/+ this fraction (the calibration's check on another shape: −0.9 %)
 SPREAD = 0.03
@@ -93,11 +95,16 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
             aux_end = now + (t["pass_fill"] + aux if aux else 0)
             held = aux_end if beside == "passes" else max(aux_end, back_end)
             quantized = held + t["instruction"] + fills + before + quant   # the back end is due
+            # with the first norm over another slot its part of the chain runs beside pass B when the back end is idle
+            early = first_other and beside is None
+            b_start = quantized - quant - n - (n if two and not reused else 0) - t["pass_fill"] * (1 + two)
             # passes beside a matvec take its weight memory for their field words (16-bit, four a word)
             if beside:
                 lent = {"passes": (2 + (two and not reused)) * -(-n // 4), "aux": -(-aux // 4)}[beside]
                 back_end = max(back_paths[0] + lent, back_paths[1]) + t["tail"]
             chain_start = max(quantized, back_end)
+            if early:
+                chain_start = max(b_start + t["chain_first_norm"], quantized) - t["chain_first_norm"]
             issue = max(quantized + n, back_end)
             drained = 0 if epilogue == Epilogue.LOGITS else 2 * rows   # the drain after the chain
             back_paths = (issue + words + (drained and 2 * min(rows, core.rows)), chain_start + chain + drained)

@@ -26,7 +26,8 @@ take the weight memory from the matvec a cycle at a time.
   X, V and G keeps the vector's ``max|x|``.
 - the *scale chain*: a fixed sequence of scalar-unit operations (``SCALE_CHAIN``) from those sums to the output scale,
   in the golden model's order of rounding (``Arithmetic.bitlinear``), started when ``QUANT`` has ended (every sum
-  is known by then) and the back end is idle, and run beside the quantization and the matvec.
+  is known by then) and the back end is idle, and run beside the quantization and the matvec; where the first norm
+  is over another slot (whose sum is known before the passes) the chain starts on that norm beside pass B.
 - the *drain*: each row group's accumulators leave the matvec engine one per cycle into a FIFO
   (:data:`DRAIN_DEPTH`); once the scale chain has ended, they go on into the vector unit with their operands read
   from vector memory (or, for the head, at once into the reduction unit's argmax and the logits memory); the
@@ -500,16 +501,24 @@ class Core(wiring.Component):
             m.d.comb += [value.mant.eq(bk[f"{name}_mant"]), value.exp.eq(bk[f"{name}_exp"])]
             return value
 
-        # the back end starts: the instruction and the sums its scale chain takes are copied, the chain starts
-        with m.If(chain_due & back_idle & ~chain_busy):
-            m.d.sync += [ir_back.eq(ir), back_ready.eq(1), chain_due.eq(0), back_bank.eq(q_bank),
-                         drain_base.eq(state_base), c_sum_a.eq(Mux(first_other, sum_f, sum_v)), c_sum_u.eq(sum_u),
-                         c_max_p.eq(max_p), c_k_v.eq(k_v), c_k_f.eq(k_f),
-                         chain.eq(Mux(reused, _PEAK, 0)), chain_busy.eq(1)]
+        def start_back(step):
+            """The back end takes the sequencer's BITLINEAR: the instruction and the sums its scale chain takes are
+            copied (Σ u² and max|p| again at ``BL_QCMD`` when the chain starts early), the chain starts at ``step``."""
+            m.d.sync += [ir_back.eq(ir), back_ready.eq(1), back_bank.eq(q_bank), drain_base.eq(state_base),
+                         c_sum_a.eq(Mux(first_other, sum_f, sum_v)), c_sum_u.eq(sum_u), c_max_p.eq(max_p),
+                         c_k_v.eq(k_v), c_k_f.eq(k_f), chain.eq(step), chain_busy.eq(1)]
             with m.If(~two_norms | first_other):
                 m.d.sync += sums_ok.eq(0)   # this chain's rsqrt (register a) is not of the kept sums
 
-        with m.If(chain_busy):    # the scale chain of the back end's BITLINEAR
+        with m.If(chain_due & back_idle & ~chain_busy):
+            start_back(Mux(reused, _PEAK, 0))
+            m.d.sync += chain_due.eq(0)
+
+        # a chain started early (the first norm over another slot, whose sum is known before the passes) holds
+        # before its first use of Σ u² until BL_QCMD has copied it and max|p|; QUANT may use the scalar unit then
+        chain_hold = Signal()
+        chain_active = chain_busy & ~(chain_hold & (chain == _TWO_NORMS + 1))
+        with m.If(chain_active):  # the scale chain of the back end's BITLINEAR
             operands = {**regs, "eps": eps, "unit_src": unit_of(bk.src),
                         "unit_first": Mux(bk_first_other, unit_of(bk.first), unit_of(bk.src)),
                         "inv_n": scalar("inv_n"), "constant": scalar("constant")}
@@ -734,6 +743,9 @@ class Core(wiring.Component):
             with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut, and Σ (v ≫ k)²
                 start_fields(bl.consts, bl.cols)
                 with m.If(fields.start.ready):
+                    with m.If(first_other & back_idle & ~chain_busy):   # the chain's first norm beside the passes
+                        start_back(0)
+                        m.d.sync += chain_hold.eq(1)
                     start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
                                red_sel=2, own_square=1, back="BL_B_DONE")
 
@@ -751,7 +763,10 @@ class Core(wiring.Component):
                 m.d.comb += [quant.cmd.valid.eq(~quant_busy), quant.cmd.payload.shift.eq(quant_cmd_shift),
                              quant.cmd.payload.recip.eq(quant_cmd_recip)]
                 with m.If(~quant_busy & quant.cmd.ready):
-                    m.d.sync += chain_due.eq(1)
+                    with m.If(chain_hold):
+                        m.d.sync += [c_sum_u.eq(sum_u), c_max_p.eq(max_p), chain_hold.eq(0)]
+                    with m.Else():
+                        m.d.sync += chain_due.eq(1)
                     m.next = "BL_C"
 
             with m.State("BL_C"):      # q into the q buffer
