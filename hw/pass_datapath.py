@@ -21,11 +21,41 @@ __all__ = ["LIMB", "limbs_for", "PassDatapath"]
 LIMB = 15
 #: signed bits of the second operand ``y`` (one multiplier port)
 FACTOR_BITS = 16
+#: low bits of a shift amount that a variable shift applies in its second (fine) stage
+FINE_BITS = 3
 
 
 def limbs_for(bits):
     """Limbs of a signed ``bits``-bit ``x``: 15-bit unsigned ones, then a signed 16-bit top one."""
     return 1 + max(0, -(-(bits - FACTOR_BITS) // LIMB))
+
+
+def _shift_parts(m, amount, width):
+    """The two stages of a right shift of a signed ``width``-bit value by ``amount``: ``(v ≫ coarse) ≫ fine``.
+
+    ``amount`` saturates at the least ``2^b − 1 ≥ width − 1`` (from ``width − 1`` up, a shift leaves the sign
+    alone); ``coarse`` (``b`` bits) is its multiple of ``2^FINE_BITS``, ``fine`` its low :data:`FINE_BITS` bits.
+    Both are registered every cycle, without an enable: ``amount`` is held while an element is in flight, from the
+    cycle it is taken, and the shifts come later.
+    """
+    bits = max(FINE_BITS, (width - 1).bit_length())
+    if len(amount) > bits:
+        amount = Mux(amount[bits:].any(), (1 << bits) - 1, amount[:bits])
+    coarse, fine = Signal(bits), Signal(FINE_BITS)
+    m.d.sync += [coarse.eq(Cat(C(0, FINE_BITS), amount[FINE_BITS:])), fine.eq(amount[:FINE_BITS])]
+    return coarse, fine
+
+
+def _stage(values, name):
+    """Registers for ``values`` (a dict of name to value), one each, named ``{name}_{key}``."""
+    return {key: Signal(value.shape(), name=f"{name}_{key}") for key, value in values.items()}
+
+
+def _advance(m, en, stages):
+    """Each of ``stages`` (dicts of registers, the first the values entering) takes the one before it when ``en``."""
+    with m.If(en):
+        for source, stage in zip(stages, stages[1:]):
+            m.d.sync += [stage[key].eq(source[key]) for key in stage]
 
 
 class PassDatapath(wiring.Component):
@@ -41,7 +71,8 @@ class PassDatapath(wiring.Component):
     Attributes
     ----------
     pre, post : In(8)
-        Floor shift of ``x`` and shift of the product (held over a vector).
+        Floor shift of ``x`` and shift of the product (held over a vector: from the cycle its first element is
+        offered at ``i`` until its last one has left ``o``; the same for ``round``, ``pre_round`` and ``limbs``).
     limbs : In(range(1, limbs + 1))
         Limbs of ``x ≫ pre`` (held over a vector): each element takes that many cycles, and ``x ≫ pre`` must fit
         ``15·(limbs − 1) + 16`` signed bits (:func:`limbs_for`).
@@ -55,9 +86,13 @@ class PassDatapath(wiring.Component):
     o : Out(stream)
         ``{x: signed(x_bits) (x ≫ pre), product: signed(x_bits + 16), last}``.
 
-    Timing: one element every ``limbs`` cycles while ``o`` is taken; ``o`` offers an element ``limbs + 4`` cycles
-    after it was taken, from registers. ``i`` is registered before the shift (a producer's memory read and
-    multiplexers come straight in). When ``o`` stalls the whole datapath holds.
+    Timing: one element every ``limbs`` cycles while ``o`` is taken; ``o`` offers an element ``limbs + 8`` cycles
+    after it was taken, from registers. Every path runs between registers through at most one stage of a variable
+    shift and one carry chain: ``i`` is registered (a producer's memory read and multiplexers come straight
+    in); ``x ≫ pre`` is shifted by the multiple of 8 of ``pre``, then by the rest (and rounded, a 16-bit increment)
+    into the multiplier stage, which offers one limb a cycle; each product is registered shifted into place and
+    summed, from the rounding constant ``2^(post − 1)`` (a register decoded from ``post``), so that the sum is
+    floor-shifted by ``post`` in two stages into ``o``. When ``o`` stalls the whole datapath holds.
     """
 
     def __init__(self, x_bits, *, impl=None):
@@ -88,40 +123,40 @@ class PassDatapath(wiring.Component):
 
         # the multiplier stage: an element's limbs go in over `limbs` cycles, the next element is taken with its last
         busy = Signal()                       # an element's limbs are going in
-        x = Signal(signed(self.x_bits))       # x ≫ pre
-        xm = Signal(signed(self.x_bits))      # the multiplier's x'
-        y = Signal(signed(FACTOR_BITS))
-        last = Signal()
         limb = Signal(range(n))
         final = limb == self.limbs - 1        # the top limb, signed
-        take = en & (~busy | final)
+        free = ~busy | final                  # it takes an element (or a bubble) in this enabled cycle
 
-        # the input register
-        held = Signal()
-        held_x = Signal(signed(self.x_bits))
-        held_y = Signal(signed(FACTOR_BITS))
-        held_last = Signal()
-        m.d.comb += self.i.ready.eq(en & (~held | take))
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [held.eq(1), held_x.eq(self.i.payload.x), held_y.eq(self.i.payload.y),
-                         held_last.eq(self.i.payload.last)]
-        with m.Elif(held & take):
-            m.d.sync += held.eq(0)
+        # the input register, then the cut's coarse shift: Cat(0, x) ≫ pre is x ≫ pre above bit pre − 1 of x
+        held = {"valid": Signal(), "x": Signal(signed(self.x_bits)), "y": Signal(signed(FACTOR_BITS)),
+                "last": Signal()}
+        pre_coarse, pre_fine = _shift_parts(m, self.pre, self.x_bits + 1)
+        entering = {**held, "x": Cat(C(0, 1), held["x"]).as_signed() >> pre_coarse}
+        coarse = _stage(entering, "coarse")
+        m.d.comb += self.i.ready.eq(en & (~held["valid"] | ~coarse["valid"] | free))
+        with m.If(self.i.ready):
+            m.d.sync += [held["valid"].eq(self.i.valid), held["x"].eq(self.i.payload.x), held["y"].eq(self.i.payload.y),
+                         held["last"].eq(self.i.payload.last)]
+        _advance(m, en & (~coarse["valid"] | free), [entering, coarse])
 
-        # rounding the cut adds bit pre − 1 of x to its floor; only 2^15 − 1 can then overflow 16 bits
-        floor = Signal(signed(self.x_bits))
-        up = Signal()
-        m.d.comb += [floor.eq(held_x >> self.pre),
-                     up.eq((Cat(C(0, 1), held_x).as_signed() >> self.pre)[0] & self.pre_round)]
+        # the multiplier stage's element: the cut's fine shift, x ≫ pre and the low 16 bits of x' (rounding adds
+        # bit pre − 1 of x; only 2^15 − 1 can then overflow 16 bits)
+        cut = coarse["x"] >> pre_fine
+        floor = Signal(signed(FACTOR_BITS))
+        m.d.comb += floor.eq(cut[1:].as_signed())
+        rounded = (floor + (cut[0] & self.pre_round))[:FACTOR_BITS]
+        rounded = Mux(rounded[-1] & ~floor[-1], (1 << (FACTOR_BITS - 1)) - 1, rounded)   # 2^15 − 1 stays
+        x = Signal(signed(self.x_bits))
+        low = Signal(FACTOR_BITS)
+        y = Signal(signed(FACTOR_BITS))
+        last = Signal()
         with m.If(en):
-            with m.If(held & take):
-                m.d.sync += [x.eq(floor), xm.eq(Mux(up & (floor != (1 << (FACTOR_BITS - 1)) - 1), floor + 1, floor)),
-                             y.eq(held_y), last.eq(held_last),
-                             busy.eq(1), limb.eq(0)]
-            with m.Elif(busy & final):
-                m.d.sync += busy.eq(0)
-            with m.Elif(busy):
+            with m.If(free):
+                m.d.sync += [busy.eq(coarse["valid"]), limb.eq(0), x.eq(cut[1:]), low.eq(rounded),
+                             y.eq(coarse["y"]), last.eq(coarse["last"])]
+            with m.Else():
                 m.d.sync += limb.eq(limb + 1)
+        xm = Cat(low, x[FACTOR_BITS:])
         operand = Signal(signed(FACTOR_BITS))
         with m.Switch(limb):
             for k in range(n):
@@ -133,30 +168,35 @@ class PassDatapath(wiring.Component):
                         m.d.comb += operand.eq(Mux(final, top, Cat(xm[LIMB * k:LIMB * (k + 1)], C(0, 1)).as_signed()))
         m.d.comb += [mac.a.eq(operand), mac.b.eq(y)]
 
-        # the partial products leave the multiplier two enabled cycles later, with their limb index and element
-        delay = [(Signal(name=f"d{d}_valid"), Signal(range(n), name=f"d{d}_limb"), Signal(name=f"d{d}_final"),
-                  Signal(signed(self.x_bits), name=f"d{d}_x"), Signal(name=f"d{d}_last")) for d in range(2)]
-        with m.If(en):
-            m.d.sync += [a.eq(b) for a, b in zip(delay[0], (busy, limb, final, x, last))]
-            m.d.sync += [a.eq(b) for a, b in zip(delay[1], delay[0])]
-        valid_d, limb_d, final_d, x_d, last_d = delay[1]
-        acc = Signal(signed(width))
+        # the partial products leave the multiplier two enabled cycles later and are registered shifted into place;
+        # their limb and element follow them
+        tags = {"valid": busy, "limb": limb, "first": limb == 0, "final": final, "x": x, "last": last}
+        mac_in, mac_out, at_partial = (_stage(tags, name) for name in ("mac_in", "mac_out", "partial"))
+        _advance(m, en, [tags, mac_in, mac_out, at_partial])
         partial = Signal(signed(width))
-        with m.Switch(limb_d):
-            for k in range(n):
-                with m.Case(k):
-                    m.d.comb += partial.eq(mac.o << (LIMB * k))
-        total = Signal(signed(width))
-        m.d.comb += total.eq(Mux(limb_d == 0, 0, acc) + partial)
-
-        # the shift, into the output register: rounding adds bit post − 1 of the product to its floor shift
-        # (⌊(t + 2^(s−1)) / 2^s⌋ = ⌊t / 2^s⌋ + bit s − 1 of t, two's complement, sign bits included)
-        carry = (Cat(C(0, 1), total).as_signed() >> self.post)[0] & self.round
         with m.If(en):
-            m.d.sync += self.o.valid.eq(0)
-            with m.If(valid_d):
-                m.d.sync += acc.eq(total)
-                with m.If(final_d):
-                    m.d.sync += [self.o.valid.eq(1), self.o.payload.product.eq((total >> self.post) + carry),
-                                 self.o.payload.x.eq(x_d), self.o.payload.last.eq(last_d)]
+            with m.Switch(mac_out["limb"]):
+                for k in range(n):
+                    with m.Case(k):
+                        m.d.sync += partial.eq(mac.o << (LIMB * k))
+
+        # the sum starts at the rounding constant 2^(post − 1) (0 for floor; 2^(width − 1) for post > width, which
+        # keeps it ≥ 0 so that the shift gives 0), so that the output shift is a floor shift:
+        # round(t · 2^−s) = ⌊(t + 2^(s−1)) · 2^−s⌋; held over a vector, it is registered without an enable
+        rounding = Signal(width)
+        m.d.sync += rounding.eq(Mux(self.round, Cat(*(self.post == k + 1 for k in range(width - 1)),
+                                                     self.post >= width), 0))
+        acc = Signal(signed(width + 1))
+        with m.If(en & at_partial["valid"]):
+            m.d.sync += acc.eq(Mux(at_partial["first"], rounding, acc) + partial)
+
+        # the sum's coarse shift, then its fine shift into the output register, with the complete elements
+        post_coarse, post_fine = _shift_parts(m, self.post, width + 1)
+        done = {"valid": at_partial["valid"] & at_partial["final"], "x": at_partial["x"], "last": at_partial["last"]}
+        at_sum, at_shift = _stage(done, "sum"), _stage(done, "shift")
+        shifted = Signal(signed(width + 1))
+        _advance(m, en, [done, at_sum, at_shift, {"valid": self.o.valid, "x": self.o.payload.x,
+                                                  "last": self.o.payload.last}])
+        with m.If(en):
+            m.d.sync += [shifted.eq(acc >> post_coarse), self.o.payload.product.eq(shifted >> post_fine)]
         return m

@@ -1,9 +1,11 @@
 """Bench of :class:`mmfree.hw.pass_datapath.PassDatapath`: exact products and shifts, with gaps and back-pressure.
 
 Vectors of random and adversarial elements (the extremes of ``x ≫ pre`` for the vector's limb count and of ``y``,
-zeros, ±1) stream through with random gaps and random back-pressure, each vector with its own ``pre``, ``post``,
-rounding mode, limb count and (for one limb) rounded cut ``pre_round`` (held while it streams); every output is
-compared with ``golden.round_shift`` / floor of the exact product of ``x ≫ pre`` or ``sat16(round(x · 2^−pre))``.
+zeros, ±1) stream through with random gaps and random back-pressure (mixed, or long stalls that fill the pipeline,
+or a starved pipeline), each vector with its own ``pre``, ``post``, rounding mode, limb count and (for one limb)
+rounded cut ``pre_round`` (held while it streams); every output is compared with ``golden.round_shift`` / floor of
+the exact product of ``x ≫ pre`` or ``sat16(round(x · 2^−pre))``.
+Then, for each limb count, a vector back to back without stalls must take exactly the docstring's cycles.
 
 Parameters (:func:`mmfree.sim.benches.params`): ``x_bits``; ``vectors`` (default 30).
 """
@@ -22,6 +24,8 @@ from .streams import Sink, Source, reset
 P = params()
 X_BITS = P["x_bits"]
 PRODUCT_BITS = X_BITS + 16
+#: cycles from an element taken at ``i`` to its result offered at ``o``, beyond its ``limbs`` (the docstring's)
+LATENCY = 8
 
 
 def field(raw, offset, bits):
@@ -43,6 +47,34 @@ def elements(rng, count, pre, limbs):
     return [(x_of(shifted), y) for shifted, y in items]
 
 
+def configure(dut, rng, limbs):
+    """Drives a random ``pre``, ``post``, rounding mode and (for one limb) ``pre_round`` for a vector of ``limbs``."""
+    config = {"pre": rng.randint(0, min(20, X_BITS - 2)), "post": rng.randint(0, 60), "round": rng.randint(0, 1),
+              "limbs": limbs, "pre_round": int(limbs == 1 and rng.random() < 0.5)}
+    for name, value in config.items():
+        getattr(dut, name).value = value
+    return config
+
+
+async def stream(dut, source, sink, config, items):
+    """Streams ``items`` as one vector and checks every output; returns the sink's cycle count."""
+    raws = [(x & ((1 << X_BITS) - 1)) | ((y & 0xFFFF) << X_BITS) | (int(k == len(items) - 1) << (X_BITS + 16))
+            for k, (x, y) in enumerate(items)]
+    send = cocotb.start_soon(source.send(raws))
+    got = await sink.receive(len(items), max_cycles=20 * len(items) + 100)
+    await send
+    pre, post = config["pre"], config["post"]
+    for k, ((x, y), raw) in enumerate(zip(items, got)):
+        shifted = x >> pre
+        exact = (min(32767, int(round_shift(x, pre))) if config["pre_round"] else shifted) * y
+        want = int(round_shift(exact, post)) if config["round"] else exact >> post
+        assert field(raw, 0, X_BITS) == shifted, f"element {k}: x >> pre"
+        assert field(raw, X_BITS, PRODUCT_BITS) == want, \
+            f"element {k}: ({x} >> {pre}, rounded {config['pre_round']}) · {y} shifted by {post} ({config})"
+        assert (raw >> (X_BITS + PRODUCT_BITS)) & 1 == (k == len(items) - 1), f"element {k}: last"
+    return sink.cycles
+
+
 @cocotb.test()
 async def products_are_exact(dut):
     rng = random.Random(random.getrandbits(32))
@@ -50,23 +82,26 @@ async def products_are_exact(dut):
     source = Source(dut, "i", dut.clk, p_gap=0.3)
     sink = Sink(dut, "o", dut.clk, p_stall=0.3)
     for _ in range(P.get("vectors", 30)):
-        pre, post, rounding = rng.randint(0, min(20, X_BITS - 2)), rng.randint(0, 60), rng.randint(0, 1)
-        limbs = rng.randint(1, limbs_for(X_BITS))
-        pre_round = int(limbs == 1 and rng.random() < 0.5)
-        dut.pre.value, dut.post.value, dut.round.value, dut.limbs.value = pre, post, rounding, limbs
-        dut.pre_round.value = pre_round
-        items = elements(rng, rng.randint(1, 40), pre, limbs)
-        raws = [(x & ((1 << X_BITS) - 1)) | ((y & 0xFFFF) << X_BITS) | (int(k == len(items) - 1) << (X_BITS + 16))
-                for k, (x, y) in enumerate(items)]
-        send = cocotb.start_soon(source.send(raws))
-        got = await sink.receive(len(items), max_cycles=20 * len(items) + 100)
-        await send
-        for k, ((x, y), raw) in enumerate(zip(items, got)):
-            shifted = x >> pre
-            exact = (min(32767, int(round_shift(x, pre))) if pre_round else shifted) * y
-            want = int(round_shift(exact, post)) if rounding else exact >> post
-            assert field(raw, 0, X_BITS) == shifted, f"element {k}: x >> pre"
-            assert field(raw, X_BITS, PRODUCT_BITS) == want, \
-                f"element {k}: ({x} >> {pre}, rounded {pre_round}) · {y} shifted by {post} (round {rounding})"
-            assert (raw >> (X_BITS + PRODUCT_BITS)) & 1 == (k == len(items) - 1), f"element {k}: last"
+        # mixed, a full pipeline held by long stalls, a starved one
+        source.p_gap, sink.p_stall = rng.choice([(0.3, 0.3), (0.0, 0.8), (0.8, 0.0)])
+        config = configure(dut, rng, rng.randint(1, limbs_for(X_BITS)))
+        await stream(dut, source, sink, config, elements(rng, rng.randint(1, 40), config["pre"], config["limbs"]))
+        await RisingEdge(dut.clk)
+
+
+@cocotb.test()
+async def one_element_per_limbs_cycles(dut):
+    """Back to back and never stalled, n elements take n · limbs cycles, and the last one ``limbs + LATENCY``.
+
+    The source offers the first element in the sink's cycle 0, so the last one is taken in cycle ``(n − 1) · limbs``
+    and its result in cycle ``n · limbs + LATENCY``, the sink's count less one.
+    """
+    rng = random.Random(random.getrandbits(32))
+    await reset(dut)
+    source, sink = Source(dut, "i", dut.clk), Sink(dut, "o", dut.clk)
+    for limbs in range(1, limbs_for(X_BITS) + 1):
+        config = configure(dut, rng, limbs)
+        items = elements(rng, 20, config["pre"], limbs)
+        cycles = await stream(dut, source, sink, config, items)
+        assert cycles - 1 == len(items) * limbs + LATENCY, f"{limbs} limbs: {cycles} cycles for {len(items)} elements"
         await RisingEdge(dut.clk)
