@@ -8,19 +8,26 @@ answers are the same byte for byte, with the differences listed in ``docs/protoc
 implements"): fewer checks of a corrupt program, and streamed runs settled before a command's field checks.
 
 It is one FSM. Payload fields are parsed byte by byte as they stream in (one byte per cycle) through a 64-bit shift
-register: WRITE words go to the core's load ports as each one completes, GENERATE's prompt ids into a 128 × 16-bit
-block RAM. The checks follow the golden device's order: unknown type, GENERATE's reserved flags, the payload length
-(MALFORMED, known at the last byte), the fields, then what the command finds (NOT_LOADED, BAD_PROGRAM, BAD_TOKEN,
-NO_DATA, OUT_OF_RANGE). A failing command is answered ERROR and leaves the processor ready for the next one. (A
-WRITE whose payload turns out longer or shorter than its ``count`` says is answered MALFORMED after its whole words
-were written: the length is known only at the end, and the words are not buffered.)
+register: WRITE words go to the core's load ports (registered: in the cycle after each word's last byte),
+GENERATE's prompt ids into a 128 × 16-bit block RAM. The checks follow the golden device's order: unknown type,
+GENERATE's reserved flags, the payload length (MALFORMED, known at the last byte), the fields, then what the command
+finds (NOT_LOADED, BAD_PROGRAM, BAD_TOKEN, NO_DATA, OUT_OF_RANGE). A failing command is answered ERROR and leaves the
+processor ready for the next one; the check records which fields the ERROR carries, and the response reads them as
+it is sent. (A WRITE whose payload turns out longer or shorter than its ``count`` says is answered MALFORMED after
+its whole words were written: the length is known only at the end, and the words are not buffered.)
 
-Cycles, beyond one per payload byte in and one per response byte out: DIGEST reads each word through the core's
-debug port and runs it through CRC-32 a byte per cycle (9 cycles per word); GENERATE and READ first scan the
-program (4 cycles per instruction up to END) for the vocabulary, the vector length, the head's rows, the layers and
-the residual unit; GENERATE checks the stored ids (2 cycles each), then runs each through the core; READ reads one
-value per 10 cycles (two to address it, eight bytes out); RESET and RESET_STATE wait out the core's CLEAR
-(``state_words`` cycles).
+A byte-wide block RAM holds the INFO, STATS and DONE responses whole, type byte included, and they are sent from it
+byte by byte; the counters that STATS and DONE report live there, big-endian, and change a byte per cycle with one
+8-bit adder (zeroed after a reset and, DONE's, by GENERATE).
+
+Cycles, beyond one per payload byte in and one per response byte out, and two between a request's last byte and its
+checks: DIGEST reads each word through the core's debug port and runs it through CRC-32 a byte per cycle (9 cycles
+per word); GENERATE and READ first scan the program (6 cycles per instruction up to END) for the vocabulary, the
+vector length, the head's rows, the layers and the residual unit; GENERATE zeroes DONE's counters (13 cycles),
+checks the stored ids (3 cycles each), then runs each through the core; each run answered updates the counters (17
+cycles, 25 with a generated token); READ reads one value per 10 cycles (two to address it, eight bytes out); RESET
+and RESET_STATE wait out the core's CLEAR (``state_words`` cycles); INFO, STATS and DONE take one more cycle to read
+their first byte.
 
 With a weight stream (``CoreParams.weight_stream``) it also runs streamed generations: a GENERATE with the STREAM
 flag (one prompt id) or a NEXT of such a generation starts the core on its token and answers at once; the run then
@@ -54,6 +61,10 @@ TOKEN_COUNT_BITS = 32
 CYCLE_COUNT_BITS = 48
 
 _WRITE_HEADER, _GENERATE_HEADER, _STREAM_HEADER = 6, 14, 1
+#: how a counter in the byte RAM changes: by the core's cycles, by one, to zero
+_ADD_CYCLES, _ADD_ONE, _ZERO = range(3)
+#: groups of the processor's counters (first, last): a run, a generated token, DONE's at GENERATE, all at reset
+_RAN, _GENERATED, _RAN_GENERATED, _NEW_GENERATION, _ALL = (0, 2), (3, 4), (0, 4), (5, 5), (5, 6)
 #: the instruction fields the program scan reads, all within words 0 and 1 of an instruction
 _SCANNED = {Opcode.CONFIG: ("unit_mant", "unit_exp", "pass_words"), Opcode.EMBED: ("length", "tokens"),
             Opcode.BITLINEAR: ("epilogue", "layer", "rows")}
@@ -108,7 +119,7 @@ class CommandProcessor(wiring.Component):
     gateware_hash : bytes
         The 32-byte gateware hash INFO reports (a build input).
     impl : {"model", "ice40", "ecp5"} or None
-        Implementation of the block RAMs (the prompt ids, the INFO payload).
+        Implementation of the block RAMs (the prompt ids; the INFO, STATS and DONE responses).
 
     Attributes
     ----------
@@ -141,13 +152,11 @@ class CommandProcessor(wiring.Component):
         check_int("clk_hz", clk_hz, 0, (1 << 32) - 1)
         if not isinstance(gateware_hash, (bytes, bytearray)) or len(gateware_hash) != HASH_BYTES:
             raise ValueError(f"gateware_hash must be {HASH_BYTES} bytes, got {gateware_hash!r}")
-        if params.weight_words > 1 << 14:
-            raise ValueError(f"the core's weight memory holds 16384 words, not {params.weight_words}")
         self.params, self.clk_hz, self.gateware_hash, self._impl = params, clk_hz, bytes(gateware_hash), impl
         self.program_words = WORDS_PER_INSTRUCTION * params.program_instructions
         #: the INFO response's payload
         self.info = Info(VERSION, params, clk_hz, self.gateware_hash).encode()
-        debug_words = max(params.max_vector, params.state_words, self.program_words, 1 << 14)
+        debug_words = max(params.max_vector, params.state_words, self.program_words, params.weight_words)
         super().__init__({
             "request": In(stream.Signature(request_layout())),
             "response": Out(stream.Signature(response_layout())),
@@ -157,7 +166,7 @@ class CommandProcessor(wiring.Component):
             "res": In(stream.Signature(core_result_layout())),
             "busy": In(1),
             "cycles": In(32),
-            "w_addr": Out(14), "w_data": Out(WORD_BITS), "w_we": Out(1),
+            "w_addr": Out(range(params.weight_words)), "w_data": Out(WORD_BITS), "w_we": Out(1),
             "p_addr": Out(range(self.program_words)), "p_data": Out(WORD_BITS), "p_we": Out(1),
             "d_sel": Out(Memory), "d_addr": Out(range(debug_words)), "d_data": In(signed(WORD_BITS)),
             "logit_mant": In(SCALAR_BITS), "logit_exp": In(signed(16)),
@@ -173,8 +182,26 @@ class CommandProcessor(wiring.Component):
         byte = req.payload.data
 
         m.submodules.prompt = prompt = BlockRam(width=16, depth=PROMPT_DEPTH, impl=self._impl)
-        m.submodules.info = info = BlockRam(width=8, depth=1 << (len(self.info) - 1).bit_length(),
-                                            init=list(self.info), impl=self._impl)
+        # the byte RAM: the INFO, STATS and DONE responses, each from its type byte; STATS and DONE hold the
+        # processor's counters, big-endian and zero-extended to their fields as they are sent
+        info_at, stats_at = 0, 1 + len(self.info)
+        done_at = stats_at + 1 + 3 * 8
+        ends = {Command.INFO: stats_at, Command.STATS: done_at, Command.NEXT: done_at + 1 + 8 + 4}
+        m.submodules.ram = ram = BlockRam(width=8, depth=1 << (ends[Command.NEXT] - 1).bit_length(),
+                                          init=[Reply.INFO, *self.info, Reply.STATS, *bytes(3 * 8), Reply.DONE],
+                                          impl=self._impl)
+        ra = Signal(range(ram.depth))   # the byte it reads
+        # the counters: (the address of the least significant byte, bytes, how it changes); `_RAN` … `_ALL` group them
+        cycle_bytes, token_bytes = CYCLE_COUNT_BITS // 8, TOKEN_COUNT_BITS // 8
+        counters = [
+            (stats_at + 24, cycle_bytes, _ADD_CYCLES),      # STATS: cycles
+            (done_at + 12, cycle_bytes, _ADD_CYCLES),       # DONE: cycles of the generation
+            (stats_at + 8, token_bytes, _ADD_ONE),          # STATS: tokens run
+            (done_at + 4, 4, _ADD_ONE),                     # DONE: tokens generated
+            (stats_at + 16, token_bytes, _ADD_ONE),         # STATS: tokens generated
+            (done_at + 12, 12, _ZERO),                      # DONE's fields
+            (stats_at + 24, 24, _ZERO),                     # STATS's fields
+        ]
 
         # -- the request: type, length, fields -------------------------------------------------------------------
         cmd = Signal(8)
@@ -188,7 +215,7 @@ class CommandProcessor(wiring.Component):
         seed = Signal(32)
         sub = Signal(3)                 # byte within an item (WRITE word, GENERATE id)
         item = Signal(8)                # items completed
-        have_big, big_val, big_pos = Signal(), Signal(32), Signal(8)  # the first id above 0xFFFF, and where
+        have_big, big_high, big_pos = Signal(), Signal(16), Signal(8)  # the first id above 0xFFFF: high half, where
         wide = (b0 & WIDE_IDS).any()
         reset_state = (b0 & RESET_STATE).any()
 
@@ -198,10 +225,7 @@ class CommandProcessor(wiring.Component):
         active = Signal()               # a generation is in progress
         argmax = Signal(16)             # the greedy token of the last run
         tok = Signal(16)                # the token being run
-        remaining, generated = Signal(32), Signal(32)
-        gen_cycles = Signal(CYCLE_COUNT_BITS)
-        tokens_run, tokens_generated = Signal(TOKEN_COUNT_BITS), Signal(TOKEN_COUNT_BITS)
-        total_cycles = Signal(CYCLE_COUNT_BITS)
+        remaining = Signal(32)
         run_cycles = Signal(32)         # cycles of the last run answered
         # streamed generations (a core with a weight stream; otherwise these stay 0)
         streams = p.weight_stream
@@ -231,14 +255,17 @@ class CommandProcessor(wiring.Component):
         dsel = Signal(Memory)
         crc = Signal(32)
         j = Signal(6)                   # byte of the response field being sent
-        err_code, err_value, err_limit = Signal(8), Signal(32), Signal(32)
+        err_code = Signal(8)
 
-        m.d.comb += [self.d_sel.eq(dsel), self.d_addr.eq(addr), prompt.r_addr.eq(ctr), info.r_addr.eq(j)]
+        m.d.comb += [self.d_sel.eq(dsel), self.d_addr.eq(addr), prompt.r_addr.eq(ctr), ram.r_addr.eq(ra)]
 
         region_words = Mux(b0[0], self.program_words, p.weight_words)
-        end = Signal(33)
-        m.d.comb += end.eq(n32 + b1)
-        write_fits = (b0 <= Region.PROGRAM) & (b1 != 0) & (end <= region_words)
+        end = Signal(33)                # one past a WRITE's last word; DIGEST's count
+        m.d.comb += end.eq(n32 + Mux(cmd == Command.WRITE, b1, 0))
+        # the checks on the longest paths are registered: valid from the second cycle after their fields arrive
+        in_region, bad_length = Signal(), Signal()
+        m.d.sync += in_region.eq(end <= region_words)
+        write_fits = (b0 <= Region.PROGRAM) & (b1 != 0) & in_region
 
         # an item completes with this beat: a WRITE word goes to its port, a prompt id to the prompt RAM, a STREAM
         # word to the core's weight stream
@@ -252,11 +279,13 @@ class CommandProcessor(wiring.Component):
         stall = Signal()                # a STREAM word waits for room in the FIFO while the core runs
         if streams:
             m.d.comb += [self.ws.payload.eq(sh_next), stall.eq(stream_word & ~self.ws.ready & self.busy)]
-        word_address = n32 + item
+        # the load ports are registered: a word is written in the cycle after its last byte, from `sh`
         write = item_done & (cmd == Command.WRITE) & write_fits & (item < b1)
+        word_address = Signal(range(max(self.params.weight_words, self.program_words)))
+        m.d.sync += [word_address.eq(n32 + item), self.w_we.eq(write & (b0 == Region.IMAGE)),
+                     self.p_we.eq(write & (b0 == Region.PROGRAM))]
         m.d.comb += [
-            self.w_addr.eq(word_address), self.w_data.eq(sh_next), self.w_we.eq(write & (b0 == Region.IMAGE)),
-            self.p_addr.eq(word_address), self.p_data.eq(sh_next), self.p_we.eq(write & (b0 == Region.PROGRAM)),
+            self.w_addr.eq(word_address), self.w_data.eq(sh), self.p_addr.eq(word_address), self.p_data.eq(sh),
             prompt.w_addr.eq(item), prompt.w_data.eq(sh_next[:16]),
             prompt.w_en.eq(item_done & (cmd == Command.GENERATE) & (item < PROMPT_DEPTH)),
         ]
@@ -276,20 +305,59 @@ class CommandProcessor(wiring.Component):
                     with m.Case(slot):
                         m.d.comb += [scale_mant.eq(mant_), scale_exp.eq(exp_)]
 
-        def fail(code, value=0, limit=0):
-            m.d.sync += [err_code.eq(code), err_value.eq(value), err_limit.eq(limit), self.error.eq(code)]
+        need = Signal(11)               # the payload length the request's type and header call for
+        with m.Switch(cmd):
+            with m.Case(Command.WRITE):
+                m.d.comb += need.eq(Mux(pos < _WRITE_HEADER, _WRITE_HEADER, _WRITE_HEADER + 8 * b1))
+            with m.Case(Command.DIGEST):
+                m.d.comb += need.eq(5)
+            with m.Case(Command.READ):
+                m.d.comb += need.eq(7)
+            with m.Case(Command.GENERATE):
+                m.d.comb += need.eq(Mux(pos < _GENERATE_HEADER, _GENERATE_HEADER,
+                                        _GENERATE_HEADER + Mux(wide, b1 << 2, b1 << 1)))
+            with m.Case(Command.STREAM):
+                m.d.comb += need.eq(Mux(pos < _STREAM_HEADER, _STREAM_HEADER, _STREAM_HEADER + (b0 << 3)))
+        m.d.sync += bad_length.eq(pos != need)
+        loaded_missing = ~written
+        big = have_big & (ctr == big_pos)   # the prompt id being checked is above 0xFFFF
+        bad_id = Signal()                   # … or not below the vocabulary (registered: a cycle after the read)
+        m.d.sync += bad_id.eq(big | (prompt.r_data >= vocab))
+
+        # an ERROR's value and limit, (value, limit) by name: `fail` records the name, and the ERROR state reads the
+        # pair as it sends it (each source holds still from the failing check until the response is sent)
+        errors = {
+            "none": (0, 0), "type": (cmd, 0), "flags": (0, b0), "length": (pos, need), "region": (b0, 0),
+            "count": (1, 0), "range": (end - 1, region_words), "read_count": (2, b2), "missing": (loaded_missing, 0),
+            "prompt_count": (1, b1), "slot": (b1, len(Slot)), "layer": (b1, layers), "offset": (n32, target_len),
+            # the prompt RAM holds the low half of every id
+            "token": (Cat(prompt.r_data, Mux(big, big_high, 0)), vocab), "stream_count": (b0, owed), "short": (owed, 0),
+        }
+        err_of = Signal(range(len(errors)))
+        err_value, err_limit = Signal(32), Signal(32)
+        with m.Switch(err_of):
+            for index, (value, limit) in enumerate(errors.values()):
+                with m.Case(index):
+                    m.d.comb += [err_value.eq(value), err_limit.eq(limit)]
+
+        def fail(code, fields="none"):
+            """Answer ERROR ``code`` with the value and limit ``errors[fields]``."""
+            m.d.sync += [err_code.eq(code), err_of.eq(list(errors).index(fields)), self.error.eq(code)]
             m.next = "ERROR"
 
         def emit(state, value, nbytes, done, last=1):
             """State ``state`` sends ``value`` as ``nbytes`` big-endian bytes, then runs ``done()``; the final byte
             is the packet's last where ``last``."""
             value = Value.cast(value)
-            padded = Cat(value, C(0, max(0, 8 * nbytes - len(value))))
-            big_endian = Cat(*(padded.word_select(k, 8) for k in reversed(range(nbytes))))
             with m.State(state):
                 final = j == nbytes - 1
-                m.d.comb += [resp.valid.eq(1), resp.payload.data.eq(big_endian.word_select(j, 8)),
-                             resp.payload.last.eq(final & last)]
+                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final & last)]
+                with m.Switch(j):       # byte `j`, most significant first; the zero bytes are the default
+                    for index in range(nbytes):
+                        low = 8 * (nbytes - 1 - index)
+                        if low < len(value):
+                            with m.Case(index):
+                                m.d.comb += resp.payload.data.eq(value[low:low + 8])
                 with m.If(resp.ready):
                     m.d.sync += j.eq(j + 1)
                     with m.If(final):
@@ -301,28 +369,45 @@ class CommandProcessor(wiring.Component):
                 m.next = state
             return done
 
-        def run_next_id():
-            m.d.sync += ctr.eq(ctr + 1)
-            m.next = "G_RUN"
+        # the counter loop: counters `first` … `last` of `counters`, then state `resume` (an index of `resumes`)
+        resumes = ["IDLE", "DISPATCH", "G_RUN", "CLEAR", "TOKEN"]
+        csel, cstop = Signal(range(len(counters))), Signal(range(len(counters)))
+        nth = Signal(range(max(n for _, n, _ in counters)))   # the byte of the counter
+        carry = Signal()
+        resume = Signal(range(len(resumes)))
 
-        def record_run():
-            """The core answered a run: its choice of the next token, the counters."""
-            m.d.sync += [argmax.eq(self.res.payload.token), ran.eq(1), tokens_run.eq(tokens_run + 1),
-                         gen_cycles.eq(gen_cycles + self.cycles), total_cycles.eq(total_cycles + self.cycles),
-                         run_cycles.eq(self.cycles)]
+        def count(group, then):
+            """Update the counters of `group`, then go to state `then` (a name, or an index of `resumes`)."""
+            first, last = group
+            m.d.sync += [csel.eq(first), cstop.eq(last), ra.eq(counters[first][0]), nth.eq(0), carry.eq(0),
+                         resume.eq(resumes.index(then) if isinstance(then, str) else then)]
+            m.next = "COUNT_START"
+
+        def send(at):
+            """Send the response at byte `at` of the RAM."""
+            m.d.sync += ra.eq(at)
+            m.next = "SEND_START"
+
+        def record_run(group, then):
+            """The core answered a run: its choice of the next token, the counters of `group`."""
+            m.d.sync += [argmax.eq(self.res.payload.token), ran.eq(1), run_cycles.eq(self.cycles)]
+            count(group, then)
 
         def count_generated():
-            m.d.sync += [remaining.eq(remaining - 1), generated.eq(generated + 1),
-                         tokens_generated.eq(tokens_generated + 1)]
+            m.d.sync += remaining.eq(remaining - 1)
+            count(_GENERATED, "TOKEN")
 
         with m.FSM():
+            with m.State("INIT"):           # the counters start at zero (after a reset too)
+                count(_ALL, "IDLE")
+
             with m.State("IDLE"):
                 m.d.comb += [req.ready.eq(1), self.idle.eq(1)]
                 with m.If(req.valid):
                     m.d.sync += [cmd.eq(byte), pos.eq(0), b0.eq(0), sub.eq(0), item.eq(0), have_big.eq(0),
                                  dropped.eq(0), self.error.eq(0)]
                     with m.If(req.payload.last):
-                        m.next = "DISPATCH"
+                        m.next = "PARSED"
                     with m.Else():
                         m.next = "PARSE"
 
@@ -357,54 +442,42 @@ class CommandProcessor(wiring.Component):
                             m.d.comb += item_done.eq(1)
                             m.d.sync += [sub.eq(0), item.eq(item + 1)]
                             with m.If((cmd == Command.GENERATE) & wide & sh_next[16:32].any() & ~have_big):
-                                m.d.sync += [have_big.eq(1), big_val.eq(sh_next[:32]), big_pos.eq(item)]
+                                m.d.sync += [have_big.eq(1), big_high.eq(sh_next[16:32]), big_pos.eq(item)]
                     with m.If(req.payload.last):
-                        m.next = "DISPATCH"
+                        m.next = "PARSED"
 
+            with m.State("PARSED"):         # the registered checks take the last field
+                m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                need = Signal(11)
-                with m.Switch(cmd):
-                    with m.Case(Command.WRITE):
-                        m.d.comb += need.eq(Mux(pos < _WRITE_HEADER, _WRITE_HEADER, _WRITE_HEADER + 8 * b1))
-                    with m.Case(Command.DIGEST):
-                        m.d.comb += need.eq(5)
-                    with m.Case(Command.READ):
-                        m.d.comb += need.eq(7)
-                    with m.Case(Command.GENERATE):
-                        m.d.comb += need.eq(Mux(pos < _GENERATE_HEADER, _GENERATE_HEADER,
-                                                _GENERATE_HEADER + Mux(wide, b1 << 2, b1 << 1)))
-                    with m.Case(Command.STREAM):
-                        m.d.comb += need.eq(Mux(pos < _STREAM_HEADER, _STREAM_HEADER, _STREAM_HEADER + (b0 << 3)))
-                loaded_missing = ~written
                 commands = [c for c in Command if streams or c != Command.STREAM]
                 flags = RESET_STATE | WIDE_IDS | (STREAM if streams else 0)
                 with m.If(~cmd.matches(*commands)):
-                    fail(ErrorCode.UNKNOWN_COMMAND, cmd)
+                    fail(ErrorCode.UNKNOWN_COMMAND, "type")
                 with m.Elif((cmd == Command.GENERATE) & (b0 & (0xFF & ~flags)).any()):
-                    fail(ErrorCode.BAD_VALUE, 0, b0)
-                with m.Elif(pos != need):
-                    fail(ErrorCode.MALFORMED, pos, need)
+                    fail(ErrorCode.BAD_VALUE, "flags")
+                with m.Elif(bad_length):
+                    fail(ErrorCode.MALFORMED, "length")
                 with m.Elif(pending & ~cmd.matches(Command.INFO, Command.STATS, Command.STREAM, Command.RESET)):
                     m.next = "SETTLE"
                 with m.Else():
                     with m.Switch(cmd):
                         with m.Case(Command.INFO):
-                            m.next = "INFO_TYPE"
+                            send(info_at)
                         with m.Case(Command.WRITE):
                             with m.If(b0 > Region.PROGRAM):
-                                fail(ErrorCode.BAD_REGION, b0)
+                                fail(ErrorCode.BAD_REGION, "region")
                             with m.Elif(b1 == 0):
-                                fail(ErrorCode.BAD_VALUE, 1, 0)
+                                fail(ErrorCode.BAD_VALUE, "count")
                             with m.Elif(~write_fits):
-                                fail(ErrorCode.OUT_OF_RANGE, end - 1, region_words)
+                                fail(ErrorCode.OUT_OF_RANGE, "range")
                             with m.Else():
                                 m.d.sync += [written.eq(written | Mux(b0[0], 2, 1)), active.eq(0)]
                                 m.next = "ACK"
                         with m.Case(Command.DIGEST):
                             with m.If(b0 > Region.PROGRAM):
-                                fail(ErrorCode.BAD_REGION, b0)
-                            with m.Elif(n32 > region_words):
-                                fail(ErrorCode.OUT_OF_RANGE, n32 - 1, region_words)
+                                fail(ErrorCode.BAD_REGION, "region")
+                            with m.Elif(~in_region):
+                                fail(ErrorCode.OUT_OF_RANGE, "range")
                             with m.Else():
                                 m.d.sync += [addr.eq(0), crc.eq(0xFFFF_FFFF),
                                              dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE))]
@@ -416,30 +489,30 @@ class CommandProcessor(wiring.Component):
                                 m.next = "CLEAR"
                         with m.Case(Command.STREAM):
                             with m.If(b0 == 0):
-                                fail(ErrorCode.BAD_VALUE, 0, 0)
+                                fail(ErrorCode.BAD_VALUE)
                             with m.Elif(~accept):
-                                fail(ErrorCode.OUT_OF_RANGE, b0, owed)
+                                fail(ErrorCode.OUT_OF_RANGE, "stream_count")
                             with m.Elif(dropped):
                                 fail(ErrorCode.BAD_PROGRAM)
                             with m.Else():
                                 m.next = "ACK"
                         with m.Case(Command.READ):
                             with m.If(b0 > Target.LOGITS):
-                                fail(ErrorCode.BAD_REGION, b0)
+                                fail(ErrorCode.BAD_REGION, "region")
                             with m.Elif((b2 == 0) | (b2 > MAX_READ)):
-                                fail(ErrorCode.BAD_VALUE, 2, b2)
+                                fail(ErrorCode.BAD_VALUE, "read_count")
                             with m.Elif(loaded_missing.any()):
-                                fail(ErrorCode.NOT_LOADED, loaded_missing)
+                                fail(ErrorCode.NOT_LOADED, "missing")
                             with m.Else():
                                 m.d.sync += ctr.eq(0)
                                 m.next = "SCAN"
                         with m.Case(Command.STATS):
-                            m.next = "STATS"
+                            send(stats_at)
                         with m.Case(Command.GENERATE):
                             with m.If((b0 & STREAM).any() & (b1 > 1)):
-                                fail(ErrorCode.BAD_VALUE, 1, b1)
+                                fail(ErrorCode.BAD_VALUE, "prompt_count")
                             with m.Elif(loaded_missing.any()):
-                                fail(ErrorCode.NOT_LOADED, loaded_missing)
+                                fail(ErrorCode.NOT_LOADED, "missing")
                             with m.Else():
                                 m.d.sync += ctr.eq(0)
                                 m.next = "SCAN"
@@ -448,7 +521,7 @@ class CommandProcessor(wiring.Component):
                                 fail(ErrorCode.IDLE)
                             with m.Elif(remaining == 0):
                                 m.d.sync += active.eq(0)
-                                m.next = "DONE"
+                                send(done_at)
                             with m.Elif(first):
                                 m.next = "G_SEED"
                             with m.Else():
@@ -458,14 +531,13 @@ class CommandProcessor(wiring.Component):
             with m.State("SETTLE"):
                 m.d.comb += self.res.ready.eq(owed == 0)
                 with m.If(owed != 0):
-                    fail(ErrorCode.STREAM_SHORT, owed)
+                    fail(ErrorCode.STREAM_SHORT, "short")
                 with m.Elif(self.res.valid):
                     m.d.sync += pending.eq(0)
                     with m.If(self.res.payload.error != CoreError.NONE):
                         fail(ErrorCode.BAD_PROGRAM)
                     with m.Else():
-                        record_run()
-                        m.next = "DISPATCH"
+                        record_run(_RAN, "DISPATCH")
                 with m.Elif(starved):
                     fail(ErrorCode.BAD_PROGRAM)
             with m.State("ABORT"):
@@ -477,18 +549,42 @@ class CommandProcessor(wiring.Component):
             # -- WRITE, RESET, GENERATE: an empty acknowledgement ----------------------------------------------
             emit("ACK", cmd | REPLY_BIT, 1, goto("IDLE"))
 
-            # -- INFO: constants from a ROM, read one byte ahead ---------------------------------------------------
-            emit("INFO_TYPE", Reply.INFO, 1, goto("INFO"), last=0)
-            with m.State("INFO"):
-                final = j == len(self.info) - 1
-                m.d.comb += [resp.valid.eq(1), resp.payload.data.eq(info.r_data), resp.payload.last.eq(final)]
+            # -- INFO, STATS, DONE: a response from the byte RAM, read one byte ahead ------------------------------
+            with m.State("SEND_START"):     # the RAM reads the type byte
+                m.next = "SEND"
+            with m.State("SEND"):
+                final = ra == Mux(cmd == Command.INFO, ends[Command.INFO] - 1,
+                                  Mux(cmd == Command.STATS, ends[Command.STATS] - 1, ends[Command.NEXT] - 1))
+                m.d.comb += [resp.valid.eq(1), resp.payload.data.eq(ram.r_data), resp.payload.last.eq(final)]
                 with m.If(resp.ready):
-                    m.d.comb += info.r_addr.eq(j + 1)
-                    m.d.sync += j.eq(j + 1)
+                    m.d.comb += ram.r_addr.eq(ra + 1)
+                    m.d.sync += ra.eq(ra + 1)
                     with m.If(final):
-                        m.d.comb += info.r_addr.eq(0)
-                        m.d.sync += j.eq(0)
                         m.next = "IDLE"
+
+            # -- the counters in the byte RAM, a byte per cycle, least significant first -------------------------
+            with m.State("COUNT_START"):    # the RAM reads the first counter's least significant byte
+                m.next = "COUNT"
+            with m.State("COUNT"):
+                last, kind, next_lsb = Signal.like(nth), Signal(2), Signal.like(ra)
+                with m.Switch(csel):
+                    for index, (_, nbytes, how) in enumerate(counters):
+                        with m.Case(index):
+                            m.d.comb += [last.eq(nbytes - 1), kind.eq(how),
+                                         next_lsb.eq(counters[min(index + 1, len(counters) - 1)][0])]
+                cycles_byte = Mux(nth < len(self.cycles) // 8, self.cycles.word_select(nth[:2], 8), 0)
+                total = (Mux(kind == _ZERO, 0, ram.r_data) + carry +
+                         Mux(kind == _ADD_CYCLES, cycles_byte, (kind == _ADD_ONE) & (nth == 0)))
+                m.d.comb += [ram.w_addr.eq(ra), ram.w_data.eq(total[:8]), ram.w_en.eq(1), ram.r_addr.eq(ra - 1)]
+                m.d.sync += [carry.eq(total[8]), nth.eq(nth + 1), ra.eq(ra - 1)]
+                with m.If(nth == last):
+                    m.d.comb += ram.r_addr.eq(next_lsb)
+                    m.d.sync += [carry.eq(0), nth.eq(0), csel.eq(csel + 1), ra.eq(next_lsb)]
+                    with m.If(csel == cstop):
+                        with m.Switch(resume):
+                            for index, state in enumerate(resumes):
+                                with m.Case(index):
+                                    m.next = state
 
             # -- DIGEST: CRC-32 of the region's words through the debug port -------------------------------------
             with m.State("DIGEST_WORD"):    # the debug port reads word `addr`
@@ -501,7 +597,7 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += w0.eq(self.d_data)
                 m.next = "DIGEST_BYTES"
             with m.State("DIGEST_BYTES"):   # the word's little-endian bytes, a byte per cycle
-                m.d.sync += [crc.eq(crc32_byte(crc, w0.word_select(ctr[:3], 8))), ctr.eq(ctr + 1)]
+                m.d.sync += [crc.eq(crc32_byte(crc, w0[:8])), w0.eq(w0 >> 8), ctr.eq(ctr + 1)]
                 with m.If(ctr == WORD_BITS // 8 - 1):
                     m.d.sync += addr.eq(addr + 1)
                     m.next = "DIGEST_WORD"
@@ -557,7 +653,8 @@ class CommandProcessor(wiring.Component):
                     with m.Case(Opcode.EMBED):
                         m.d.sync += [length.eq(field(Opcode.EMBED, "length")), vocab.eq(field(Opcode.EMBED, "tokens"))]
                     with m.Case(Opcode.BITLINEAR):
-                        epilogue, layer, rows = (field(Opcode.BITLINEAR, name) for name in ("epilogue", "layer", "rows"))
+                        epilogue, layer, rows = (field(Opcode.BITLINEAR, name)
+                                                 for name in ("epilogue", "layer", "rows"))
                         with m.Switch(epilogue):
                             with m.Case(Epilogue.FORGET):
                                 m.d.sync += has_forget.eq(1)
@@ -589,21 +686,17 @@ class CommandProcessor(wiring.Component):
                     with m.If((b1 == 0) & (reset_state | ~ran)):
                         fail(ErrorCode.NO_DATA)
                     with m.Else():
-                        m.d.sync += [active.eq(0), remaining.eq(n32), generated.eq(0), gen_cycles.eq(0),
-                                     ctr.eq(0), first.eq(0)]
+                        m.d.sync += [active.eq(0), remaining.eq(n32), ctr.eq(0), first.eq(0)]
                         if streams:
                             m.d.sync += streamed.eq((b0 & STREAM).any())
-                        with m.If(reset_state):
-                            m.next = "CLEAR"
-                        with m.Else():
-                            m.next = "G_RUN"
+                        count(_NEW_GENERATION, Mux(reset_state, resumes.index("CLEAR"), resumes.index("G_RUN")))
                 with m.Else():
-                    m.next = "G_CHECK_ID"
+                    m.next = "G_CHECK_READ"
+            with m.State("G_CHECK_READ"):   # the id is compared with the vocabulary
+                m.next = "G_CHECK_ID"
             with m.State("G_CHECK_ID"):
-                with m.If(have_big & (ctr == big_pos)):
-                    fail(ErrorCode.BAD_TOKEN, big_val, vocab)
-                with m.Elif(prompt.r_data >= vocab):
-                    fail(ErrorCode.BAD_TOKEN, prompt.r_data, vocab)
+                with m.If(bad_id):
+                    fail(ErrorCode.BAD_TOKEN, "token")
                 with m.Else():
                     m.d.sync += ctr.eq(ctr + 1)
                     m.next = "G_CHECK"
@@ -652,9 +745,9 @@ class CommandProcessor(wiring.Component):
                         m.d.sync += [pending.eq(1), owed.eq(pass_words)]
                         with m.If(cmd == Command.NEXT):
                             count_generated()
-                            m.next = "TOKEN"
                         with m.Else():
-                            run_next_id()
+                            m.d.sync += ctr.eq(ctr + 1)
+                            m.next = "G_RUN"
                     with m.Else():
                         m.next = "RUN_WAIT"
             with m.State("RUN_WAIT"):
@@ -662,24 +755,18 @@ class CommandProcessor(wiring.Component):
                 with m.If(self.res.valid):
                     with m.If(self.res.payload.error != CoreError.NONE):
                         fail(ErrorCode.BAD_PROGRAM)
+                    with m.Elif(cmd == Command.NEXT):
+                        m.d.sync += remaining.eq(remaining - 1)
+                        record_run(_RAN_GENERATED, "TOKEN")
                     with m.Else():
-                        record_run()
-                        with m.If(cmd == Command.NEXT):
-                            count_generated()
-                            m.next = "TOKEN"
-                        with m.Else():
-                            run_next_id()
+                        m.d.sync += ctr.eq(ctr + 1)
+                        record_run(_RAN, "G_RUN")
                 with m.Elif(starved):               # a streamed program run without its stream
                     m.d.sync += pending.eq(1)
                     fail(ErrorCode.BAD_PROGRAM)
 
             emit("TOKEN", Cat(run_cycles if streams else self.cycles, C(0, 32), tok, C(0, 16), C(Reply.TOKEN, 8)),
                  13, goto("IDLE"))
-            emit("DONE", Cat(gen_cycles, C(0, 64 - CYCLE_COUNT_BITS), generated, C(Reply.DONE, 8)), 13,
-                 goto("IDLE"))
-            emit("STATS", Cat(total_cycles, C(0, 64 - CYCLE_COUNT_BITS),
-                              tokens_generated, C(0, 64 - TOKEN_COUNT_BITS),
-                              tokens_run, C(0, 64 - TOKEN_COUNT_BITS), C(Reply.STATS, 8)), 25, goto("IDLE"))
 
             # -- READ: check the target, address the first value, then the header and the values ----------------
             with m.State("READ_CHECK"):
@@ -687,8 +774,9 @@ class CommandProcessor(wiring.Component):
                 with m.Switch(b0):
                     with m.Case(Target.SLOT):
                         with m.If(b1 >= len(Slot)):
-                            fail(ErrorCode.OUT_OF_RANGE, b1, len(Slot))
-                        with m.Elif(~ran | ((b1 == Slot.F) & ~has_forget) | (b1.matches(Slot.V, Slot.G) & (layers == 0))):
+                            fail(ErrorCode.OUT_OF_RANGE, "slot")
+                        with m.Elif(~ran | ((b1 == Slot.F) & ~has_forget)
+                                    | (b1.matches(Slot.V, Slot.G) & (layers == 0))):
                             fail(ErrorCode.NO_DATA)
                         with m.Else():
                             m.d.comb += ok.eq(1)
@@ -697,7 +785,7 @@ class CommandProcessor(wiring.Component):
                         with m.If(~ran | (layers == 0)):
                             fail(ErrorCode.NO_DATA)
                         with m.Elif(b1 >= layers):
-                            fail(ErrorCode.OUT_OF_RANGE, b1, layers)
+                            fail(ErrorCode.OUT_OF_RANGE, "layer")
                         with m.Else():
                             m.d.comb += ok.eq(1)
                             m.d.sync += dsel.eq(Memory.STATE)
@@ -710,7 +798,7 @@ class CommandProcessor(wiring.Component):
                 with m.If(ok):
                     left = target_len - n32
                     with m.If(n32 >= target_len):
-                        fail(ErrorCode.OUT_OF_RANGE, n32, target_len)
+                        fail(ErrorCode.OUT_OF_RANGE, "offset")
                     with m.Else():
                         m.d.sync += [addr.eq(n32), ctr.eq(Mux(b0 == Target.STATE, b1, 0)),
                                      b2.eq(Mux(left < b2, left, b2))]
