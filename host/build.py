@@ -124,7 +124,7 @@ TARGETS = {target.name: target for target in (
                 (("openFPGALoader", "OPENFPGALOADER", ("-b", "ice40_generic", "-f", "{bitstream}")),
                  ("iceprog", "ICEPROG", ("{bitstream}",)))),
     # the ULX3S is loaded into configuration SRAM (lost at power-off)
-    BoardTarget(Board("ulx3s-85f", CORES["icebreaker"], Formats(), clk_hz=100_000_000, baud=3_000_000),
+    BoardTarget(Board("ulx3s-85f", CORES["ulx3s-85f"], Formats(), clk_hz=100_000_000, baud=3_000_000),
                 "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ("heartbeat", "busy", "error"),
                 (("openFPGALoader", "OPENFPGALOADER", ("-b", "ulx3s", "{bitstream}")),)),
 )}

@@ -92,6 +92,8 @@ PROGRAM_VERSION = 2
 #: the configurations of the boards' cores
 CORES = {
     "icebreaker": CoreParams("icebreaker"),
+    # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits; 160 of its 208 DP16KD), deeper state and program
+    "ulx3s-85f": CoreParams("ulx3s-85f", weight_words=40960, state_words=2048, program_instructions=64),
     # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the
     # weights streamed over the link); no board has its memories
     "large": CoreParams("large", max_vector=32768, state_words=32768, acc_bits=20, program_instructions=256,

@@ -170,8 +170,8 @@ class Core(wiring.Component):
     Parameters
     ----------
     params : CoreParams
-        ``rows``, ``trit_format``, ``max_vector``, ``state_words``, ``acc_bits``, ``program_instructions``
-        (``weight_words`` is the weight memory's 16 K words).
+        ``rows``, ``trit_format``, ``max_vector``, ``state_words``, ``acc_bits``, ``program_instructions``,
+        ``weight_words`` (the weight memory's words: 16 K, the SPRAM's, on the UP5K).
     formats : Formats
         The numeric formats (``mmfree.host.golden.Formats``).
     cycles_per_element : int
@@ -227,7 +227,7 @@ class Core(wiring.Component):
         #: (a reduce_bits cut times an int const_bits constant), accumulators, the sampler's noisy logits
         self.reduce_width = max(f.reduce_bits + f.const_bits, self.acc_bits + 1, Y_BITS + 1)
         self.program_words = 4 * params.program_instructions
-        index = range(max(params.max_vector, params.state_words, self.program_words, 1 << 14))
+        index = range(max(params.max_vector, params.state_words, self.program_words, params.weight_words))
         stream_ports = {"ws": In(stream.Signature(WORD_BITS)), "starved": Out(1)} if params.weight_stream else {}
         super().__init__({
             **stream_ports,
@@ -235,7 +235,7 @@ class Core(wiring.Component):
             "res": Out(stream.Signature(data.StructLayout({"token": 16, "error": CoreError}))),
             "busy": Out(1),
             "cycles": Out(32),
-            "w_addr": In(14), "w_data": In(WORD_BITS), "w_we": In(1),
+            "w_addr": In(range(params.weight_words)), "w_data": In(WORD_BITS), "w_we": In(1),
             "p_addr": In(range(self.program_words)), "p_data": In(WORD_BITS), "p_we": In(1),
             "d_sel": In(Memory), "d_addr": In(index), "d_data": Out(signed(WORD_BITS)),
             "logit_mant": Out(f.scalar_bits), "logit_exp": Out(signed(16)),
@@ -251,8 +251,8 @@ class Core(wiring.Component):
 
         # -- units and memories ------------------------------------------------------------------------------
         m.submodules.engine = engine = MatvecEngine(p.rows, p.trit_format, max_len=H, q_depth=-(-H // 5) + 1,
-                                                    q_banks=2, stream_depth=STREAM_DEPTH if p.weight_stream else 0,
-                                                    impl=impl)
+                                                    q_banks=2, weight_depth=p.weight_words,
+                                                    stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
         m.submodules.reduce = red = ReductionUnit(self.reduce_width, max_len=max(H, 2), reduce_bits=f.reduce_bits,
@@ -262,7 +262,8 @@ class Core(wiring.Component):
         m.submodules.scalar = scalar_unit = ScalarUnit(bits=f.scalar_bits, exp_bits=16,
                                                        int_width=max(self.reduce_width, red.sum_bits),
                                                        recip_bits=f.recip_bits, impl=impl)
-        m.submodules.fields = fields = FieldReader((16, f.embed_bits), exact_reads=p.weight_stream)
+        m.submodules.fields = fields = FieldReader((16, f.embed_bits), addr_bits=len(self.w_addr),
+                                                   exact_reads=p.weight_stream)
         m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {

@@ -54,6 +54,8 @@ class MatvecEngine(wiring.Component):
         Longest input the accumulators hold exactly (:class:`~mmfree.hw.ternary_matvec.TernaryMatVec`).
     q_depth : int
         q-buffer words of a bank (inputs of up to ``q_depth · cols`` elements).
+    weight_depth : int
+        Words of the weight memory (16 K on the UP5K: its SPRAM).
     q_banks : {1, 2}
         q-buffer banks; with two, bank ``b`` word ``j`` is at q-buffer address ``b · 2^⌈log2 q_depth⌉ + j``.
     stream_depth : int
@@ -64,12 +66,12 @@ class MatvecEngine(wiring.Component):
 
     Attributes
     ----------
-    cmd : In(stream.Signature(matvec_command_layout()))
+    cmd : In(stream.Signature(matvec_command_layout(bits of a word address)))
     o : Out(stream.Signature(output_layout(rows, acc_width)))
     busy : Out(1)
         A command is running (reads not all issued, or beats not all taken by the array).
     w_addr, w_data, w_we : In
-        Weight-memory load port (14-bit word address, ``8·rows``-bit word); only while not ``busy``.
+        Weight-memory load port (word address below ``weight_depth``, ``8·rows``-bit word); only while not ``busy``.
     r_addr, r_en : In; r_data : Out
         Weight-memory read port (ignored in a cycle that writes); read latency 1. A read is issued only while
         ``r_ready``.
@@ -87,7 +89,8 @@ class MatvecEngine(wiring.Component):
         A streamed command waits for a word the FIFO does not have.
     """
 
-    def __init__(self, rows=8, fmt="base3", *, max_len=256, q_depth=256, q_banks=1, stream_depth=0, impl=None):
+    def __init__(self, rows=8, fmt="base3", *, max_len=256, q_depth=256, q_banks=1, weight_depth=16384,
+                 stream_depth=0, impl=None):
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 2 or rows % 2:
             raise ValueError(f"rows must be an even int ≥ 2 (a weight word is rows bytes), got {rows!r}")
         if fmt not in ("base3", "2bit"):
@@ -101,6 +104,8 @@ class MatvecEngine(wiring.Component):
         self.rows, self.fmt, self.cols = rows, fmt, TRITS_PER_BYTE[fmt]
         self.max_len, self.q_depth, self.stream_depth, self._impl = max_len, q_depth, stream_depth, impl
         self.q_banks = q_banks
+        self.weights = WeightMemory(rows // 2, depth=weight_depth, impl=impl)
+        addr = range(weight_depth)
         #: words of a q-buffer bank as addressed
         self.q_bank_words = q_depth if q_banks == 1 else 1 << (q_depth - 1).bit_length()
         self.array = TernaryMatVec(rows, self.cols, max_len, fmt=fmt)
@@ -108,18 +113,18 @@ class MatvecEngine(wiring.Component):
                         "stream_wait": Out(1)} if stream_depth else {}
         super().__init__({
             **stream_ports,
-            "cmd": In(stream.Signature(matvec_command_layout())),
+            "cmd": In(stream.Signature(matvec_command_layout(Shape.cast(addr).width))),
             "o": Out(stream.Signature(output_layout(rows, acc_width(max_len)))),
             "busy": Out(1),
-            "w_addr": In(14), "w_data": In(8 * rows), "w_we": In(1),
-            "r_addr": In(14), "r_en": In(1), "r_data": Out(8 * rows), "r_ready": Out(1),
+            "w_addr": In(addr), "w_data": In(8 * rows), "w_we": In(1),
+            "r_addr": In(addr), "r_en": In(1), "r_data": Out(8 * rows), "r_ready": Out(1),
             "q_addr": In(range(q_banks * self.q_bank_words)), "q_data": In(8 * self.cols), "q_we": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.array = array = self.array
-        m.submodules.weights = weights = WeightMemory(self.rows // 2, impl=self._impl)
+        m.submodules.weights = weights = self.weights
         m.submodules.q = q = BlockRam(width=8 * self.cols, depth=self.q_banks * self.q_bank_words, impl=self._impl)
         wiring.connect(m, wiring.flipped(self.o), array.o)
 
@@ -129,7 +134,7 @@ class MatvecEngine(wiring.Component):
         streaming = Signal()      # the command takes the weight stream
         q_bank = Signal()
         beat_last = Signal()
-        addr = Signal(14)
+        addr = Signal.like(self.w_addr)
         col = Signal(16)
         cols_left = Signal(16)    # col_groups of the command
         groups_left = Signal(16)  # row groups still to start, the current one included

@@ -30,6 +30,8 @@ from amaranth import *
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .checks import check_int
+
 __all__ = ["IMPLS", "ICE40_YOSYS_GUARD", "resolve_impl", "ice40_build_overrides", "ebr_blocks",
            "Mac16", "SinglePortRam", "BlockRam"]
 
@@ -311,7 +313,8 @@ class Mac16(wiring.Component):
 # --- SinglePortRam ---------------------------------------------------------------------------------------------------
 
 class SinglePortRam(wiring.Component):
-    """16 K words × 16 bit, one port, with a write mask per nibble: the iCE40 UltraPlus ``SB_SPRAM256KA``.
+    """16 K words × 16 bit, one port, with a write mask per nibble: the iCE40 UltraPlus ``SB_SPRAM256KA`` (other
+    depths where no such cell is used).
 
     Per rising clock edge (the cell's truth table):
 
@@ -339,6 +342,9 @@ class SinglePortRam(wiring.Component):
 
     Parameters
     ----------
+    depth : int
+        Words: :data:`DEPTH` (16 K, the cell's) for ``"ice40"``; any for the others (``"ecp5"``: ``depth / 4096``
+        ``DP16KD`` per nibble, rounded up).
     domain : str
         Clock domain.
     impl : {"model", "ice40", "ecp5"} or None
@@ -346,7 +352,7 @@ class SinglePortRam(wiring.Component):
 
     Attributes
     ----------
-    addr : In(14)
+    addr : In(range(depth))
         Word address (``ADDRESS``).
     wdata : In(16)
         Write data (``DATAIN``).
@@ -365,11 +371,15 @@ class SinglePortRam(wiring.Component):
     DEPTH = 16384
     WIDTH = 16
 
-    def __init__(self, *, domain="sync", impl=None):
+    def __init__(self, depth=DEPTH, *, domain="sync", impl=None):
+        check_int("depth", depth, 1)
         self._domain = domain
         self._impl = _check_impl(impl)
+        if self._impl == "ice40" and depth != self.DEPTH:
+            raise ValueError(f"an SB_SPRAM256KA holds {self.DEPTH} words; depth {depth} needs impl 'model' or 'ecp5'")
+        self.depth = depth
         super().__init__({
-            "addr": In(14),
+            "addr": In(range(depth)),
             "wdata": In(16),
             "wmask": In(4),
             "we": In(1),
@@ -383,6 +393,8 @@ class SinglePortRam(wiring.Component):
         impl = resolve_impl(self._impl, platform, "SinglePortRam")
         m = Module()
         if impl == "ice40":
+            if self.depth != self.DEPTH:
+                raise ValueError(f"an SB_SPRAM256KA holds {self.DEPTH} words, not {self.depth}")
             _check_ice40_device(platform, "SB_SPRAM256KA")
             m.submodules.spram = Instance(
                 "SB_SPRAM256KA",
@@ -396,7 +408,7 @@ class SinglePortRam(wiring.Component):
         domain = self._domain
         # Amaranth starts a memory without init at zeros; the bench runner turns that into random words. The read
         # is an asynchronous port and a register, for the reason BlockRam gives.
-        m.submodules.mem = mem = memory.Memory(shape=16, depth=self.DEPTH, init=[], attrs={"no_rw_check": 1})
+        m.submodules.mem = mem = memory.Memory(shape=16, depth=self.depth, init=[], attrs={"no_rw_check": 1})
         write = mem.write_port(granularity=4, domain=domain)
         read = mem.read_port(domain="comb")
         active = self.cs & ~self.standby & ~self.sleep

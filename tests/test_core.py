@@ -8,7 +8,7 @@ import pytest
 
 from mmfree.host.compiler import CORES, compile_model
 from mmfree.host.hf_import import import_hf
-from mmfree.host.model import ModelConfig
+from mmfree.host.model import ModelConfig, random_model
 from mmfree.host.models import resolve_model
 from mmfree.host.synthetic import write_hf_checkpoint
 from mmfree.sim.diverge import run_program
@@ -35,3 +35,12 @@ def test_imported_hf_model(temperature, tmp_path):
     write_hf_checkpoint(tmp_path / "hf", config, dtype="bf16", seed=3)
     program = compile_model(import_hf(tmp_path / "hf"), replace(CORES["icebreaker"], name="test"))
     run_program(program, [1, 49, 0, 7], tmp_path, temperature=temperature, seed=7)
+
+
+def test_ulx3s_core_on_a_model_that_fills_its_weight_memory(tmp_path):
+    """The ULX3S-85F core's 40 K-word weight memory (block RAM, 16-bit addresses), nearly full: 39,809 words, the
+    matrices above word 16,384 as well."""
+    model = random_model(ModelConfig(vocab_size=65, hidden_size=256, num_layers=3, intermediate_size=208), seed=5)
+    program = compile_model(model, CORES["ulx3s-85f"])
+    assert CORES["icebreaker"].weight_words < len(program.image) <= CORES["ulx3s-85f"].weight_words
+    run_program(program, [1, 64, 30], tmp_path)

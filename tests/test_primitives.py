@@ -183,6 +183,7 @@ def test_ecp5_instances_synthesize(tmp_path):
     cells = _synth(Mac16(impl="ecp5", accumulate=True), "ecp5", tmp_path)
     assert cells["MULT18X18D"] == 1 and cells["TRELLIS_FF"] == 34, cells  # 32-bit accumulator + load delay
     assert _synth(SinglePortRam(impl="ecp5"), "ecp5", tmp_path)["DP16KD"] == 16
+    assert _synth(SinglePortRam(40960, impl="ecp5"), "ecp5", tmp_path)["DP16KD"] == 40   # the ULX3S core's banks
     for width, depth in [(16, 1024), (36, 512), (8, 4096)]:
         cells = _synth(BlockRam(width=width, depth=depth, impl="ecp5"), "ecp5", tmp_path)
         blocks = cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0)
@@ -196,6 +197,12 @@ def test_mac16_ports():
     assert Mac16(a_signed=False, b_signed=False).o.shape() == unsigned(32)
     assert not hasattr(Mac16(), "load") and hasattr(Mac16(accumulate=True), "load")
     assert (Mac16().latency, Mac16(accumulate=True).latency) == (2, 3)
+
+
+def test_single_port_ram_depth():
+    assert SinglePortRam(40960, impl="model").addr.shape() == unsigned(16)
+    with pytest.raises(ValueError, match="SB_SPRAM256KA holds 16384 words"):
+        SinglePortRam(8192, impl="ice40")
 
 
 def test_mac16_rejects_bad_init():
