@@ -184,6 +184,18 @@ def test_resolve_paths(tmp_path, container, model):
         resolve_model(tmp_path / "empty")
 
 
+def test_random_spec():
+    model = resolve_model("random:V=50,H=40,L=2,I=72,seed=3")
+    assert model.config == ModelConfig(50, 40, 2, 72)
+    assert_models_identical(model, random_model(ModelConfig(50, 40, 2, 72), seed=3))
+    assert_models_identical(resolve_model("random:I=72,L=2,H=40,V=50"), random_model(ModelConfig(50, 40, 2, 72)))
+    for spec, message in [("random:V=50,H=40,L=2", "needs I as well"), ("random:V=50,H=40,L=2,I=x", "'I=x'"),
+                          ("random:V=50,H=40,L=2,I=72,T=1", "'T=1'"), ("random:V=5,V=6,H=4,L=1,I=8", "'V=6'"),
+                          ("random:V=0,H=40,L=2,I=72", "vocab_size must be a positive integer")]:
+        with pytest.raises(ValueError, match=message):
+            resolve_model(spec)
+
+
 def test_shipped_models(tmp_path, monkeypatch, model):
     assert isinstance(shipped_models(), list)
     (tmp_path / "models" / "demo").mkdir(parents=True)
