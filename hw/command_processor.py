@@ -25,9 +25,9 @@ checks: DIGEST reads each word through the core's debug port and runs it through
 per word); GENERATE and READ first scan the program (6 cycles per instruction up to END) for the vocabulary, the
 vector length, the head's rows, the layers and the residual unit; GENERATE zeroes DONE's counters (13 cycles),
 checks the stored ids (3 cycles each), then runs each through the core; each run answered updates the counters (17
-cycles, 25 with a generated token); READ reads one value per 10 cycles (two to address it, eight bytes out); RESET
-and RESET_STATE wait out the core's CLEAR (``state_words`` cycles); INFO, STATS and DONE take one more cycle to read
-their first byte.
+cycles, 25 with a generated token); READ reads one value per 11 cycles (two to address it, one into a register,
+eight bytes out); RESET and RESET_STATE wait out the core's CLEAR (``state_words`` cycles); INFO, STATS and DONE take
+one more cycle to read their first byte.
 
 With a weight stream (``CoreParams.weight_stream``) it also runs streamed generations: a GENERATE with the STREAM
 flag (one prompt id) or a NEXT of such a generation starts the core on its token and answers at once; the run then
@@ -247,7 +247,7 @@ class CommandProcessor(wiring.Component):
         unit_mant, unit_exp = Signal(16), Signal(signed(12))   # CONFIG's residual unit: slot X's scale
         pass_words = Signal(24)         # CONFIG's words streamed per run
         w1 = Signal(_W1_BITS)           # the low bits of the instruction's word 1
-        w0 = Signal(64)                 # … and its word 0; the word DIGEST reads
+        w0 = Signal(64)                 # … and its word 0; the word DIGEST reads; the element READ sends
 
         # the working registers of the loops
         ctr = Signal(16)
@@ -809,7 +809,7 @@ class CommandProcessor(wiring.Component):
                 with m.Else():
                     m.next = "READ_HEADER"
             emit("READ_HEADER", Cat(b2, scale_exp, scale_mant, target_len, C(0, 16), C(Reply.READ, 8)), 10,
-                 goto("READ_VALUE"), last=0)
+                 goto("READ_HOLD"), last=0)
 
             def next_value():
                 m.d.sync += [addr.eq(addr + 1), ctr.eq(ctr + 1)]
@@ -817,9 +817,12 @@ class CommandProcessor(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "READ_WAIT"
-            emit("READ_VALUE", self.d_data, 8, next_value, last=ctr == b2 - 1)
-            with m.State("READ_WAIT"):      # the debug port reads element `addr`
+            with m.State("READ_HOLD"):      # the element into a register: no memory read in front of the response
+                m.d.sync += w0.eq(self.d_data)
                 m.next = "READ_VALUE"
+            emit("READ_VALUE", w0, 8, next_value, last=ctr == b2 - 1)
+            with m.State("READ_WAIT"):      # the debug port reads element `addr`
+                m.next = "READ_HOLD"
 
             emit("ERROR", Cat(err_limit, err_value, err_code, cmd, C(Reply.ERROR, 8)), 11, goto("IDLE"))
         return m

@@ -379,6 +379,10 @@ class Core(wiring.Component):
         ps_count = Signal(range(max(H, p.state_words) + 1))
         ps_t = Signal.like(ps_count)
         t_out = Signal.like(ps_count)     # elements that left the datapath
+        x_write, x_first = Signal(), Signal()   # an element of EMBED's pass for slot X, and the first of them
+        x_value = Signal(signed(f.residual_bits))
+        x_addr = Signal.like(t_out)
+        m.d.sync += x_write.eq(0)
         dp_last = Signal()
         # the sampler: its LFSR, 1/T of the RUN, the pass's constant operand and the Gumbel noise table (read at the
         # LFSR's low bits, which change only when an element is taken: every 3 cycles, as the sampling pass runs
@@ -905,10 +909,9 @@ class Core(wiring.Component):
                     with m.If(ps_red == 3):
                         m.d.sync += lfsr.eq(lfsr_next)
                     with m.Switch(ps_write):
-                        with m.Case(1):
-                            m.d.comb += [mems[Memory.X].w_addr.eq(t_out), mems[Memory.X].w_en.eq(1),
-                                         mems[Memory.X].w_data.eq(sat(out, f.residual_bits))]
-                            track(_Src.X, sat(out, f.residual_bits), t_out == 0)
+                        with m.Case(1):   # saturated into a register, into slot X in the next cycle
+                            m.d.sync += [x_write.eq(1), x_value.eq(sat(out, f.residual_bits)), x_addr.eq(t_out),
+                                         x_first.eq(t_out == 0)]
                         with m.Case(2):   # a copy: the element itself (no product), one cycle per element
                             m.d.comb += [mems[Memory.F].w_addr.eq(t_out), mems[Memory.F].w_en.eq(1),
                                          mems[Memory.F].w_data.eq(dp.o.payload.x)]
@@ -920,6 +923,11 @@ class Core(wiring.Component):
                     for index, name in enumerate(PASS_RETURNS):
                         with m.Case(index):
                             m.next = name
+
+        # EMBED's elements into slot X, a cycle after they leave the pass datapath
+        with m.If(x_write):
+            m.d.comb += [mems[Memory.X].w_addr.eq(x_addr), mems[Memory.X].w_en.eq(1), mems[Memory.X].w_data.eq(x_value)]
+            track(_Src.X, x_value, x_first)
 
         # -- the back end's drain, beside the sequencer ------------------------------------------------------
         with m.If(back_running):
