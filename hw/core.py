@@ -416,6 +416,17 @@ class Core(wiring.Component):
         red_data = Signal(signed(self.reduce_width))
         red_last = Signal()
         m.d.comb += [red.i.payload.data.eq(red_data), red.i.payload.last.eq(red_last)]
+        # a pass's elements reach the reduction unit through a register (the sampler's noisy logit is an addition)
+        rs_valid, rs_last, rs_own = Signal(), Signal(), Signal()
+        rs_data = Signal.like(red_data)
+        rs_square = Signal.like(red.i.payload.square)
+        rs_shift = Signal.like(red.i.payload.shift)
+        rs_free = ~rs_valid | red.i.ready
+        with m.If(rs_valid):
+            m.d.comb += [red.i.valid.eq(1), red_data.eq(rs_data), red_last.eq(rs_last), red.i.payload.shift.eq(rs_shift),
+                         red.i.payload.square.eq(rs_square), red.i.payload.own_square.eq(rs_own)]
+            with m.If(red.i.ready):
+                m.d.sync += rs_valid.eq(0)
 
         # the quantizer's int8 outputs, packed into q-buffer words
         qword = Signal(8 * cols)
@@ -894,12 +905,12 @@ class Core(wiring.Component):
 
                 # the sinks: the reduction unit, the quantizer, a slot
                 red_needed = ps_red != 0
-                m.d.comb += [dp.o.ready.eq(~red_needed | red.i.ready),
-                             red.i.valid.eq(dp.o.valid & red_needed),
-                             red_data.eq(Mux(ps_red == 3, sat(dp.o.payload.product, Y_BITS) + noise.r_data.as_signed(),
-                                             Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x))),
-                             red.i.payload.shift.eq(ps_red_shift), red_last.eq(dp.o.payload.last),
-                             red.i.payload.square.eq(dp.o.payload.x), red.i.payload.own_square.eq(ps_own_square),
+                with m.If(dp.o.valid & red_needed & rs_free):
+                    m.d.sync += [rs_valid.eq(1), rs_last.eq(dp.o.payload.last), rs_shift.eq(ps_red_shift),
+                                 rs_square.eq(dp.o.payload.x), rs_own.eq(ps_own_square),
+                                 rs_data.eq(Mux(ps_red == 3, sat(dp.o.payload.product, Y_BITS) + noise.r_data.as_signed(),
+                                                Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x)))]
+                m.d.comb += [dp.o.ready.eq(~red_needed | rs_free),
                              quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
                              quant.i.payload.p[0].eq(dp.o.payload.product),
                              quant.i.payload.last.eq(dp.o.payload.last)]
