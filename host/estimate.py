@@ -28,7 +28,7 @@ UART_BITS_PER_BYTE = 10
 #: scale chain with two norms, one norm, or from the rsqrt the last BITLINEAR left (i_proj, g_proj), and its first
 #: norm's part (run beside pass B where that norm is over another slot); the drain's last elements after the matvec;
 #: EMBED per element (two multiplier limbs) and its row address
-TIMING = {"instruction": 20, "pass_fill": 14, "quant": 85, "chain_two_norms": 400, "chain_one_norm": 220,
+TIMING = {"instruction": 20, "pass_fill": 15, "quant": 85, "chain_two_norms": 400, "chain_one_norm": 220,
           "chain_reused": 60, "chain_first_norm": 100, "tail": 25, "embed_per_element": 2, "embed_fixed": 30,
           "config": 7}
 
