@@ -46,7 +46,8 @@ def _beside(back, front):
     first_other = front["has_pre"] and front["first"] != front["src"]
     if back["epilogue"] not in (Epilogue.FORGET, Epilogue.STATE):
         return "aux" if front["epilogue"] == Epilogue.FORGET else None
-    if front["epilogue"] != Epilogue.FORGET and front["src"] != Slot.F and not (first_other and front["first"] == Slot.F):
+    touches_f = front["src"] == Slot.F or (first_other and front["first"] == Slot.F)
+    if front["epilogue"] != Epilogue.FORGET and not touches_f:
         return "passes"
     return None
 

@@ -344,7 +344,7 @@ class Core(wiring.Component):
         back_ready = Signal()     # ir_back's scale chain has started; its matvec has not
         back_running = Signal()   # ir_back's matvec and drain run
         back_idle = ~back_ready & ~back_running
-        chain_due = Signal()      # the sequencer's BITLINEAR is quantized: its back end starts once the back end is idle
+        chain_due = Signal()      # the sequencer's BITLINEAR is quantized: its back end starts once that is idle
         q_bank = Signal()         # the q-buffer bank the sequencer's BITLINEAR fills
         back_bank = Signal()      # … and the one ir_back's matvec reads
         drain_base = Signal.like(state_base)
@@ -423,8 +423,9 @@ class Core(wiring.Component):
         rs_shift = Signal.like(red.i.payload.shift)
         rs_free = ~rs_valid | red.i.ready
         with m.If(rs_valid):
-            m.d.comb += [red.i.valid.eq(1), red_data.eq(rs_data), red_last.eq(rs_last), red.i.payload.shift.eq(rs_shift),
-                         red.i.payload.square.eq(rs_square), red.i.payload.own_square.eq(rs_own)]
+            m.d.comb += [red.i.valid.eq(1), red_data.eq(rs_data), red_last.eq(rs_last),
+                         red.i.payload.shift.eq(rs_shift), red.i.payload.square.eq(rs_square),
+                         red.i.payload.own_square.eq(rs_own)]
             with m.If(red.i.ready):
                 m.d.sync += rs_valid.eq(0)
 
@@ -908,7 +909,8 @@ class Core(wiring.Component):
                 with m.If(dp.o.valid & red_needed & rs_free):
                     m.d.sync += [rs_valid.eq(1), rs_last.eq(dp.o.payload.last), rs_shift.eq(ps_red_shift),
                                  rs_square.eq(dp.o.payload.x), rs_own.eq(ps_own_square),
-                                 rs_data.eq(Mux(ps_red == 3, sat(dp.o.payload.product, Y_BITS) + noise.r_data.as_signed(),
+                                 rs_data.eq(Mux(ps_red == 3,
+                                                sat(dp.o.payload.product, Y_BITS) + noise.r_data.as_signed(),
                                                 Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x)))]
                 m.d.comb += [dp.o.ready.eq(~red_needed | rs_free),
                              quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
@@ -961,7 +963,8 @@ class Core(wiring.Component):
                                                        regs["s"].exp + (f.gated_shift - f.state_frac), 0))]
                     with m.Case(Epilogue.GLU):
                         m.d.sync += [unit_v.mant.eq(regs["s"].mant),
-                                     unit_v.exp.eq(Mux(regs["s"].mant != 0, regs["s"].exp + (f.glu_shift - f.act_frac), 0))]
+                                     unit_v.exp.eq(Mux(regs["s"].mant != 0,
+                                                       regs["s"].exp + (f.glu_shift - f.act_frac), 0))]
 
         with m.If(~self.cmd.ready):
             m.d.sync += cycles.eq(cycles + 1)
