@@ -32,7 +32,7 @@ TIMING = {"instruction": 20, "pass_fill": 15, "quant": 85, "chain_two_norms": 40
           "chain_reused": 60, "chain_first_norm": 100, "tail": 25, "embed_per_element": 2, "embed_fixed": 30,
           "config": 7}
 
-#: the estimate's range around the sum: −/+ this fraction (the calibration's check on another shape: −0.9 %)
+#: the estimate's range around the sum: −/+ this fraction (its checks on two other shapes: −0.7 %, −0.6 %)
 SPREAD = 0.03
 
 
@@ -98,7 +98,7 @@ def estimate_cycles(program, timing=TIMING, spread=SPREAD):
             quantized = held + t["instruction"] + fills + before + quant   # the back end is due
             # with the first norm over another slot its part of the chain runs beside pass B when the back end is idle
             early = first_other and beside is None
-            b_start = quantized - quant - n - (n if two and not reused else 0) - t["pass_fill"] * (1 + two)
+            b_start = held + t["instruction"] + t["pass_fill"] * (1 + first_pass) + (n if first_pass else 0)
             # passes beside a matvec take its weight memory for their field words (16-bit, four a word)
             if beside:
                 lent = {"passes": (2 + (two and not reused)) * -(-n // 4), "aux": -(-aux // 4)}[beside]

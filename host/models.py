@@ -37,10 +37,10 @@ def resolve_model(spec):
     Parameters
     ----------
     spec : str or os.PathLike
-        In this order: an existing file (a container); an existing folder with ``config.json`` (imported with
-        :func:`~mmfree.host.hf_import.import_hf`) or with a container ``model.safetensors``; ``random:V=…,H=…,L=…,
-        I=…[,seed=…]`` (a random model of that shape, seed 0 unless given); the name of a shipped model (see
-        :func:`shipped_models`).
+        In this order: ``random:V=…,H=…,L=…,I=…[,seed=…]`` (a random model of that shape, seed 0 unless given); an
+        existing file (a container); an existing folder with ``config.json`` (imported with
+        :func:`~mmfree.host.hf_import.import_hf`) or with a container ``model.safetensors``; the name of a shipped
+        model (see :func:`shipped_models`).
 
     Returns
     -------

@@ -375,9 +375,8 @@ class SinglePortRam(wiring.Component):
         check_int("depth", depth, 1)
         self._domain = domain
         self._impl = _check_impl(impl)
-        if self._impl == "ice40" and depth != self.DEPTH:
-            raise ValueError(f"an SB_SPRAM256KA holds {self.DEPTH} words; depth {depth} needs impl 'model' or 'ecp5'")
         self.depth = depth
+        self._check_depth(self._impl)
         super().__init__({
             "addr": In(range(depth)),
             "wdata": In(16),
@@ -389,12 +388,17 @@ class SinglePortRam(wiring.Component):
             "rdata": Out(16),
         })
 
+    def _check_depth(self, impl):
+        """The cell has :data:`DEPTH` words: another depth needs an implementation without it."""
+        if impl == "ice40" and self.depth != self.DEPTH:
+            raise ValueError(f"an SB_SPRAM256KA holds {self.DEPTH} words; depth {self.depth} needs impl 'model' or "
+                             f"'ecp5'")
+
     def elaborate(self, platform):
         impl = resolve_impl(self._impl, platform, "SinglePortRam")
         m = Module()
         if impl == "ice40":
-            if self.depth != self.DEPTH:
-                raise ValueError(f"an SB_SPRAM256KA holds {self.DEPTH} words, not {self.depth}")
+            self._check_depth(impl)
             _check_ice40_device(platform, "SB_SPRAM256KA")
             m.submodules.spram = Instance(
                 "SB_SPRAM256KA",
