@@ -9,19 +9,20 @@ implements"): fewer checks of a corrupt program, and streamed runs settled befor
 
 It is one FSM. Payload fields are parsed byte by byte as they stream in (one byte per cycle) through a 64-bit shift
 register: WRITE words go to the core's load ports (registered: in the cycle after each word's last byte),
-GENERATE's prompt ids into a 128 × 16-bit block RAM. The checks follow the golden device's order: unknown type,
-GENERATE's reserved flags, the payload length (MALFORMED, known at the last byte), the fields, then what the command
-finds (NOT_LOADED, BAD_PROGRAM, BAD_TOKEN, NO_DATA, OUT_OF_RANGE). A failing command is answered ERROR and leaves the
-processor ready for the next one; the check records which fields the ERROR carries, and the response reads them as
-it is sent. (A WRITE whose payload turns out longer or shorter than its ``count`` says is answered MALFORMED after
-its whole words were written: the length is known only at the end, and the words are not buffered.)
+GENERATE's prompt ids into a 128 × 16-bit block RAM; the values READ sends are shifted out of the same register.
+The checks follow the golden device's order: unknown type, GENERATE's reserved flags, the payload length (MALFORMED,
+known at the last byte), the fields, then what the command finds (NOT_LOADED, BAD_PROGRAM, BAD_TOKEN, NO_DATA,
+OUT_OF_RANGE). A failing command is answered ERROR and leaves the processor ready for the next one; the check records
+which fields the ERROR carries, and the response reads them as it is sent. (A WRITE whose payload turns out longer
+or shorter than its ``count`` says is answered MALFORMED after its whole words were written: the length is known
+only at the end, and the words are not buffered.)
 
 A byte-wide block RAM holds the INFO, STATS and DONE responses whole, type byte included, and they are sent from it
 byte by byte; the counters that STATS and DONE report live there, big-endian, and change a byte per cycle with one
 8-bit adder (zeroed after a reset and, DONE's, by GENERATE).
 
 Cycles, beyond one per payload byte in and one per response byte out, and two between a request's last byte and its
-checks: DIGEST reads each word through the core's debug port and runs it through CRC-32 a byte per cycle (9 cycles
+checks: DIGEST reads each word through the core's debug port and runs it through CRC-32 a bit per cycle (66 cycles
 per word); GENERATE and READ first scan the program (6 cycles per instruction up to END) for the vocabulary, the
 vector length, the head's rows, the layers and the residual unit; GENERATE zeroes DONE's counters (13 cycles),
 checks the stored ids (3 cycles each), then runs each through the core; each run answered updates the counters (17
@@ -50,7 +51,7 @@ from .core import WORD_BITS, CoreCommand, CoreError, Memory, command_layout
 from .link import request_layout, response_layout
 from .primitives import BlockRam
 
-__all__ = ["CommandProcessor", "core_result_layout", "crc32_byte"]
+__all__ = ["CommandProcessor", "core_result_layout", "crc32_bit"]
 
 #: prompt ids the processor holds (a GENERATE carries at most 121)
 PROMPT_DEPTH = 128
@@ -86,25 +87,23 @@ def core_result_layout():
     return data.StructLayout({"token": 16, "error": CoreError})
 
 
-def crc32_byte(crc, byte):
-    """The CRC-32/ISO-HDLC register after one more byte (reflected: its least significant bit first).
+def crc32_bit(crc, bit):
+    """The CRC-32/ISO-HDLC register after one more bit (reflected: each byte's least significant bit first).
 
     Parameters
     ----------
     crc : Value
         32 bits (the register, not yet complemented: it starts at ``0xFFFFFFFF`` and the checksum is its complement).
-    byte : Value
-        8 bits.
+    bit : Value
+        1 bit.
 
     Returns
     -------
     Value
         32 bits.
     """
-    crc, byte = Value.cast(crc), Value.cast(byte)
-    for k in range(8):
-        crc = (crc >> 1) ^ Mux(crc[0] ^ byte[k], CRC32_POLY, 0)
-    return crc
+    crc = Value.cast(crc)
+    return (crc >> 1) ^ Mux(crc[0] ^ bit, CRC32_POLY, 0)
 
 
 class CommandProcessor(wiring.Component):
@@ -247,7 +246,7 @@ class CommandProcessor(wiring.Component):
         unit_mant, unit_exp = Signal(16), Signal(signed(12))   # CONFIG's residual unit: slot X's scale
         pass_words = Signal(24)         # CONFIG's words streamed per run
         w1 = Signal(_W1_BITS)           # the low bits of the instruction's word 1
-        w0 = Signal(64)                 # … and its word 0; the word DIGEST reads; the element READ sends
+        w0 = Signal(64)                 # … and its word 0; the word DIGEST reads
 
         # the working registers of the loops
         ctr = Signal(16)
@@ -255,16 +254,15 @@ class CommandProcessor(wiring.Component):
         dsel = Signal(Memory)
         crc = Signal(32)
         j = Signal(6)                   # byte of the response field being sent
-        err_code = Signal(8)
 
         m.d.comb += [self.d_sel.eq(dsel), self.d_addr.eq(addr), prompt.r_addr.eq(ctr), ram.r_addr.eq(ra)]
 
         region_words = Mux(b0[0], self.program_words, p.weight_words)
-        end = Signal(33)                # one past a WRITE's last word; DIGEST's count
-        m.d.comb += end.eq(n32 + Mux(cmd == Command.WRITE, b1, 0))
+        last_word = Signal(signed(34))  # a WRITE's last word; DIGEST's count − 1 (−1: none)
+        m.d.comb += last_word.eq(n32 + (Mux(cmd == Command.WRITE, b1, 0) - 1).as_signed())
         # the checks on the longest paths are registered: valid from the second cycle after their fields arrive
         in_region, bad_length = Signal(), Signal()
-        m.d.sync += in_region.eq(end <= region_words)
+        m.d.sync += in_region.eq(Mux(b0[0], last_word < self.program_words, last_word < p.weight_words))
         write_fits = (b0 <= Region.PROGRAM) & (b1 != 0) & in_region
 
         # an item completes with this beat: a WRITE word goes to its port, a prompt id to the prompt RAM, a STREAM
@@ -324,40 +322,57 @@ class CommandProcessor(wiring.Component):
         bad_id = Signal()                   # … or not below the vocabulary (registered: a cycle after the read)
         m.d.sync += bad_id.eq(big | (prompt.r_data >= vocab))
 
-        # an ERROR's value and limit, (value, limit) by name: `fail` records the name, and the ERROR state reads the
-        # pair as it sends it (each source holds still from the failing check until the response is sent)
+        # an ERROR's value and limit, (value, limit) by name: `fail` records the code and the name, and the ERROR
+        # state reads the pair as it sends it (each source holds still from the failing check until the response is
+        # sent)
         errors = {
             "none": (0, 0), "type": (cmd, 0), "flags": (0, b0), "length": (pos, need), "region": (b0, 0),
-            "count": (1, 0), "range": (end - 1, region_words), "read_count": (2, b2), "missing": (loaded_missing, 0),
+            "count": (1, 0), "range": (n32, region_words), "read_count": (2, b2), "missing": (loaded_missing, 0),
             "prompt_count": (1, b1), "slot": (b1, len(Slot)), "layer": (b1, layers), "offset": (n32, target_len),
             # the prompt RAM holds the low half of every id
             "token": (Cat(prompt.r_data, Mux(big, big_high, 0)), vocab), "stream_count": (b0, owed), "short": (owed, 0),
         }
-        err_of = Signal(range(len(errors)))
-        err_value, err_limit = Signal(32), Signal(32)
-        with m.Switch(err_of):
-            for index, (value, limit) in enumerate(errors.values()):
-                with m.Case(index):
-                    m.d.comb += [err_value.eq(value), err_limit.eq(limit)]
+        failures = [(0, "none")]        # (code, name) of each value of `err_of`: 0 is no ERROR
+        err_of = Signal(5)
 
         def fail(code, fields="none"):
             """Answer ERROR ``code`` with the value and limit ``errors[fields]``."""
-            m.d.sync += [err_code.eq(code), err_of.eq(list(errors).index(fields)), self.error.eq(code)]
+            if (code, fields) not in failures:
+                failures.append((code, fields))
+            m.d.sync += err_of.eq(failures.index((code, fields)))
             m.next = "ERROR"
 
-        def emit(state, value, nbytes, done, last=1):
-            """State ``state`` sends ``value`` as ``nbytes`` big-endian bytes, then runs ``done()``; the final byte
-            is the packet's last where ``last``."""
-            value = Value.cast(value)
+        # the response's data byte is the OR of the bytes of `out_terms`, (state, condition, byte), whose state is
+        # the current one and whose condition holds; a byte no term covers is zero
+        out_terms = []
+
+        def put(state, at, value, nbytes, cond=C(1)):
+            """Terms for ``value`` (a Value, or an int) as ``nbytes`` big-endian bytes, the first at byte ``at``."""
+            for index in range(nbytes):
+                low = 8 * (nbytes - 1 - index)
+                if isinstance(value, int):
+                    byte = (value >> low) & 0xFF
+                    if byte:
+                        out_terms.append((state, cond & (j == at + index), C(byte, 8)))
+                elif low < len(Value.cast(value)):
+                    out_terms.append((state, cond & (j == at + index), Value.cast(value)[low:low + 8]))
+
+        def out_of_region():
+            """WRITE or DIGEST beyond the region: the value is the last word, which replaces ``n32``."""
+            m.d.sync += n32.eq(last_word)
+            fail(ErrorCode.OUT_OF_RANGE, "range")
+
+        def emit(state, fields, done, last=1):
+            """State ``state`` sends ``fields``, ``(value, bytes)`` each (big-endian; value None: terms put
+            elsewhere), then runs ``done()``; the final byte is the packet's last where ``last``."""
+            at = 0
+            for value, nbytes in fields:
+                if value is not None:
+                    put(state, at, value, nbytes)
+                at += nbytes
             with m.State(state):
-                final = j == nbytes - 1
+                final = j == at - 1
                 m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final & last)]
-                with m.Switch(j):       # byte `j`, most significant first; the zero bytes are the default
-                    for index in range(nbytes):
-                        low = 8 * (nbytes - 1 - index)
-                        if low < len(value):
-                            with m.Case(index):
-                                m.d.comb += resp.payload.data.eq(value[low:low + 8])
                 with m.If(resp.ready):
                     m.d.sync += j.eq(j + 1)
                     with m.If(final):
@@ -397,7 +412,7 @@ class CommandProcessor(wiring.Component):
             m.d.sync += remaining.eq(remaining - 1)
             count(_GENERATED, "TOKEN")
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("INIT"):           # the counters start at zero (after a reset too)
                 count(_ALL, "IDLE")
 
@@ -405,7 +420,7 @@ class CommandProcessor(wiring.Component):
                 m.d.comb += [req.ready.eq(1), self.idle.eq(1)]
                 with m.If(req.valid):
                     m.d.sync += [cmd.eq(byte), pos.eq(0), b0.eq(0), sub.eq(0), item.eq(0), have_big.eq(0),
-                                 dropped.eq(0), self.error.eq(0)]
+                                 dropped.eq(0), err_of.eq(0)]
                     with m.If(req.payload.last):
                         m.next = "PARSED"
                     with m.Else():
@@ -469,7 +484,7 @@ class CommandProcessor(wiring.Component):
                             with m.Elif(b1 == 0):
                                 fail(ErrorCode.BAD_VALUE, "count")
                             with m.Elif(~write_fits):
-                                fail(ErrorCode.OUT_OF_RANGE, "range")
+                                out_of_region()
                             with m.Else():
                                 m.d.sync += [written.eq(written | Mux(b0[0], 2, 1)), active.eq(0)]
                                 m.next = "ACK"
@@ -477,7 +492,7 @@ class CommandProcessor(wiring.Component):
                             with m.If(b0 > Region.PROGRAM):
                                 fail(ErrorCode.BAD_REGION, "region")
                             with m.Elif(~in_region):
-                                fail(ErrorCode.OUT_OF_RANGE, "range")
+                                out_of_region()
                             with m.Else():
                                 m.d.sync += [addr.eq(0), crc.eq(0xFFFF_FFFF),
                                              dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE))]
@@ -547,7 +562,7 @@ class CommandProcessor(wiring.Component):
                 m.next = "CLEAR"
 
             # -- WRITE, RESET, GENERATE: an empty acknowledgement ----------------------------------------------
-            emit("ACK", cmd | REPLY_BIT, 1, goto("IDLE"))
+            emit("ACK", [(cmd | REPLY_BIT, 1)], goto("IDLE"))
 
             # -- INFO, STATS, DONE: a response from the byte RAM, read one byte ahead ------------------------------
             with m.State("SEND_START"):     # the RAM reads the type byte
@@ -555,7 +570,7 @@ class CommandProcessor(wiring.Component):
             with m.State("SEND"):
                 final = ra == Mux(cmd == Command.INFO, ends[Command.INFO] - 1,
                                   Mux(cmd == Command.STATS, ends[Command.STATS] - 1, ends[Command.NEXT] - 1))
-                m.d.comb += [resp.valid.eq(1), resp.payload.data.eq(ram.r_data), resp.payload.last.eq(final)]
+                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final)]
                 with m.If(resp.ready):
                     m.d.comb += ram.r_addr.eq(ra + 1)
                     m.d.sync += ra.eq(ra + 1)
@@ -595,13 +610,22 @@ class CommandProcessor(wiring.Component):
                     m.next = "DIGEST_HOLD"
             with m.State("DIGEST_HOLD"):    # the word into a register
                 m.d.sync += w0.eq(self.d_data)
-                m.next = "DIGEST_BYTES"
-            with m.State("DIGEST_BYTES"):   # the word's little-endian bytes, a byte per cycle
-                m.d.sync += [crc.eq(crc32_byte(crc, w0[:8])), w0.eq(w0 >> 8), ctr.eq(ctr + 1)]
-                with m.If(ctr == WORD_BITS // 8 - 1):
+                m.next = "DIGEST_BITS"
+            with m.State("DIGEST_BITS"):    # the word's bits, least significant first, a bit per cycle
+                m.d.sync += [crc.eq(crc32_bit(crc, w0[0])), w0.eq(w0 >> 1), ctr.eq(ctr + 1)]
+                with m.If(ctr == WORD_BITS - 1):
                     m.d.sync += addr.eq(addr + 1)
                     m.next = "DIGEST_WORD"
-            emit("DIGEST_SEND", Cat(~crc, C(Reply.DIGEST, 8)), 5, goto("IDLE"))
+            with m.State("DIGEST_SEND"):    # the type, then the checksum (the complement), most significant first
+                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(j == 4),
+                             ]
+                with m.If(resp.ready):
+                    m.d.sync += j.eq(j + 1)
+                    with m.If(j != 0):
+                        m.d.sync += crc.eq(crc << 8)
+                    with m.If(j == 4):
+                        m.d.sync += j.eq(0)
+                        m.next = "IDLE"
 
             # -- RESET (and GENERATE's RESET_STATE): the core zeroes the state -----------------------------------
             with m.State("CLEAR"):
@@ -765,8 +789,7 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += pending.eq(1)
                     fail(ErrorCode.BAD_PROGRAM)
 
-            emit("TOKEN", Cat(run_cycles if streams else self.cycles, C(0, 32), tok, C(0, 16), C(Reply.TOKEN, 8)),
-                 13, goto("IDLE"))
+            emit("TOKEN", [(Reply.TOKEN, 1), (tok, 4), (run_cycles if streams else self.cycles, 8)], goto("IDLE"))
 
             # -- READ: check the target, address the first value, then the header and the values ----------------
             with m.State("READ_CHECK"):
@@ -796,19 +819,20 @@ class CommandProcessor(wiring.Component):
                             m.d.comb += ok.eq(1)
                             m.d.sync += dsel.eq(Memory.LOGITS)
                 with m.If(ok):
-                    left = target_len - n32
-                    with m.If(n32 >= target_len):
+                    left = Signal(17)       # values from the offset to the end (bit 16: the offset is beyond)
+                    m.d.comb += left.eq(target_len - n32[:16])
+                    with m.If(n32[16:].any() | left[16] | ~left.any()):
                         fail(ErrorCode.OUT_OF_RANGE, "offset")
                     with m.Else():
                         m.d.sync += [addr.eq(n32), ctr.eq(Mux(b0 == Target.STATE, b1, 0)),
-                                     b2.eq(Mux(left < b2, left, b2))]
+                                     b2.eq(Mux(~left[8:].any() & (left[:8] < b2), left, b2))]
                         m.next = "READ_BASE"
             with m.State("READ_BASE"):      # a layer's state starts at layer · H
                 with m.If(ctr != 0):
                     m.d.sync += [addr.eq(addr + length), ctr.eq(ctr - 1)]
                 with m.Else():
                     m.next = "READ_HEADER"
-            emit("READ_HEADER", Cat(b2, scale_exp, scale_mant, target_len, C(0, 16), C(Reply.READ, 8)), 10,
+            emit("READ_HEADER", [(Reply.READ, 1), (target_len, 4), (scale_mant, 2), (scale_exp, 2), (b2, 1)],
                  goto("READ_HOLD"), last=0)
 
             def next_value():
@@ -818,11 +842,35 @@ class CommandProcessor(wiring.Component):
                 with m.Else():
                     m.next = "READ_WAIT"
             with m.State("READ_HOLD"):      # the element into a register: no memory read in front of the response
-                m.d.sync += w0.eq(self.d_data)
+                m.d.sync += sh.eq(self.d_data)
                 m.next = "READ_VALUE"
-            emit("READ_VALUE", w0, 8, next_value, last=ctr == b2 - 1)
+            with m.State("READ_VALUE"):     # the element's bytes, most significant first, shifted out of `sh`
+                final = j == 7
+                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final & (ctr == b2 - 1)),
+                             ]
+                with m.If(resp.ready):
+                    m.d.sync += [j.eq(j + 1), sh.eq(sh_next)]
+                    with m.If(final):
+                        m.d.sync += j.eq(0)
+                        next_value()
             with m.State("READ_WAIT"):      # the debug port reads element `addr`
                 m.next = "READ_HOLD"
 
-            emit("ERROR", Cat(err_limit, err_value, err_code, cmd, C(Reply.ERROR, 8)), 11, goto("IDLE"))
+            emit("ERROR", [(Reply.ERROR, 1), (cmd, 1), (self.error, 1), (None, 8)], goto("IDLE"))
+            out_terms += [("SEND", C(1), ram.r_data), ("DIGEST_SEND", j == 0, C(Reply.DIGEST, 8)),
+                          ("DIGEST_SEND", j != 0, ~crc[24:]), ("READ_VALUE", C(1), sh[56:])]
+            ongoing = {state: fsm.ongoing(state) for state in {"ERROR", *(state for state, _, _ in out_terms)}}
+        assert len(failures) <= 1 << len(err_of)
+        with m.Switch(err_of):
+            for index, (code, _) in enumerate(failures):
+                with m.Case(index):
+                    m.d.comb += self.error.eq(code)
+        for name, (value, limit) in errors.items():
+            named = Cat(err_of == index for index, (_, fields) in enumerate(failures) if fields == name).any()
+            put("ERROR", 3, value, 4, named)
+            put("ERROR", 7, limit, 4, named)
+        data = C(0, 8)
+        for state, cond, byte in out_terms:
+            data = data | Mux(ongoing[state] & cond, byte, 0)
+        m.d.comb += resp.payload.data.eq(data)
         return m

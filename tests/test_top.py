@@ -79,8 +79,16 @@ def test_demo_model_matches_the_golden_device(capsys, tmp_path):
                 acc.generate([65], 1)
             assert (error.value.code, error.value.value, error.value.limit) == (ErrorCode.BAD_TOKEN, 65, 65)
             assert list(acc.generate([PROMPT[0]], 1)) == [golden_next(program, PROMPT[0])]
+            checks = [(frame.type, bytes(frame.payload))
+                      for frame in (acc.link.request(payload, type=type) for type, payload in RANGE_REQUESTS)]
             runs = acc.device_stats().tokens_run
     expect_same(golden, result)
+    with Accelerator.open("golden://", progress=False) as acc:
+        acc.load(program)
+        list(acc.generate([PROMPT[0]], 1))
+        want = [(frame.type, bytes(frame.payload))
+                for frame in (acc.link.request(payload, type=type) for type, payload in RANGE_REQUESTS)]
+    assert checks == want
     # the per-instruction trace: every run goes through the whole program, in order
     trace = read_trace(tmp_path / "trace", program)
     length = len(program.instructions)
@@ -91,6 +99,18 @@ def test_demo_model_matches_the_golden_device(capsys, tmp_path):
         print(f"\nsim://icebreaker, demo model: {running.stats['cycles']:,} cycles simulated in "
               f"{running.stats['seconds']:.1f} s = {running.stats['cycles_per_second'] / 1e6:.2f} M cycles/s; "
               f"load + 3 tokens + read-back {wall:.1f} s wall; {stats.summary()}")
+
+
+#: raw requests whose offsets and counts reach the ends of what they address, after a token has run: READ offsets
+#: beyond the logits (in the low 16 bits and above them), READs cut short at the end, WRITE and DIGEST beyond their
+#: regions
+RANGE_REQUESTS = [
+    (Command.READ, struct.pack(">BBBI", 2, 0, 4, 1 << 16)), (Command.READ, struct.pack(">BBBI", 2, 0, 4, 0xFFFF)),
+    (Command.READ, struct.pack(">BBBI", 2, 0, 30, 60)), (Command.READ, struct.pack(">BBBI", 2, 0, 30, 95)),
+    (Command.WRITE, struct.pack(">BBI", 0, 1, 0xFFFFFFF0) + bytes(8)),
+    (Command.DIGEST, struct.pack(">BI", 0, 16385)), (Command.DIGEST, struct.pack(">BI", 1, 129)),
+    (Command.DIGEST, struct.pack(">BI", 1, 0)),
+]
 
 
 def golden_next(program, token):
