@@ -140,7 +140,8 @@ class Mac16(wiring.Component):
 
     Pipeline (every register advances only on cycles with ``en`` high, the cell's ``CE``):
     ``a``/``b`` → input registers → product register → [accumulator] → ``o``. ``o`` reflects a pair of operands
-    :attr:`latency` enabled clock edges after they were presented: 2 for the product, 3 with ``accumulate``.
+    :attr:`latency` enabled clock edges after they were presented: 2 for the product, 3 with ``accumulate``; one
+    fewer without the input registers (``input_registers=False``: for operands that come from registers already).
 
     Without ``accumulate``, ``o`` is the exact product: 32 bits hold every product of two 16-bit operands, mixed
     signedness included (−32768 · 65535 > −2³¹).
@@ -169,6 +170,8 @@ class Mac16(wiring.Component):
         Whether ``a`` and ``b`` are two's complement.
     accumulate : bool
         Accumulate the products instead of emitting each.
+    input_registers : bool
+        Register the operands in the cell (``A_REG``/``B_REG``, ``REG_INPUTA``/``REG_INPUTB``).
     init : int
         The value a ``load`` restarts the accumulator at (a rounding constant, or 0); only with ``accumulate``.
     domain : str
@@ -188,9 +191,11 @@ class Mac16(wiring.Component):
         The product, or the accumulator.
     """
 
-    def __init__(self, *, a_signed=True, b_signed=True, accumulate=False, init=0, domain="sync", impl=None):
+    def __init__(self, *, a_signed=True, b_signed=True, accumulate=False, input_registers=True, init=0,
+                 domain="sync", impl=None):
         self._a_signed, self._b_signed = bool(a_signed), bool(b_signed)
         self._accumulate = bool(accumulate)
+        self._input_registers = bool(input_registers)
         if not isinstance(init, int):
             raise TypeError(f"init must be an int, got {init!r}")
         if init and not accumulate:
@@ -217,7 +222,7 @@ class Mac16(wiring.Component):
     @property
     def latency(self):
         """Enabled clock edges from presenting ``a``, ``b`` (and ``load``) until ``o`` reflects them."""
-        return 3 if self._accumulate else 2
+        return 1 + self._input_registers + self._accumulate
 
     def elaborate(self, platform):
         impl = resolve_impl(self._impl, platform, "Mac16")
@@ -227,18 +232,23 @@ class Mac16(wiring.Component):
         if self._accumulate:  # line load up with its pair's product, at the accumulator
             load_1 = Signal(reset_less=True)
             with m.If(self.en):
-                m.d[domain] += [load_1.eq(self.load), load.eq(load_1)]
+                m.d[domain] += load.eq(load_1 if self._input_registers else self.load)
+                if self._input_registers:
+                    m.d[domain] += load_1.eq(self.load)
         if impl == "ice40":
             _check_ice40_device(platform, "SB_MAC16")
             self._elaborate_ice40(m, load)
         elif impl == "ecp5":
             self._elaborate_ecp5(m, load)
         else:
-            a = Signal.like(self.a, reset_less=True)
-            b = Signal.like(self.b, reset_less=True)
+            a, b = self.a, self.b
+            if self._input_registers:
+                a, b = Signal.like(self.a, reset_less=True), Signal.like(self.b, reset_less=True)
+                with m.If(self.en):
+                    m.d[domain] += [a.eq(self.a), b.eq(self.b)]
             product = Signal(self.o.shape(), reset_less=True)
             with m.If(self.en):
-                m.d[domain] += [a.eq(self.a), b.eq(self.b), product.eq(a * b)]
+                m.d[domain] += product.eq(a * b)
             self._accumulator(m, product, load)
         return m
 
@@ -265,7 +275,8 @@ class Mac16(wiring.Component):
         o = Signal(32)
         m.submodules.mac = Instance(
             "SB_MAC16",
-            p_NEG_TRIGGER=0, p_C_REG=0, p_A_REG=1, p_B_REG=1, p_D_REG=0,
+            p_NEG_TRIGGER=0, p_C_REG=0, p_A_REG=int(self._input_registers), p_B_REG=int(self._input_registers),
+            p_D_REG=0,
             p_TOP_8x8_MULT_REG=0, p_BOT_8x8_MULT_REG=0,
             p_PIPELINE_16x16_MULT_REG1=0, p_PIPELINE_16x16_MULT_REG2=1,
             p_MODE_8x8=0, p_A_SIGNED=int(self._a_signed), p_B_SIGNED=int(self._b_signed),
@@ -293,8 +304,9 @@ class Mac16(wiring.Component):
         ports.update({f"o_P{k}": p[k] for k in range(36)})
         m.submodules.mult = Instance(
             "MULT18X18D",
-            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
-            p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+            **{f"p_REG_INPUT{x}_{key}": value for x in "AB"
+               for key, value in (("CLK", "CLK0" if self._input_registers else "NONE"), ("CE", "CE0"),
+                                  ("RST", "RST0"))},
             p_REG_INPUTC_CLK="NONE",
             p_REG_PIPELINE_CLK="CLK0", p_REG_PIPELINE_CE="CE0", p_REG_PIPELINE_RST="RST0",
             p_REG_OUTPUT_CLK="NONE",

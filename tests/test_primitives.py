@@ -56,12 +56,14 @@ MAC_CONFIGS = [
     dict(a_signed=True, b_signed=False, accumulate=False),
     dict(a_signed=True, b_signed=True, accumulate=True, init=0),
     dict(a_signed=False, b_signed=False, accumulate=True, init=0x8000),
+    dict(a_signed=True, b_signed=False, accumulate=False, input_registers=False),
+    dict(a_signed=True, b_signed=True, accumulate=True, init=0x8000, input_registers=False),
 ]
 
 
 def _mac_id(config):
     signs = "".join("s" if config[k] else "u" for k in ("a_signed", "b_signed"))
-    return signs + ("_acc" if config["accumulate"] else "")
+    return signs + ("_acc" if config["accumulate"] else "") + ("" if config.get("input_registers", True) else "_noreg")
 
 
 @pytest.mark.parametrize("config", MAC_CONFIGS, ids=_mac_id)
@@ -197,6 +199,7 @@ def test_mac16_ports():
     assert Mac16(a_signed=False, b_signed=False).o.shape() == unsigned(32)
     assert not hasattr(Mac16(), "load") and hasattr(Mac16(accumulate=True), "load")
     assert (Mac16().latency, Mac16(accumulate=True).latency) == (2, 3)
+    assert (Mac16(input_registers=False).latency, Mac16(accumulate=True, input_registers=False).latency) == (1, 2)
 
 
 def test_single_port_ram_depth():

@@ -10,7 +10,7 @@ Parameters (:func:`mmfree.sim.benches.params`):
 - ``unit``: ``"mac16"``, ``"spram"`` or ``"bram"``;
 - ``vendor``: the DUT is the iCE40 cell's simulation model (skips the checks on the behavioural model's own
   choices: random power-up contents, junk where the cell's output is undefined);
-- mac16: ``a_signed``, ``b_signed``, ``accumulate``, ``init``, ``latency``;
+- mac16: ``a_signed``, ``b_signed``, ``accumulate``, ``init``, ``input_registers``, ``latency``;
 - bram: ``width``, ``depth``, ``granularity``, ``init_seed`` (the initial contents are
   :func:`bram_init` of it; absent: no initial contents);
 - ``cycles``: length of the random streams (default 3000).
@@ -77,8 +77,8 @@ async def run(dut, model, stimuli, check):
 class MacModel:
     """Mac16, register by register; ``None`` is undefined."""
 
-    def __init__(self, *, a_signed, b_signed, accumulate, init):
-        self.accumulate, self.init = accumulate, init % 2**32
+    def __init__(self, *, a_signed, b_signed, accumulate, init, input_registers=True):
+        self.accumulate, self.init, self.input_registers = accumulate, init % 2**32, input_registers
         self.a = self.b = self.product = self.acc = None
         self.load_1 = self.load_2 = 0  # the load delay is logic with an initial value
 
@@ -92,7 +92,9 @@ class MacModel:
                 self.acc = (self.acc + self.product) & MASK32
             else:
                 self.acc = None
-            self.load_1, self.load_2 = s["load"], self.load_1
+            self.load_1, self.load_2 = s["load"], self.load_1 if self.input_registers else s["load"]
+        if not self.input_registers:
+            self.a, self.b = s["a"], s["b"]
         self.product = None if self.a is None else (self.a * self.b) & MASK32
         self.a, self.b = s["a"], s["b"]
 
@@ -123,7 +125,7 @@ def mac_stimulus(a, b, en=1, load=0):
 
 def mac_model():
     return MacModel(a_signed=P["a_signed"], b_signed=P["b_signed"], accumulate=P["accumulate"],
-                    init=P.get("init", 0))
+                    init=P.get("init", 0), input_registers=P.get("input_registers", True))
 
 
 def mac_check(cycle, got, expected, s):
