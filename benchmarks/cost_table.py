@@ -176,6 +176,29 @@ def _top(*, impl):
 _top.hw_module = "mmfree.hw.top"
 
 
+def _micro_engine(*, impl):
+    """The micro-engine with 300 random valid words of firmware (its scalar operations: the gateware has no vector
+    operations yet) and four spaces (48 s, 32 s, 16 u, 36 s bits)."""
+    import random
+
+    from mmfree.host.micro import FORMATS, VECTOR_LATENCY, Op, Space, encode
+    from mmfree.hw.micro_engine import MicroEngine
+    rng = random.Random(1)
+    scalar_ops = [op for op in Op if op not in VECTOR_LATENCY and op is not Op.VSTREAM]
+    words = []
+    for _ in range(300):
+        op = rng.choice(scalar_ops)
+        fields = {name: rng.randrange(-(1 << (bits - 1)), 1 << (bits - 1)) if signed else rng.randrange(1 << bits)
+                  for name, bits, signed in FORMATS[op]}
+        words.append(encode(op, rng.randrange(8), rng.randrange(8), rng.randrange(8), **fields))
+    spaces = {0: Space("wide", 48, 64), 1: Space("s32", 32, 256), 3: Space("u16", 16, 256, signed=False),
+              6: Space("s36", 36, 256)}
+    return MicroEngine(words, spaces, impl=impl)
+
+
+_micro_engine.hw_module = "mmfree.hw.micro_engine"
+
+
 REGISTRY = [
     Unit("TritDecoder", "trit_decoder:TritDecoder", [point("2bit", fmt="2bit"), point("base3", fmt="base3")]),
     Unit("TernaryMatVec", "ternary_matvec:TernaryMatVec", [
@@ -210,6 +233,8 @@ REGISTRY = [
                                                         point("36 bit ecp5", families=ECP5, x_bits=36, impl="ecp5")]),
     Unit("CommandProcessor", _command_processor, [point("icebreaker")]),
     Unit("AcceleratorTop", _top, [point("icebreaker ecp5", families=ECP5, heavy=True, impl="ecp5")]),
+    Unit("MicroEngine", _micro_engine, [point("300 words ice40", families=ICE40, impl="ice40"),
+                                        point("300 words ecp5", families=ECP5, impl="ecp5")]),
     Unit("CodeBlinker", "shell:CodeBlinker", [point("4 bit", code_bits=4)]),
     Unit("Core", _core, [
         point("icebreaker sequential", families=ICE40, impl="ice40"),
@@ -269,6 +294,8 @@ UP5K_BUDGET = [
     Item("host link: framing, CRC, sequence numbers, credits, RX/TX buffers", 1, "LinkDevice", "depth 512",
          {"LC": 690, "EBR": 2}),
     Item("UART PHY, 3 Mbaud at 30 MHz", 1, "UART", "3 Mbaud 30 MHz", {"LC": 80}),
+    Item("command processor: requests to the core's ports, READ, DIGEST, GENERATE, the INFO/STATS/DONE responses", 1,
+         "CommandProcessor", "icebreaker", {"LC": 2300, "EBR": 2}),
     Item("vector memory: X (32 bit), V (36 bit), F/G and the next projection's c (16 bit), 256 words each", 7,
          "BlockRam", "16x256 ice40", {"LC": 2, "EBR": 1},
          "X 2 + V 3 + F/G 1 (F lives from FORGET to STATE, G from GATE to o_proj's quantize pass) + c 1 (loaded "

@@ -58,7 +58,8 @@ def test_demo_on_icebreaker(demo):
 def test_resources_say_the_planned_core_exceeds_the_up5k(demo):
     res = estimate("icebreaker", demo)["resources"]
     plan = res["budget"]
-    assert plan["total"]["LC"] > plan["available"]["LC"] and res["over"] == ["LC"]
+    assert plan["total"]["LC"] > plan["available"]["LC"] and plan["total"]["EBR"] > plan["available"]["EBR"]
+    assert res["over"] == ["LC", "EBR"]
     assert f"LC {plan['total']['LC']:,} > 5,280" in res["summary"] and "exceeds the UP5K" in res["summary"]
     assert res["built_core"]["yosys_bound"]["LC"] > 5280
 
