@@ -68,9 +68,9 @@ def measure(spec, tokens, core_name="icebreaker"):
                           "matvec_cycles": core.matvec_cycles - matvec_before})
         token = answer
     total = sum(profile.values())
-    weights = sum(int(np.count_nonzero(np.ones(p.codes.shape))) for layer in model.layers for p in
-                  (layer.i_proj, layer.f_proj, layer.g_proj, layer.o_proj, layer.gate_proj, layer.down_proj))
-    weights += int(np.prod(model.lm_head.codes.shape))
+    weights = model.lm_head.codes.size + sum(p.codes.size for layer in model.layers for p in
+                                             (layer.i_proj, layer.f_proj, layer.g_proj, layer.o_proj,
+                                              layer.gate_proj, layer.down_proj))
     mean = total / tokens
     return {"model": spec, "core": core_name, "tokens": tokens, "firmware_words": len(core.firmware.words),
             "ternary_weights": weights, "cycles_per_token": round(mean, 1),
