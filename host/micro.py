@@ -125,6 +125,10 @@ VECTOR_LATENCY = {Op.VMSR: 5, Op.VMSF: 5, Op.VMAC: 4, Op.VSIG: 6}
 TAKEN_EXTRA = 1
 _BRANCHES = {Op.BEQ: lambda a, b: a == b, Op.BNE: lambda a, b: a != b, Op.BLT: lambda a, b: a < b,
              Op.BGE: lambda a, b: a >= b}
+#: the operations that read ``rb`` (beside ``ra``, which all but these read: HALT, LIS, JAL) and ``rd``
+_READS_RB = {Op.ADD, Op.SUB, Op.AND, Op.XOR, Op.MAX, Op.MIN, Op.NEGIF, Op.MSR, Op.MSF, Op.MAC, Op.ST, *_BRANCHES,
+             Op.VMSR, Op.VMSF}
+_READS_NO_RA = {Op.HALT, Op.LIS, Op.JAL}
 
 
 class MicroError(Exception):
@@ -258,8 +262,9 @@ class MicroMachine:
 
     Attributes
     ----------
-    regs : list of int
-        ``REGISTERS`` signed 48-bit values (``regs[0]`` is always 0).
+    regs : list
+        ``REGISTERS`` signed 48-bit values, ``None`` until written (``regs[0]`` is always 0): reading one that is
+        ``None`` is a :class:`MicroError`, as the gateware's registers start undefined.
     memory : dict of int → ndarray
         Per space, its words as stored (uint64).
     cycles : int
@@ -275,7 +280,7 @@ class MicroMachine:
         self.reset()
 
     def reset(self):
-        self.regs = [0] * REGISTERS
+        self.regs = [0] + [None] * (REGISTERS - 1)
         self.streams = {which: ("reg", 0) for which in Stream}
         self.cycles = 0
         self.pc = 0
@@ -338,11 +343,23 @@ class MicroMachine:
 
     # -- running --------------------------------------------------------------------------------------------------
 
+    def _check_defined(self, op, rd, ra, rb, f):
+        """A register read before anything was written to it is a fault (the gateware's start undefined)."""
+        reads = ({ra} if op not in _READS_NO_RA else set()) | ({rb} if op in _READS_RB else set())
+        if op in (Op.MSR, Op.MSF):
+            reads.add(f["rs"])
+        if op in (Op.MAC, Op.VMAC) or op in (Op.VMSR, Op.VMSF) and f["maxr"]:
+            reads.add(rd)
+        for reg in sorted(reads):
+            if self.regs[reg] is None:
+                raise MicroError(f"pc {self.pc}: {op.name} reads r{reg} before anything was written to it")
+
     def step(self):
         """Run one operation; returns False after ``HALT``."""
         if not 0 <= self.pc < len(self.decoded):
             raise MicroError(f"pc {self.pc} outside the firmware ({len(self.decoded)} words)")
         op, rd, ra, rb, f = self.decoded[self.pc]
+        self._check_defined(op, rd, ra, rb, f)
         a, b = self.regs[ra], self.regs[rb]
         cycles, next_pc, result = CYCLES[op], self.pc + 1, None
         if op is Op.HALT:

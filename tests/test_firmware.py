@@ -255,6 +255,7 @@ def test_vector_operations_compute_and_take_n_plus_latency_cycles():
     space_map = {0: Space("a", 32, 16), 1: Space("b", 16, 16, signed=False), 2: Space("d", 40, 16)}
     m_words = Assembler()
     m_words.lis(1, imm=5, sh=0)
+    m_words.lis(3, imm=0, sh=0)
     m_words.vstream(0, which=Stream.A, space=0, imm=0, reg=0)
     m_words.vstream(0, which=Stream.B, space=1, imm=0, reg=0)
     m_words.vstream(0, which=Stream.C, space=0, imm=0, reg=0)
@@ -272,7 +273,7 @@ def test_vector_operations_compute_and_take_n_plus_latency_cycles():
         want.append(-v if x < 0 else v)
     assert list(m.read(2, 5)) == want
     assert m.regs[3] == max(abs(v) for v in want)
-    assert cycles == 1 + 4 + (5 + 5) + 1
+    assert cycles == 2 + 4 + (5 + 5) + 1
 
 
 def test_encode_decode_round_trip_of_the_vector_operations():

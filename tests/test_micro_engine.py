@@ -89,7 +89,7 @@ def test_machine_faults():
     with pytest.raises(MicroError, match="no data space 1"):
         MicroMachine([encode(Op.ST, space=1, imm=0), 0], SPACES).run()
     with pytest.raises(MicroError, match=r"shift -49 outside \(-48, 66\)"):
-        MicroMachine([encode(Op.MSR, 1, 1, 1, rs=0, s=-49, bits=0), 0], SPACES).run()
+        MicroMachine([encode(Op.MSR, 1, 0, 0, rs=0, s=-49, bits=0), 0], SPACES).run()
     asm = Assembler()
     asm.lis(1, imm=67, sh=0)     # r1 = 67
     asm.msr(2, 1, 1, rs=1, s=0, bits=0)
@@ -97,11 +97,17 @@ def test_machine_faults():
     with pytest.raises(MicroError, match="shift 67 outside"):
         MicroMachine(asm.assemble(), SPACES).run()
     with pytest.raises(MicroError, match="bits 49 above 48"):
-        MicroMachine([encode(Op.MSF, 1, 1, 1, rs=0, s=0, bits=49), 0], SPACES).run()
+        MicroMachine([encode(Op.MSF, 1, 0, 0, rs=0, s=0, bits=49), 0], SPACES).run()
+    with pytest.raises(MicroError, match="pc 1: ADD reads r3 before anything was written to it"):
+        MicroMachine([encode(Op.ADDI, 2, 0, imm=1), encode(Op.ADD, 1, 2, 3), 0], SPACES).run()
+    with pytest.raises(MicroError, match="MSR reads r4 before"):
+        MicroMachine([encode(Op.MSR, 1, 0, 0, rs=4, s=0, bits=0), 0], SPACES).run()
+    with pytest.raises(MicroError, match="MAC reads r5 before"):
+        MicroMachine([encode(Op.MAC, 5, 0, 0), 0], SPACES).run()
     with pytest.raises(MicroError, match="pc 1 outside the firmware"):
         MicroMachine([encode(Op.ADD)], SPACES).run()
     with pytest.raises(MicroError, match="SIG frac 4 below"):
-        MicroMachine([encode(Op.SIG, 1, 1, mode=0, frac=4), 0], SPACES).run()
+        MicroMachine([encode(Op.SIG, 1, 0, mode=0, frac=4), 0], SPACES).run()
     with pytest.raises(MicroError, match="no HALT within 100 cycles"):
         MicroMachine([encode(Op.BEQ, target=0)], SPACES).run(max_cycles=100)
     with pytest.raises(MicroError, match="unknown operation"):
