@@ -30,9 +30,9 @@ the cycle in which ``start`` is accepted (cycle 0: the ROM's address; cycle 1: t
 cycles; ``done`` in the cycle after ``HALT``). With ``stall`` high everything holds.
 
 The registers start undefined (the block RAMs), as the contract says (the simulator faults on reading a register
-before it is written). Deviations the contract leaves open: a fault that ``MicroMachine`` raises (an address outside a space, a shift
-outside ``SHIFT_RANGE``, ``SIG`` with ``frac`` below the table's segment bits or mode 3, a pc outside the firmware)
-gives an undefined result here; shifts above 66 act as 66 (the same result for every product).
+before it is written). Deviations the contract leaves open: a fault that ``MicroMachine`` raises (an address outside
+a space, a shift outside ``SHIFT_RANGE``, ``SIG`` with ``frac`` below the table's segment bits or mode 3, a pc
+outside the firmware) gives an undefined result here; shifts above 66 act as 66 (the same result for every product).
 """
 
 from amaranth import *
