@@ -337,6 +337,8 @@ class MicroMachine:
         sub = frac - self.table.segment_bits
         if sub < 0:
             raise MicroError(f"pc {self.pc}: SIG frac {frac} below the table's segment bits")
+        if mode not in tuple(SigMode):
+            raise MicroError(f"pc {self.pc}: SIG mode {mode}")
         z = np.array([_wrap(z, MUL_A_BITS)], dtype=np.int64)
         return int({SigMode.NEG: self.table.neg, SigMode.SIGMOID: self.table.sigmoid,
                     SigMode.COMPLEMENT: self.table.complement}[SigMode(mode)](z, frac)[0])

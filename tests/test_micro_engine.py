@@ -108,6 +108,8 @@ def test_machine_faults():
         MicroMachine([encode(Op.ADD)], SPACES).run()
     with pytest.raises(MicroError, match="SIG frac 4 below"):
         MicroMachine([encode(Op.SIG, 1, 0, mode=0, frac=4), 0], SPACES).run()
+    with pytest.raises(MicroError, match="SIG mode 3"):
+        MicroMachine([encode(Op.SIG, 1, 0, mode=3, frac=20), 0], SPACES).run()
     with pytest.raises(MicroError, match="no HALT within 100 cycles"):
         MicroMachine([encode(Op.BEQ, target=0)], SPACES).run(max_cycles=100)
     with pytest.raises(MicroError, match="unknown operation"):
