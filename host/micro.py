@@ -30,7 +30,7 @@ from .isa import Field
 
 __all__ = ["Op", "SigMode", "Stream", "CMode", "WORD_BITS", "REG_BITS", "REGISTERS", "MUL_A_BITS", "MUL_B_BITS",
            "SHIFT_RANGE", "FORMATS", "CYCLES", "TAKEN_EXTRA", "VECTOR_LATENCY", "Space", "encode", "decode",
-           "Assembler", "MicroMachine", "MicroError"]
+           "OPERANDS", "Assembler", "MicroMachine", "MicroError"]
 
 WORD_BITS = 32
 #: width of a register, two's complement
@@ -117,6 +117,13 @@ FORMATS = {
     Op.BEQ: _BRANCH, Op.BNE: _BRANCH, Op.BLT: _BRANCH, Op.BGE: _BRANCH, Op.JAL: _BRANCH,
 }
 
+#: the register operands each operation names, in the order the assembler's methods take them
+OPERANDS = {op: ("rd", "ra", "rb") for op in Op}
+OPERANDS.update({Op.HALT: (), Op.LIS: ("rd",), Op.JAL: ("rd",), Op.ADDI: ("rd", "ra"), Op.ABS: ("rd", "ra"),
+                 Op.BITLEN: ("rd", "ra"), Op.SIG: ("rd", "ra"), Op.LD: ("rd", "ra"), Op.VMAC: ("rd", "ra"),
+                 Op.ST: ("ra", "rb"), Op.JR: ("ra",), Op.VSTREAM: ("ra",), Op.VSIG: ("ra",),
+                 **{op: ("ra", "rb") for op in (Op.BEQ, Op.BNE, Op.BLT, Op.BGE)}})
+
 #: cycles per operation; a taken branch, JAL and JR take one more than :data:`CYCLES` says (the fetch restarts)
 CYCLES = {op: 1 for op in Op}
 CYCLES.update({Op.LD: 2, Op.MSR: 3, Op.MSF: 3, Op.MAC: 3, Op.SIG: 5})
@@ -200,7 +207,8 @@ class Space:
 
 
 class Assembler:
-    """Builds firmware: one method per operation (lower case; ``and_``), labels, and :meth:`assemble`.
+    """Builds firmware: one method per operation (lower case; ``and_``) taking its registers (:data:`OPERANDS`)
+    by position and its immediate fields by name, labels, and :meth:`assemble`.
 
     Branch and ``JAL`` targets are label names, resolved by :meth:`assemble`. ``space`` arguments of ``ld``/``st``
     are space numbers.
@@ -226,15 +234,16 @@ class Assembler:
             op = Op[name.rstrip("_").upper()]
         except KeyError:
             raise AttributeError(name) from None
-        return lambda *regs, **fields: self._emit(op, *self._registers(op, regs), **fields)
+        return lambda *regs, **fields: self._emit(op, **self._registers(op, regs), **fields)
 
     @staticmethod
     def _registers(op, regs):
-        """Operand order: ``op(rd, ra, rb)``; ``st(ra, rb)``, branches ``(ra, rb)``, ``jr(ra)``, ``vstream(ra)``,
-        ``vsig(ra)``."""
-        if op in (Op.ST, Op.JR, Op.VSTREAM, Op.VSIG) or op in _BRANCHES:
-            return (0, *regs)
-        return regs
+        """The register operands by name (:data:`OPERANDS` gives each operation's, in order)."""
+        names = OPERANDS[op]
+        if len(regs) > len(names):
+            raise TypeError(f"{op.name} takes the registers ({', '.join(names)}), not {len(regs)}; its immediate "
+                            f"fields go by name: {', '.join(name for name, _, _ in FORMATS[op]) or 'none'}")
+        return dict(zip(names, regs))
 
     def assemble(self):
         """The words (list of int); ``ValueError`` for an undefined label or a field out of range."""

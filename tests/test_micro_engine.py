@@ -161,6 +161,11 @@ def test_assembler_labels():
     asm.addi(1, 0, imm=1 << 20)
     with pytest.raises(ValueError, match="ADDI.imm"):
         asm.assemble()
+    with pytest.raises(TypeError, match=r"LIS takes the registers \(rd\), not 2; its immediate fields go by name: "
+                                        r"imm, sh"):
+        asm.lis(1, 5, sh=0)
+    with pytest.raises(TypeError, match=r"ST takes the registers \(ra, rb\), not 3"):
+        asm.st(1, 2, 3, space=0, imm=0)
 
 
 # --- the gateware's constructor --------------------------------------------------------------------------------------
