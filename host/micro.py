@@ -14,10 +14,10 @@ immediate fields from bit 15, low bits first (:data:`FORMATS`). Register ``r0`` 
 multiplier of ``MSR``/``MSF``/``MAC`` it reads 1, so ``MSR rd, ra, r0, …`` shifts, rounds and saturates ``ra``.
 
 Vector operations: ``VSTREAM`` points stream A, B, C or D at ``space[ra + imm]`` (or makes A, B or C the constant
-value of ``ra``); ``VMSR``/``VMSF``/``VMAC``/``VSIG`` then take ``n = ra`` elements, ``n +``
-:data:`VECTOR_LATENCY` cycles. Read streams in one space must share their address (a space has one read port);
-stream D may write a space a read stream reads at the same address (in place) or elsewhere beyond the ``n``
-elements.
+value of ``ra``); ``VMSR``/``VMSF``/``VMAC``/``VSIG`` then take ``n = ra`` elements, :data:`VECTOR_PERIOD` · ``n +``
+:data:`VECTOR_LATENCY` cycles (``VSIG`` takes two cycles per element: it uses the one shifter twice). Read streams
+in one space must share their address (a space has one read port); stream D may write a space a read stream reads at
+the same address (in place) or elsewhere beyond the ``n`` elements.
 """
 
 import enum
@@ -29,8 +29,8 @@ from .golden import Formats
 from .isa import Field
 
 __all__ = ["Op", "SigMode", "Stream", "CMode", "WORD_BITS", "REG_BITS", "REGISTERS", "MUL_A_BITS", "MUL_B_BITS",
-           "SHIFT_RANGE", "FORMATS", "CYCLES", "TAKEN_EXTRA", "VECTOR_LATENCY", "Space", "encode", "decode",
-           "OPERANDS", "Assembler", "MicroMachine", "MicroError"]
+           "SHIFT_RANGE", "FORMATS", "CYCLES", "TAKEN_EXTRA", "VECTOR_LATENCY", "VECTOR_PERIOD", "Space", "encode",
+           "decode", "OPERANDS", "Assembler", "MicroMachine", "MicroError"]
 
 WORD_BITS = 32
 #: width of a register, two's complement
@@ -127,8 +127,9 @@ OPERANDS.update({Op.HALT: (), Op.LIS: ("rd",), Op.JAL: ("rd",), Op.ADDI: ("rd", 
 #: cycles per operation; a taken branch, JAL and JR take one more than :data:`CYCLES` says (the fetch restarts)
 CYCLES = {op: 1 for op in Op}
 CYCLES.update({Op.LD: 2, Op.MSR: 3, Op.MSF: 3, Op.MAC: 3, Op.SIG: 5})
-#: a vector operation takes n + its latency cycles
+#: a vector operation of n elements takes period · n + latency cycles
 VECTOR_LATENCY = {Op.VMSR: 5, Op.VMSF: 5, Op.VMAC: 4, Op.VSIG: 6}
+VECTOR_PERIOD = {Op.VMSR: 1, Op.VMSF: 1, Op.VMAC: 1, Op.VSIG: 2}
 TAKEN_EXTRA = 1
 _BRANCHES = {Op.BEQ: lambda a, b: a == b, Op.BNE: lambda a, b: a != b, Op.BLT: lambda a, b: a < b,
              Op.BGE: lambda a, b: a >= b}
@@ -422,7 +423,7 @@ class MicroMachine:
             else:
                 self.streams[which] = ("mem", f["space"], a + f["imm"])
         elif op in VECTOR_LATENCY:
-            result, cycles = self._vector(op, rd, a, b, f), max(a, 0) + VECTOR_LATENCY[op]
+            result, cycles = self._vector(op, rd, a, b, f), VECTOR_PERIOD[op] * max(a, 0) + VECTOR_LATENCY[op]
         if result is not None and rd:
             self.regs[rd] = _wrap(result, REG_BITS)
         self.pc = next_pc
