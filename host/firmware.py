@@ -48,14 +48,14 @@ class Io(enum.IntEnum):
 #: the firmware's variables in space P
 Pa = enum.IntEnum("Pa", [
     "N", "MANT", "SHIFT", "BASE", "BASE2", "PRESHIFT", "MAXSRC", "K", "DO_SUM_A", "DO_SUM_U",
-    "SUM_A", "SUM_U", "MAXP", "MAXOUT", "R", "QSHIFT",
+    "SUM_A", "SUM_U", "MAXP", "MAXOUT",
     # the scale chain's operands (scalars as mantissa, exponent), its result and scratch
     "SUM_A_C", "KA2", "UNIT_FIRST", "UNIT_FIRST_E", "INV_N", "INV_N_E", "EPS", "EPS_E", "TWO_NORMS", "SUM_U_C",
     "KU2", "UNIT_SRC", "UNIT_SRC_E", "MAXP_C", "KV", "CONSTANT", "CONSTANT_E", "SCALE", "SCALE_E", "TMP_T",
     "TMP_T_E", "TMP_A", "TMP_A_E", "RS_LINK", "RS_EXP", "CHAIN_LINK", "CHAIN_REUSE", "RSQRT", "RSQRT_E",
     # the program's state
     "TOKEN", "IP", "RESIDUAL_FRAC", "UNIT_X", "UNIT_X_E", "UNIT_V", "UNIT_V_E", "UNIT_G", "UNIT_G_E",
-    "MAX_X", "MAX_V", "SUM_G", "K_G", "REUSE", "SLOT_MAX", "OUT_TOKEN", "LOGIT_SCALE", "LOGIT_SCALE_E",
+    "MAX_X", "MAX_V", "SUM_G", "K_G", "REUSE", "OUT_TOKEN", "LOGIT_SCALE", "LOGIT_SCALE_E",
     # the current instruction's fields (FIELDS order), copied from FT
     *[f"F_{field.name.upper()}" for field in FIELDS[Opcode.BITLINEAR]],
 ], start=0)
@@ -430,8 +430,6 @@ class Firmware:
         a.add(3, 3, 3)
         a.addi(7, 7, imm=-1)
         a.bne(7, 0, target="quantize_div")
-        self.st(Pa.R, 2)
-        self.st(Pa.QSHIFT, 5)
         self.const(6, 1)
         self.mem(Stream.A, Sp.T2)
         self.val(Stream.B, 6)
