@@ -18,8 +18,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from mmfree.host import toolchain
-from mmfree.host.build import (FAMILIES, TARGETS, BuildError, check_manifests, fit_summary, parse_report, plan_hash,
-                               rtlil_hash, run_plan, shell_plan, target_pll)
+from mmfree.host.build import (BITSTREAMS, FAMILIES, TARGETS, BuildError, build, check_manifests, fit_summary,
+                               parse_report, plan_hash, rtlil_hash, run_plan, shell_plan, target_pll)
 from mmfree.host.cli import main
 from mmfree.hw.shell import BoardShell, CodeBlinker, pll_config
 from mmfree.hw.top import AcceleratorTop
@@ -318,6 +318,19 @@ def test_tiny_build_through_the_flow(tmp_path):
     assert report["meets_margin"] and report["fmax"] > 33
     assert set(report["steps_s"]) == {"synthesis", "place and route", "packing"}
 
+
+
+@pytest.mark.skipif(not _tools_present("ecp5"), reason="needs the YoWASP tools")
+def test_the_shipped_board_builds_fits_and_meets_its_clock(tmp_path):
+    """The ULX3S-85F design, rebuilt from the PyPI tools as shipped (its clock and seed): it places, meets its clock
+    with the 10 % margin, and is the shipped bitstream's gateware. A whole board build: ~4 minutes on 2 cores."""
+    shipped = json.loads((BITSTREAMS / "ulx3s-85f" / "manifest.json").read_text())
+    result = build("ulx3s-85f", tmp_path, clk_hz=shipped["clk_hz"], seed=shipped["seed"])
+    report = result.report
+    assert report["meets_margin"] and report["fmax"] >= 1.1 * shipped["clk_hz"] / 1e6
+    assert result.manifest["rtlil_sha256"] == shipped["rtlil_sha256"]
+    assert all(row["used"] <= row["available"] for row in report["utilization"].values())
+    assert result.bitstream.stat().st_size > 0
 
 
 @pytest.mark.parametrize("code", [0, 1, 3, 15])
