@@ -56,7 +56,7 @@ from .field_reader import FieldReader
 from .instruction import instruction_layout
 from .matvec_engine import MatvecEngine
 from .pass_datapath import PassDatapath, limbs_for
-from .primitives import IMPLS, BlockRam
+from .primitives import BlockRam, check_impl
 from .quantizer import Quantizer
 from .reduction import ReductionUnit
 from .scalar_unit import ScalarOp, ScalarUnit
@@ -207,8 +207,7 @@ class Core(wiring.Component):
     """
 
     def __init__(self, params, formats, *, cycles_per_element=2, impl=None):
-        if impl is not None and impl not in IMPLS:
-            raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
+        check_impl(impl)
         if params.rows != 8:
             raise ValueError(f"the core's matvec engine reads one 64-bit word per cycle: rows must be 8, "
                              f"not {params.rows}")

@@ -31,7 +31,7 @@ import math
 
 from amaranth import *
 
-from .primitives import IMPLS, Mac16
+from .primitives import Mac16, check_impl
 
 __all__ = ["LIMB_BITS", "MAC_LATENCY", "limbs", "MultiplierPool"]
 
@@ -148,8 +148,7 @@ class MultiplierPool:
     """
 
     def __init__(self, m, pipe, *, impl=None, lut_bits=4, name="mul"):
-        if impl is not None and impl not in IMPLS:
-            raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
+        check_impl(impl)
         if not isinstance(lut_bits, int) or isinstance(lut_bits, bool) or not 0 <= lut_bits < LIMB_BITS:
             raise ValueError(f"lut_bits must be an int in [0, {LIMB_BITS}), got {lut_bits!r}")
         self.m, self.pipe = m, pipe

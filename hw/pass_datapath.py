@@ -13,7 +13,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .checks import check_int
-from .primitives import IMPLS, Mac16
+from .primitives import Mac16, check_impl
 
 __all__ = ["LIMB", "limbs_for", "PassDatapath"]
 
@@ -97,8 +97,7 @@ class PassDatapath(wiring.Component):
 
     def __init__(self, x_bits, *, impl=None):
         check_int("x_bits", x_bits, 2)
-        if impl is not None and impl not in IMPLS:
-            raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
+        check_impl(impl)
         self.x_bits, self._impl = x_bits, impl
         self.product_bits = x_bits + FACTOR_BITS
         super().__init__({

@@ -32,14 +32,15 @@ from amaranth.lib.wiring import In, Out
 
 from .checks import check_int
 
-__all__ = ["IMPLS", "ICE40_YOSYS_GUARD", "resolve_impl", "ice40_build_overrides", "ebr_blocks",
+__all__ = ["IMPLS", "ICE40_YOSYS_GUARD", "check_impl", "resolve_impl", "ice40_build_overrides", "ebr_blocks",
            "Mac16", "SinglePortRam", "BlockRam"]
 
 #: the implementations a wrapper elaborates to
 IMPLS = ("model", "ice40", "ecp5")
 
 
-def _check_impl(impl):
+def check_impl(impl):
+    """``impl`` if it is None or one of :data:`IMPLS` (a component's constructor argument), else ``ValueError``."""
     if impl is not None and impl not in IMPLS:
         raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
     return impl
@@ -204,7 +205,7 @@ class Mac16(wiring.Component):
             raise ValueError(f"init must fit in 32 bits, got {init}")
         self._init = init % 2**32
         self._domain = domain
-        self._impl = _check_impl(impl)
+        self._impl = check_impl(impl)
         members = {
             "a": In(signed(16) if a_signed else unsigned(16)),
             "b": In(signed(16) if b_signed else unsigned(16)),
@@ -386,7 +387,7 @@ class SinglePortRam(wiring.Component):
     def __init__(self, depth=DEPTH, *, domain="sync", impl=None):
         check_int("depth", depth, 1)
         self._domain = domain
-        self._impl = _check_impl(impl)
+        self._impl = check_impl(impl)
         self.depth = depth
         self._check_depth(self._impl)
         super().__init__({
@@ -573,7 +574,7 @@ class BlockRam(wiring.Component):
         self._width, self._depth, self._granularity = width, depth, granularity
         self._init = init
         self._domain = domain
-        self._impl = _check_impl(impl)
+        self._impl = check_impl(impl)
         super().__init__({
             "w_addr": In(range(depth)),
             "w_data": In(width),

@@ -57,7 +57,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for
 
 from .checks import check_int
-from .primitives import IMPLS, Mac16
+from .primitives import Mac16, check_impl
 
 __all__ = ["ReductionUnit", "reduction_input_layout", "reduction_output_layout"]
 
@@ -142,8 +142,7 @@ class ReductionUnit(wiring.Component):
         self._width = check_int("width", width, 2, 63)
         self._max_len = check_int("max_len", max_len, 1, 1 << 24)
         self._reduce_bits = check_int("reduce_bits", reduce_bits, 2, 16)
-        if impl is not None and impl not in IMPLS:
-            raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
+        check_impl(impl)
         if not isinstance(square_input, bool):
             raise TypeError(f"square_input must be a bool, got {square_input!r}")
         self._impl, self._square_input = impl, square_input
