@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from mmfree.host.compiler import CORES, compile_model
-from mmfree.host.firmware import Pa, Sp
+from mmfree.host.firmware import Sp
 from mmfree.host.isa import Slot
 from mmfree.host.machine import Machine
 from mmfree.host.micro_core import MicroCore
@@ -48,23 +48,19 @@ def measure(spec, tokens, core_name="icebreaker"):
     core, ref = MicroCore(program), Machine(program)
     owner = routine_of(core.firmware)
     profile, per_token, token = collections.Counter(), [], 0
-    engine, h = core.engine, model.config.hidden_size
+    h = model.config.hidden_size
+
+    def charge(pc, cycles):
+        profile[owner(pc)] += cycles
+
     for _ in range(tokens):
         acc, _ = ref.run(token)
         matvec_before = core.matvec_cycles
-        engine.load(Sp.P, [token], Pa.TOKEN)
-        engine.pc, start = core.firmware.entries["run"], engine.cycles
-        while True:
-            pc, before = engine.pc, engine.cycles
-            if not engine.step():
-                profile[owner(pc)] += engine.cycles - before
-                break
-            profile[owner(pc)] += engine.cycles - before
-        answer = int(engine.read(Sp.P, 1, Pa.OUT_TOKEN)[0])
+        answer, cycles = core.run(token, on_step=charge)
         if answer != int(np.argmax(acc[0])) or not (core.slot(Sp.X, h) == ref.slots[Slot.X][0][0]).all() \
                 or not (core.slot(Sp.ACC, acc.shape[1]) == acc[0]).all():
             raise SystemExit(f"{spec}: the micro core departs from Machine at token {token}")
-        per_token.append({"token": token, "cycles": engine.cycles - start,
+        per_token.append({"token": token, "cycles": cycles,
                           "matvec_cycles": core.matvec_cycles - matvec_before})
         token = answer
     total = sum(profile.values())

@@ -137,8 +137,8 @@ class Firmware:
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
-    def ld(self, rd, param, base=0):
-        self.a.ld(rd, base, space=Sp.P, imm=param)
+    def ld(self, rd, param):
+        self.a.ld(rd, 0, space=Sp.P, imm=param)
 
     def st(self, param, rb):
         self.a.st(0, rb, space=Sp.P, imm=param)
@@ -214,6 +214,12 @@ class Firmware:
                 self.mem(which, source)
         self.vmsr(1, maxr=1, rd=5, **fields)
         self.st(Pa.MAXOUT, 5)
+
+    def sum_of_products(self, param):
+        """P[param] = Σ A[i]·B[i] over r1 elements (the streams set before: T1 twice for squares)."""
+        self.const(5, 0)
+        self.a.vmac(5, 1)
+        self.st(param, 5)
 
     def scale(self, dst, src=Sp.ACC):
         """D = sat_act(round(src · mant · 2^−shift)): r1 = n, r2 = mant, r3 = shift."""
@@ -310,11 +316,9 @@ class Firmware:
         self.reduce_shift(3, 5)
         self.st(Pa.K_G, 3)
         self.vmsr(1, rs=3, floor=True)
-        self.const(5, 0)
         self.mem(Stream.A, Sp.T1)
         self.mem(Stream.B, Sp.T1)
-        self.a.vmac(5, 1)
-        self.st(Pa.SUM_G, 5)
+        self.sum_of_products(Pa.SUM_G)
         self.epilogue_return()
 
     def _argmax(self):
@@ -384,9 +388,7 @@ class Firmware:
         self.mem(Stream.B, Sp.T1)
         self.ld(5, Pa.DO_SUM_A)
         self.a.beq(5, 0, target=f"stats_{tag}_u")
-        self.const(5, 0)
-        self.a.vmac(5, 1)
-        self.st(Pa.SUM_A, 5)
+        self.sum_of_products(Pa.SUM_A)
         self.a.label(f"stats_{tag}_u")
         self.a.beq(6, 0, target=f"stats_{tag}_done")
         self.ld(4, Pa.BASE2)
@@ -395,9 +397,7 @@ class Firmware:
         self.mem(Stream.D, Sp.T1)
         self.vmsr(1, rs=3, floor=True)                          # u
         self.mem(Stream.B, Sp.T1)
-        self.const(5, 0)
-        self.a.vmac(5, 1)
-        self.st(Pa.SUM_U, 5)
+        self.sum_of_products(Pa.SUM_U)
         self.a.label(f"stats_{tag}_done")
         self.epilogue_return()
 

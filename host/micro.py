@@ -30,7 +30,7 @@ from .isa import Field
 
 __all__ = ["Op", "SigMode", "Stream", "CMode", "WORD_BITS", "REG_BITS", "REGISTERS", "MUL_A_BITS", "MUL_B_BITS",
            "SHIFT_RANGE", "FORMATS", "CYCLES", "TAKEN_EXTRA", "VECTOR_LATENCY", "VECTOR_PERIOD", "Space", "encode",
-           "decode", "OPERANDS", "Assembler", "MicroMachine", "MicroError"]
+           "field_bits", "decode", "OPERANDS", "Assembler", "MicroMachine", "MicroError"]
 
 WORD_BITS = 32
 #: width of a register, two's complement
@@ -77,6 +77,7 @@ class Op(enum.IntEnum):
 
 
 class SigMode(enum.IntEnum):
+    """What ``SIG`` gives of ``z``."""
     NEG = 0         #: σ(−|z|)
     SIGMOID = 1     #: σ(z)
     COMPLEMENT = 2  #: 1 − σ(z) = σ(−z)
@@ -133,10 +134,6 @@ VECTOR_PERIOD = {Op.VMSR: 1, Op.VMSF: 1, Op.VMAC: 1, Op.VSIG: 2}
 TAKEN_EXTRA = 1
 _BRANCHES = {Op.BEQ: lambda a, b: a == b, Op.BNE: lambda a, b: a != b, Op.BLT: lambda a, b: a < b,
              Op.BGE: lambda a, b: a >= b}
-#: the operations that read ``rb`` (beside ``ra``, which all but these read: HALT, LIS, JAL) and ``rd``
-_READS_RB = {Op.ADD, Op.SUB, Op.AND, Op.XOR, Op.MAX, Op.MIN, Op.NEGIF, Op.MSR, Op.MSF, Op.MAC, Op.ST, *_BRANCHES,
-             Op.VMSR, Op.VMSF}
-_READS_NO_RA = {Op.HALT, Op.LIS, Op.JAL}
 
 
 class MicroError(Exception):
@@ -167,6 +164,16 @@ def encode(op, rd=0, ra=0, rb=0, **fields):
     if set(fields) - names:
         raise ValueError(f"{op.name} has no field(s) {sorted(set(fields) - names)}")
     return word
+
+
+def field_bits(op, name):
+    """``(offset, bits, signed)`` of an operation's immediate field ``name`` in its word."""
+    offset = 15
+    for field, bits, signed in FORMATS[Op(op)]:
+        if field == name:
+            return offset, bits, signed
+        offset += bits
+    raise KeyError(f"{Op(op).name} has no field {name}")
 
 
 def decode(word):
@@ -266,7 +273,7 @@ class MicroMachine:
     words : list of int
         The firmware (program memory from address 0).
     spaces : dict of int → Space
-        The data memories by space number (0–7).
+        The data memories by space number (0–15).
     formats : golden.Formats
         The σ table's (``gate_frac``, ``sigmoid_segment_bits``, ``sigmoid_range``).
 
@@ -357,7 +364,8 @@ class MicroMachine:
 
     def _check_defined(self, op, rd, ra, rb, f):
         """A register read before anything was written to it is a fault (the gateware's start undefined)."""
-        reads = ({ra} if op not in _READS_NO_RA else set()) | ({rb} if op in _READS_RB else set())
+        named = {"ra": ra, "rb": rb}
+        reads = {named[name] for name in OPERANDS[op] if name in named}
         if op in (Op.MSR, Op.MSF):
             reads.add(f["rs"])
         if op in (Op.MAC, Op.VMAC) or op in (Op.VMSR, Op.VMSF) and f["maxr"]:
@@ -365,6 +373,15 @@ class MicroMachine:
         for reg in sorted(reads):
             if self.regs[reg] is None:
                 raise MicroError(f"pc {self.pc}: {op.name} reads r{reg} before anything was written to it")
+
+    def _shift_of(self, op, rs_value, f):
+        """``s`` of ``MSR``/``MSF`` (and their vector forms): the low 8 bits of ``rs`` plus the immediate, checked
+        with the saturation's ``bits``."""
+        s = _wrap(rs_value, 8) + f["s"]
+        if not SHIFT_RANGE[0] <= s <= SHIFT_RANGE[1] or f["bits"] > REG_BITS:
+            raise MicroError(f"pc {self.pc}: {op.name} shift {s} outside {SHIFT_RANGE} or bits {f['bits']} "
+                             f"above {REG_BITS}")
+        return s
 
     def step(self):
         """Run one operation; returns False after ``HALT``."""
@@ -391,12 +408,8 @@ class MicroMachine:
         elif op is Op.BITLEN:
             result = abs(a).bit_length()
         elif op in (Op.MSR, Op.MSF):
-            s = _wrap(self.regs[f["rs"]], 8) + f["s"]
-            if not SHIFT_RANGE[0] <= s <= SHIFT_RANGE[1] or f["bits"] > REG_BITS:
-                raise MicroError(f"pc {self.pc}: {op.name} shift {s} outside {SHIFT_RANGE} or bits {f['bits']} "
-                                 f"above {REG_BITS}")
-            p = self.product(a, b if rb else 1)
-            result = self.saturate(self.shift(p, s, op is Op.MSR), f["bits"])
+            s = self._shift_of(op, self.regs[f["rs"]], f)
+            result = self.saturate(self.shift(self.product(a, b if rb else 1), s, op is Op.MSR), f["bits"])
         elif op is Op.MAC:
             result = self.regs[rd] + self.product(a, b if rb else 1)
         elif op is Op.SIG:
@@ -462,10 +475,7 @@ class MicroMachine:
         if op is Op.VSIG:
             out, result = [self.sigmoid(x, f["mode"], f["frac"]) for x in a], None
         else:
-            s = _wrap(rs_value, 8) + f["s"]
-            if not SHIFT_RANGE[0] <= s <= SHIFT_RANGE[1] or f["bits"] > REG_BITS:
-                raise MicroError(f"pc {self.pc}: {op.name} shift {s} outside {SHIFT_RANGE} or bits {f['bits']} "
-                                 f"above {REG_BITS}")
+            s = self._shift_of(op, rs_value, f)
             out = []
             for x, y, z in zip(a, b, c):
                 v = self.saturate(self.shift(self.product(abs(x) if f["absa"] else x, y), s, op is Op.VMSR),
@@ -486,10 +496,16 @@ class MicroMachine:
             space.write(self, self._address(space, desc[2] + i), v)
         return result
 
-    def run(self, entry=0, max_cycles=10_000_000):
-        """Run from ``entry`` to ``HALT``; returns the cycles it took."""
+    def run(self, entry=0, max_cycles=10_000_000, on_step=None):
+        """Run from ``entry`` to ``HALT``; returns the cycles it took. ``on_step(pc, cycles)``, if given, hears of
+        every operation run (``HALT`` included) and the cycles it took."""
         self.pc, start = entry, self.cycles
-        while self.step():
+        while True:
+            pc, before = self.pc, self.cycles
+            going = self.step()
+            if on_step is not None:
+                on_step(pc, self.cycles - before)
+            if not going:
+                return self.cycles - start
             if self.cycles - start > max_cycles:
                 raise MicroError(f"no HALT within {max_cycles} cycles (pc {self.pc})")
-        return self.cycles - start

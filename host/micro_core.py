@@ -21,7 +21,7 @@ import numpy as np
 
 from .firmware import FT_STRIDE, Firmware, Io, Pa, Sp, spaces
 from .isa import FIELDS, decode
-from .machine import matrix_from_words, unpack_words
+from .machine import matrix_from_words
 from .micro import MicroError, MicroMachine, Space
 from .packing import TRITS_PER_BYTE
 
@@ -77,9 +77,9 @@ class _EmbeddingReader(Space):
         self.model = core_model
 
     def read(self, machine, address):
-        base = self.model.io.regs[Io.E_BASE]
-        words = self.model.image[base:base + (address + 1) * self.width // 64 + 2]
-        return int(unpack_words(words, address + 1, self.width)[address])
+        first, bit = divmod(self.model.io.regs[Io.E_BASE] * 64 + address * self.width, 64)
+        words = sum(int(word) << 64 * i for i, word in enumerate(self.model.image[first:first + 2]))
+        return self.to_register(words >> bit & ((1 << self.width) - 1))
 
     def write(self, machine, address, value):
         raise MicroError(f"pc {machine.pc}: E is read-only")
@@ -141,10 +141,11 @@ class MicroCore:
         self.io.busy_until = machine.cycles + cycles + 1
         self.matvec_cycles += cycles
 
-    def run(self, token):
-        """Run the program for one token id; returns (the argmax of the head's accumulators, cycles taken)."""
+    def run(self, token, on_step=None):
+        """Run the program for one token id; returns (the argmax of the head's accumulators, cycles taken).
+        ``on_step`` as in :meth:`MicroMachine.run`."""
         self.engine.load(Sp.P, [token], Pa.TOKEN)
-        cycles = self.engine.run(self.firmware.entries["run"], max_cycles=10 ** 8)
+        cycles = self.engine.run(self.firmware.entries["run"], max_cycles=10 ** 8, on_step=on_step)
         return int(self.engine.read(Sp.P, 1, Pa.OUT_TOKEN)[0]), cycles
 
     def slot(self, number, count, start=0):

@@ -40,9 +40,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..host.golden import Formats
-from ..host.micro import FORMATS, REG_BITS, VECTOR_LATENCY, MicroError, Op, Space, decode
+from ..host.micro import REG_BITS, VECTOR_LATENCY, MicroError, Op, Space, decode, field_bits
 from .checks import check_int
-from .primitives import BlockRam, Mac16, resolve_impl
+from .primitives import BlockRam, Mac16, check_impl, resolve_impl
 from .sigmoid import SigmoidCore
 
 __all__ = ["MicroBus", "MicroEngine"]
@@ -62,14 +62,10 @@ _SHIFT_MAX = 66   # shifts above act as this one (every product then rounds to 0
 
 
 def _field(word, op, name):
-    """Field ``name`` of ``op``'s format in ``word`` (its bits from 15 up), as a signed or unsigned Value."""
-    offset = 15
-    for field, bits, signed_ in FORMATS[op]:
-        if field == name:
-            value = word[offset:offset + bits]
-            return value.as_signed() if signed_ else value
-        offset += bits
-    raise KeyError(name)
+    """Field ``name`` of ``op``'s format in ``word``, as a signed or unsigned Value."""
+    offset, bits, signed_ = field_bits(op, name)
+    value = word[offset:offset + bits]
+    return value.as_signed() if signed_ else value
 
 
 def _product(m, name, a, b, en, impl):
@@ -143,8 +139,6 @@ class MicroEngine(wiring.Component):
                 raise TypeError(f"spaces[{number}] must be a Space, got {type(space).__name__}")
         if not isinstance(formats, Formats):
             raise TypeError(f"formats must be a golden.Formats, got {type(formats).__name__}")
-        if impl is not None and impl not in ("model", "ice40", "ecp5"):
-            raise ValueError(f"impl must be None or one of ['model', 'ice40', 'ecp5'], got {impl!r}")
         self.sigmoid = SigmoidCore(formats.gate_frac, formats.sigmoid_segment_bits, formats.sigmoid_range)
         if self.sigmoid.d_bits > 17 or self.sigmoid.e_bits > 17:
             raise ValueError("the σ table's entries and drops must fit 17 bits (gate_frac ≤ 16)")
@@ -155,7 +149,7 @@ class MicroEngine(wiring.Component):
         self.depth = max(256, 1 << (len(firmware) - 1).bit_length())
         self.pc_bits = self.depth.bit_length() - 1
         self._writable = bool(writable)
-        self._impl = impl
+        self._impl = check_impl(impl)
         members = {
             "start": In(stream.Signature(unsigned(self.pc_bits))),
             "done": Out(1),
