@@ -462,6 +462,7 @@ class Core(wiring.Component):
         out_count = Signal(16)
         el_valid = Signal()
         el_acc = Signal(signed(self.acc_bits))
+        el_row = Signal.like(row)
         el_last = Signal()
         el_glu_g = Signal()
         vu_shift = Signal(signed(7))
@@ -944,8 +945,8 @@ class Core(wiring.Component):
         # -- the back end's drain, beside the sequencer ------------------------------------------------------
         with m.If(back_running):
             self._drain(m, engine, vu, red, mems, bk, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
-                        el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, drain_base, red_data, red_last, track,
-                        ~chain_busy, sum_g)
+                        el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, drain_base, red_data, red_last,
+                        track, ~chain_busy, sum_g)
             done = (row == bk.rows) & ~el_valid & (out_count == expected) & ~chain_busy & (~sum_g | red.o.valid)
             with m.If(sum_g):
                 m.d.comb += red.o.ready.eq(done)
@@ -1006,7 +1007,7 @@ class Core(wiring.Component):
                         m.d.sync += chain.eq(following)
 
     def _drain(self, m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
-               el_valid, el_acc, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last, track,
+               el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last, track,
                scaled, sum_g):
         """The drain of a BITLINEAR: row groups from the matvec engine, one accumulator per cycle into a FIFO of
         :data:`DRAIN_DEPTH`, from there elements into the vector unit once the output scale is known (``scaled``;
@@ -1036,16 +1037,18 @@ class Core(wiring.Component):
         m.d.comb += [mems[Memory.STATE].r_addr.eq(state_base + row), mems[Memory.STATE].r_en.eq(issue)]
         with m.If(issue):
             m.d.sync += [el_valid.eq(1), el_acc.eq(acc), el_last.eq(row == bl.rows - 1), el_glu_g.eq(~row[0]),
-                         row.eq(row + 1)]
-            with m.If(epilogue == Epilogue.GATE):
-                m.d.comb += [mems[Memory.G].w_addr.eq(row), mems[Memory.G].w_data.eq(acc),
-                             mems[Memory.G].w_en.eq(1)]
-                track(_Src.G, acc, row == 0)
-            with m.If(is_logits):
-                m.d.comb += [mems[Memory.LOGITS].w_addr.eq(row), mems[Memory.LOGITS].w_data.eq(acc),
-                             mems[Memory.LOGITS].w_en.eq(1)]
+                         el_row.eq(row), row.eq(row + 1)]
         with m.Elif(el_taken):
             m.d.sync += el_valid.eq(0)
+        # GATE's accumulators into slot G and the head's into the logits memory a cycle after they leave the FIFO, from
+        # the element register: the FIFO's block RAM drives nothing but that register
+        g_write, logits_write = Signal(), Signal()
+        m.d.sync += [g_write.eq(issue & (epilogue == Epilogue.GATE)), logits_write.eq(issue & is_logits)]
+        for write, memory in ((g_write, Memory.G), (logits_write, Memory.LOGITS)):
+            with m.If(write):
+                m.d.comb += [mems[memory].w_addr.eq(el_row), mems[memory].w_data.eq(el_acc), mems[memory].w_en.eq(1)]
+        with m.If(g_write):
+            track(_Src.G, el_acc, el_row == 0)
 
         # with sum_g an element goes into both units in one cycle
         m.d.comb += vu.i.valid.eq(el_valid & ~is_logits & (~sum_g | red.i.ready))
