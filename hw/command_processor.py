@@ -186,10 +186,12 @@ class CommandProcessor(wiring.Component):
         info_at, stats_at = 0, 1 + len(self.info)
         done_at = stats_at + 1 + 3 * 8
         ends = {Command.INFO: stats_at, Command.STATS: done_at, Command.NEXT: done_at + 1 + 8 + 4}
-        m.submodules.ram = ram = BlockRam(width=8, depth=1 << (ends[Command.NEXT] - 1).bit_length(),
+        m.submodules.ram = ram = BlockRam(width=8, depth=1 << ends[Command.NEXT].bit_length(),
                                           init=[Reply.INFO, *self.info, Reply.STATS, *bytes(3 * 8), Reply.DONE],
                                           impl=self._impl)
-        ra = Signal(range(ram.depth))   # the byte it reads
+        ra = Signal(range(ram.depth))   # the byte it reads next (sending: the byte after the one sent)
+        ra_end = Signal.like(ra)        # the end of the response being sent
+        wa = Signal.like(ra)            # the counter byte being updated
         # the counters: (the address of the least significant byte, bytes, how it changes); `_RAN` … `_ALL` group them
         cycle_bytes, token_bytes = CYCLE_COUNT_BITS // 8, TOKEN_COUNT_BITS // 8
         counters = [
@@ -204,6 +206,7 @@ class CommandProcessor(wiring.Component):
 
         # -- the request: type, length, fields -------------------------------------------------------------------
         cmd = Signal(8)
+        is_cmd = {c: Signal(name=f"is_{c.name.lower()}") for c in Command}   # `cmd == c`, registered with it
         pos = Signal(9)                 # payload bytes received
         sh = Signal(64)                 # the last 8 payload bytes, the latest in the low byte
         sh_next = Cat(byte, sh[:56])
@@ -251,111 +254,164 @@ class CommandProcessor(wiring.Component):
         # the working registers of the loops
         ctr = Signal(16)
         addr = Signal(16)
+        # the loops' end conditions, registered (the counters hold still for a cycle first); `digested`: `addr == n32`
+        # a cycle ahead (DIGEST_BITS sets it for the next word; elsewhere it is set for the first)
+        last_instruction, last_value, digested = Signal(), Signal(), Signal()
         dsel = Signal(Memory)
         crc = Signal(32)
-        j = Signal(6)                   # byte of the response field being sent
+        j = Signal(range(13))           # byte of the response being sent (a TOKEN has 13)
+        pid = Signal(16)                # the prompt RAM's output, registered: no block RAM read in front of logic
+        ebyte = Signal(8)               # the ERROR byte being sent from its value or limit (taken a beat early)
 
-        m.d.comb += [self.d_sel.eq(dsel), self.d_addr.eq(addr), prompt.r_addr.eq(ctr), ram.r_addr.eq(ra)]
+        m.d.comb += [self.d_sel.eq(dsel), self.d_addr.eq(addr), prompt.r_addr.eq(ctr)]
+        m.d.sync += [last_instruction.eq(ctr == p.program_instructions - 1), last_value.eq(ctr == b2 - 1),
+                     digested.eq(n32 == 0)]
+        m.d.sync += pid.eq(prompt.r_data)
 
         region_words = Mux(b0[0], self.program_words, p.weight_words)
-        last_word = Signal(signed(34))  # a WRITE's last word; DIGEST's count − 1 (−1: none)
-        m.d.comb += last_word.eq(n32 + (Mux(cmd == Command.WRITE, b1, 0) - 1).as_signed())
+        write_count = Mux(is_cmd[Command.WRITE], b1, 0)
         # the checks on the longest paths are registered: valid from the second cycle after their fields arrive
+        last_word = Signal(signed(34))  # a WRITE's last word; DIGEST's count − 1 (−1: none)
+        m.d.sync += last_word.eq(n32 + (write_count - 1).as_signed())
+        # `last_word` is in the region if `n32` is below `n32_limit` (registered from the fields before `n32`)
+        n32_limit = Signal(range(1 - 255, max(self.program_words, p.weight_words) + 2))
+        m.d.sync += n32_limit.eq(region_words + 1 - write_count)
         in_region, bad_length = Signal(), Signal()
-        m.d.sync += in_region.eq(Mux(b0[0], last_word < self.program_words, last_word < p.weight_words))
+        m.d.sync += in_region.eq(n32 < n32_limit)
         write_fits = (b0 <= Region.PROGRAM) & (b1 != 0) & in_region
 
         # an item completes with this beat: a WRITE word goes to its port, a prompt id to the prompt RAM, a STREAM
         # word to the core's weight stream
-        is_stream = (cmd == Command.STREAM) if streams else C(0)
-        has_items = (cmd == Command.WRITE) | (cmd == Command.GENERATE) | is_stream
-        in_items = has_items & (pos >= Mux(cmd == Command.WRITE, _WRITE_HEADER,
-                                           Mux(is_stream, _STREAM_HEADER, _GENERATE_HEADER)))
-        item_last = Mux((cmd == Command.WRITE) | is_stream, 7, Mux(wide, 3, 1))
+        is_stream = is_cmd[Command.STREAM] if streams else C(0)
+        has_items = is_cmd[Command.WRITE] | is_cmd[Command.GENERATE] | is_stream
+        short = Signal()                # `pos` is below the request's header (registered with `pos`)
+        header = Mux(is_cmd[Command.WRITE], _WRITE_HEADER,
+                     Mux(is_cmd[Command.STREAM], _STREAM_HEADER, _GENERATE_HEADER))
+        in_items = has_items & ~short
+        item_last = Mux(is_cmd[Command.WRITE] | is_stream, 7, Mux(wide, 3, 1))
         item_done = Signal()
         stream_word = req.valid & in_items & (sub == item_last) & is_stream & accept & (item < b0)
         stall = Signal()                # a STREAM word waits for room in the FIFO while the core runs
         if streams:
             m.d.comb += [self.ws.payload.eq(sh_next), stall.eq(stream_word & ~self.ws.ready & self.busy)]
         # the load ports are registered: a word is written in the cycle after its last byte, from `sh`
-        write = item_done & (cmd == Command.WRITE) & write_fits & (item < b1)
+        write = item_done & is_cmd[Command.WRITE] & write_fits & (item < b1)
         word_address = Signal(range(max(self.params.weight_words, self.program_words)))
         m.d.sync += [word_address.eq(n32 + item), self.w_we.eq(write & (b0 == Region.IMAGE)),
                      self.p_we.eq(write & (b0 == Region.PROGRAM))]
         m.d.comb += [
             self.w_addr.eq(word_address), self.w_data.eq(sh), self.p_addr.eq(word_address), self.p_data.eq(sh),
             prompt.w_addr.eq(item), prompt.w_data.eq(sh_next[:16]),
-            prompt.w_en.eq(item_done & (cmd == Command.GENERATE) & (item < PROMPT_DEPTH)),
+            prompt.w_en.eq(item_done & is_cmd[Command.GENERATE] & (item < PROMPT_DEPTH)),
         ]
-        n32_at = Mux(cmd == Command.DIGEST, 4, Mux(cmd == Command.READ, 6, 5))
+        n32_at = Mux(is_cmd[Command.DIGEST], 4, Mux(is_cmd[Command.READ], 6, 5))
 
-        # READ: the target's length and scale (slot X: the residual unit; the logits: the head's output scale)
+        # READ: the target's length and scale (slot X: the residual unit; the logits: the head's output scale); the
+        # checks, registered in stages: the scan's results are final from the END instruction on, 7 cycles before
+        # READ_CHECK
         target_len = Signal(16)
+        left = Signal(17)               # values from the offset to the end (bit 16: the offset is beyond)
+        bad_slot, bad_layer, no_data, bad_offset, clamp = (Signal(name=name) for name in (
+            "bad_slot", "bad_layer", "no_data", "bad_offset", "clamp"))
         slot_v = (b0 == Target.SLOT) & (b1 == Slot.V)
-        m.d.comb += target_len.eq(Mux(b0 == Target.LOGITS, logits_len, Mux(slot_v & (glu_len != 0), glu_len, length)))
-        scale_mant, scale_exp = Signal(16), Signal(signed(16))
+        m.d.sync += [
+            target_len.eq(Mux(b0 == Target.LOGITS, logits_len, Mux(slot_v & (glu_len != 0), glu_len, length))),
+            left.eq(target_len - n32[:16]),
+            bad_offset.eq(n32[16:].any() | left[16] | ~left.any()),
+            clamp.eq(~left[8:].any() & (left[:8] < b2)),    # fewer values left than asked for
+            bad_slot.eq((b0 == Target.SLOT) & (b1 >= len(Slot))),
+            bad_layer.eq((b0 == Target.STATE) & (b1 >= layers)),
+        ]
+        with m.Switch(b0):
+            with m.Case(Target.SLOT):
+                m.d.sync += no_data.eq(~ran | ((b1 == Slot.F) & ~has_forget)
+                                       | (b1.matches(Slot.V, Slot.G) & (layers == 0)))
+            with m.Case(Target.STATE):
+                m.d.sync += no_data.eq(~ran | (layers == 0))
+            with m.Default():
+                m.d.sync += no_data.eq(~ran)
+        scale_mant, scale_exp = Signal(16), Signal(signed(16))     # registered too (the core is idle by then)
+        m.d.sync += [scale_mant.eq(0), scale_exp.eq(0)]
         with m.If(b0 == Target.LOGITS):
-            m.d.comb += [scale_mant.eq(self.logit_mant), scale_exp.eq(self.logit_exp)]
+            m.d.sync += [scale_mant.eq(self.logit_mant), scale_exp.eq(self.logit_exp)]
         with m.Elif(b0 == Target.SLOT):
             with m.Switch(b1):
                 for slot, (mant_, exp_) in {Slot.X: (unit_mant, unit_exp), Slot.V: (self.v_mant, self.v_exp),
                                             Slot.G: (self.g_mant, self.g_exp)}.items():
                     with m.Case(slot):
-                        m.d.comb += [scale_mant.eq(mant_), scale_exp.eq(exp_)]
+                        m.d.sync += [scale_mant.eq(mant_), scale_exp.eq(exp_)]
 
         need = Signal(11)               # the payload length the request's type and header call for
         with m.Switch(cmd):
             with m.Case(Command.WRITE):
-                m.d.comb += need.eq(Mux(pos < _WRITE_HEADER, _WRITE_HEADER, _WRITE_HEADER + 8 * b1))
+                m.d.comb += need.eq(Mux(short, _WRITE_HEADER, _WRITE_HEADER + 8 * b1))
             with m.Case(Command.DIGEST):
                 m.d.comb += need.eq(5)
             with m.Case(Command.READ):
                 m.d.comb += need.eq(7)
             with m.Case(Command.GENERATE):
-                m.d.comb += need.eq(Mux(pos < _GENERATE_HEADER, _GENERATE_HEADER,
-                                        _GENERATE_HEADER + Mux(wide, b1 << 2, b1 << 1)))
+                m.d.comb += need.eq(Mux(short, _GENERATE_HEADER, _GENERATE_HEADER + Mux(wide, b1 << 2, b1 << 1)))
             with m.Case(Command.STREAM):
-                m.d.comb += need.eq(Mux(pos < _STREAM_HEADER, _STREAM_HEADER, _STREAM_HEADER + (b0 << 3)))
+                m.d.comb += need.eq(Mux(short, _STREAM_HEADER, _STREAM_HEADER + (b0 << 3)))
         m.d.sync += bad_length.eq(pos != need)
+        # DISPATCH's other checks, registered the same way (on fields and on state that holds still there)
+        commands = [c for c in Command if streams or c != Command.STREAM]
+        flags = RESET_STATE | WIDE_IDS | (STREAM if streams else 0)
+        unknown, bad_flags, settles, bad_region, bad_count, no_more = (Signal(name=name) for name in (
+            "unknown", "bad_flags", "settles", "bad_region", "bad_count", "no_more"))
+        with m.Switch(cmd):
+            with m.Case(Command.WRITE):
+                m.d.sync += bad_count.eq(b1 == 0)
+            with m.Case(Command.STREAM):
+                m.d.sync += bad_count.eq(b0 == 0)
+            with m.Case(Command.READ):
+                m.d.sync += bad_count.eq((b2 == 0) | (b2 > MAX_READ))
+            with m.Case(Command.GENERATE):
+                m.d.sync += bad_count.eq((b0 & STREAM).any() & b1[1:].any())
+        m.d.sync += [
+            unknown.eq(~cmd.matches(*commands)),
+            bad_flags.eq(is_cmd[Command.GENERATE] & (b0 & (0xFF & ~flags)).any()),
+            settles.eq(~cmd.matches(Command.INFO, Command.STATS, Command.STREAM, Command.RESET)),
+            bad_region.eq(b0 > Mux(is_cmd[Command.READ], Target.LOGITS, Region.PROGRAM)),
+            no_more.eq(remaining == 0),
+        ]
         loaded_missing = ~written
-        big = have_big & (ctr == big_pos)   # the prompt id being checked is above 0xFFFF
-        bad_id = Signal()                   # … or not below the vocabulary (registered: a cycle after the read)
-        m.d.sync += bad_id.eq(big | (prompt.r_data >= vocab))
+        big = Signal()                      # the prompt id being checked is above 0xFFFF (`ctr` holds a cycle first)
+        m.d.sync += big.eq(have_big & (ctr == big_pos))
+        bad_id = Signal()                   # … or not below the vocabulary (registered: a cycle after `pid`)
+        m.d.sync += bad_id.eq(big | (pid >= vocab))
 
-        # an ERROR's value and limit, (value, limit) by name: `fail` records the code and the name, and the ERROR
-        # state reads the pair as it sends it (each source holds still from the failing check until the response is
-        # sent)
+        # an ERROR's value and limit, (value, limit) by name: `fail` records the code (`error`) and the name (its
+        # index, `err_of`), and the ERROR state reads the pair as it sends it (each source holds still from the
+        # failing check until the response is sent)
         errors = {
             "none": (0, 0), "type": (cmd, 0), "flags": (0, b0), "length": (pos, need), "region": (b0, 0),
             "count": (1, 0), "range": (n32, region_words), "read_count": (2, b2), "missing": (loaded_missing, 0),
             "prompt_count": (1, b1), "slot": (b1, len(Slot)), "layer": (b1, layers), "offset": (n32, target_len),
             # the prompt RAM holds the low half of every id
-            "token": (Cat(prompt.r_data, Mux(big, big_high, 0)), vocab), "stream_count": (b0, owed), "short": (owed, 0),
+            "token": (Cat(pid, Mux(big, big_high, 0)), vocab), "stream_count": (b0, owed), "short": (owed, 0),
         }
-        failures = [(0, "none")]        # (code, name) of each value of `err_of`: 0 is no ERROR
-        err_of = Signal(5)
+        err_of = Signal(range(len(errors)))
 
         def fail(code, fields="none"):
             """Answer ERROR ``code`` with the value and limit ``errors[fields]``."""
-            if (code, fields) not in failures:
-                failures.append((code, fields))
-            m.d.sync += err_of.eq(failures.index((code, fields)))
+            m.d.sync += [self.error.eq(code), err_of.eq(list(errors).index(fields))]
             m.next = "ERROR"
 
         # the response's data byte is the OR of the bytes of `out_terms`, (state, condition, byte), whose state is
         # the current one and whose condition holds; a byte no term covers is zero
         out_terms = []
 
-        def put(state, at, value, nbytes, cond=C(1)):
+        def put(state, at, value, nbytes, cond=C(1), terms=out_terms):
             """Terms for ``value`` (a Value, or an int) as ``nbytes`` big-endian bytes, the first at byte ``at``."""
             for index in range(nbytes):
                 low = 8 * (nbytes - 1 - index)
                 if isinstance(value, int):
                     byte = (value >> low) & 0xFF
                     if byte:
-                        out_terms.append((state, cond & (j == at + index), C(byte, 8)))
+                        terms.append((state, cond & (j == at + index), C(byte, 8)))
                 elif low < len(Value.cast(value)):
-                    out_terms.append((state, cond & (j == at + index), Value.cast(value)[low:low + 8]))
+                    terms.append((state, cond & (j == at + index), Value.cast(value)[low:low + 8]))
 
         def out_of_region():
             """WRITE or DIGEST beyond the region: the value is the last word, which replaces ``n32``."""
@@ -388,19 +444,38 @@ class CommandProcessor(wiring.Component):
         resumes = ["IDLE", "DISPATCH", "G_RUN", "CLEAR", "TOKEN"]
         csel, cstop = Signal(range(len(counters))), Signal(range(len(counters)))
         nth = Signal(range(max(n for _, n, _ in counters)))   # the byte of the counter
-        carry = Signal()
+        carry = Signal()                # into the counter's next byte (at its first byte: 1 to add one)
         resume = Signal(range(len(resumes)))
+        # counter `csel` in registers (COUNT_START loads them): its last byte, how it changes, the next counter's
+        # least significant byte
+        clast, ckind, cnext = Signal.like(nth), Signal(2), Signal.like(ra)
+        assert all(nbytes > 1 for _, nbytes, _ in counters)
+        at_last = Signal()              # `nth == clast`, registered a cycle ahead (0 outside COUNT)
+        m.d.comb += ram.r_addr.eq(Mux(at_last, cnext, ra))
+
+        def start(index):
+            """Counter `index` is next."""
+            _, nbytes, how = counters[index]
+            m.d.sync += [csel.eq(index), clast.eq(nbytes - 1), ckind.eq(how), carry.eq(how == _ADD_ONE),
+                         cnext.eq(counters[min(index + 1, len(counters) - 1)][0])]
 
         def count(group, then):
             """Update the counters of `group`, then go to state `then` (a name, or an index of `resumes`)."""
             first, last = group
-            m.d.sync += [csel.eq(first), cstop.eq(last), ra.eq(counters[first][0]), nth.eq(0), carry.eq(0),
+            m.d.sync += [csel.eq(first), cstop.eq(last), ra.eq(counters[first][0]), nth.eq(0), at_last.eq(0),
                          resume.eq(resumes.index(then) if isinstance(then, str) else then)]
             m.next = "COUNT_START"
 
-        def send(at):
-            """Send the response at byte `at` of the RAM."""
-            m.d.sync += ra.eq(at)
+        # the counter's byte `wa` after this cycle: one adder (the carry is the low bit of both operands)
+        cycles_byte = Mux(nth < len(self.cycles) // 8, self.cycles.word_select(nth[:2], 8), 0)
+        total = (Cat(carry, Mux(ckind == _ZERO, 0, ram.r_data))
+                 + Cat(carry, Mux(ckind == _ADD_CYCLES, cycles_byte, 0)))[1:]
+        m.d.comb += [ram.w_addr.eq(wa), ram.w_data.eq(total[:8])]
+
+        def send(command):
+            """Send the response to `command` (INFO, STATS, NEXT) from the RAM."""
+            m.d.sync += [ra.eq({Command.INFO: info_at, Command.STATS: stats_at, Command.NEXT: done_at}[command]),
+                         ra_end.eq(ends[command])]
             m.next = "SEND_START"
 
         def record_run(group, then):
@@ -419,8 +494,9 @@ class CommandProcessor(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += [req.ready.eq(1), self.idle.eq(1)]
                 with m.If(req.valid):
-                    m.d.sync += [cmd.eq(byte), pos.eq(0), b0.eq(0), sub.eq(0), item.eq(0), have_big.eq(0),
-                                 dropped.eq(0), err_of.eq(0)]
+                    m.d.sync += [cmd.eq(byte), *(flag.eq(byte == c) for c, flag in is_cmd.items()), pos.eq(0),
+                                 short.eq(1), b0.eq(0), sub.eq(0), item.eq(0), have_big.eq(0), dropped.eq(0),
+                                 self.error.eq(0)]
                     with m.If(req.payload.last):
                         m.next = "PARSED"
                     with m.Else():
@@ -433,7 +509,7 @@ class CommandProcessor(wiring.Component):
                     with m.If(stream_word & ~stall):
                         m.d.sync += [owed.eq(owed - 1), dropped.eq(dropped | ~self.ws.ready)]
                 with m.If(req.valid & ~stall):
-                    m.d.sync += [sh.eq(sh_next), pos.eq(pos + 1)]
+                    m.d.sync += [sh.eq(sh_next), pos.eq(pos + 1), short.eq(pos + 1 < header)]
                     with m.Switch(pos):
                         with m.Case(0):
                             m.d.sync += [b0.eq(byte), accept.eq((byte != 0) & (byte <= owed))]
@@ -441,7 +517,7 @@ class CommandProcessor(wiring.Component):
                             m.d.sync += b1.eq(byte)
                         with m.Case(2):
                             m.d.sync += b2.eq(byte)
-                    with m.If(cmd == Command.GENERATE):   # kept for the generation's NEXTs
+                    with m.If(is_cmd[Command.GENERATE]):   # kept for the generation's NEXTs
                         with m.Switch(pos):
                             with m.Case(7):
                                 m.d.sync += mant.eq(sh_next[:16])
@@ -456,7 +532,7 @@ class CommandProcessor(wiring.Component):
                         with m.If(sub == item_last):
                             m.d.comb += item_done.eq(1)
                             m.d.sync += [sub.eq(0), item.eq(item + 1)]
-                            with m.If((cmd == Command.GENERATE) & wide & sh_next[16:32].any() & ~have_big):
+                            with m.If(is_cmd[Command.GENERATE] & wide & sh_next[16:32].any() & ~have_big):
                                 m.d.sync += [have_big.eq(1), big_high.eq(sh_next[16:32]), big_pos.eq(item)]
                     with m.If(req.payload.last):
                         m.next = "PARSED"
@@ -464,38 +540,36 @@ class CommandProcessor(wiring.Component):
             with m.State("PARSED"):         # the registered checks take the last field
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                commands = [c for c in Command if streams or c != Command.STREAM]
-                flags = RESET_STATE | WIDE_IDS | (STREAM if streams else 0)
-                with m.If(~cmd.matches(*commands)):
+                m.d.sync += [ctr.eq(0), crc.eq(0xFFFF_FFFF)]  # for READ, GENERATE and DIGEST (the rest ignore them)
+                with m.If(unknown):
                     fail(ErrorCode.UNKNOWN_COMMAND, "type")
-                with m.Elif((cmd == Command.GENERATE) & (b0 & (0xFF & ~flags)).any()):
+                with m.Elif(bad_flags):
                     fail(ErrorCode.BAD_VALUE, "flags")
                 with m.Elif(bad_length):
                     fail(ErrorCode.MALFORMED, "length")
-                with m.Elif(pending & ~cmd.matches(Command.INFO, Command.STATS, Command.STREAM, Command.RESET)):
+                with m.Elif(pending & settles):
                     m.next = "SETTLE"
                 with m.Else():
                     with m.Switch(cmd):
                         with m.Case(Command.INFO):
-                            send(info_at)
+                            send(Command.INFO)
                         with m.Case(Command.WRITE):
-                            with m.If(b0 > Region.PROGRAM):
+                            with m.If(bad_region):
                                 fail(ErrorCode.BAD_REGION, "region")
-                            with m.Elif(b1 == 0):
+                            with m.Elif(bad_count):
                                 fail(ErrorCode.BAD_VALUE, "count")
-                            with m.Elif(~write_fits):
+                            with m.Elif(~in_region):
                                 out_of_region()
                             with m.Else():
                                 m.d.sync += [written.eq(written | Mux(b0[0], 2, 1)), active.eq(0)]
                                 m.next = "ACK"
                         with m.Case(Command.DIGEST):
-                            with m.If(b0 > Region.PROGRAM):
+                            with m.If(bad_region):
                                 fail(ErrorCode.BAD_REGION, "region")
                             with m.Elif(~in_region):
                                 out_of_region()
                             with m.Else():
-                                m.d.sync += [addr.eq(0), crc.eq(0xFFFF_FFFF),
-                                             dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE))]
+                                m.d.sync += [addr.eq(0), dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE))]
                                 m.next = "DIGEST_WORD"
                         with m.Case(Command.RESET):
                             with m.If(pending):
@@ -503,7 +577,7 @@ class CommandProcessor(wiring.Component):
                             with m.Else():
                                 m.next = "CLEAR"
                         with m.Case(Command.STREAM):
-                            with m.If(b0 == 0):
+                            with m.If(bad_count):
                                 fail(ErrorCode.BAD_VALUE)
                             with m.Elif(~accept):
                                 fail(ErrorCode.OUT_OF_RANGE, "stream_count")
@@ -512,31 +586,29 @@ class CommandProcessor(wiring.Component):
                             with m.Else():
                                 m.next = "ACK"
                         with m.Case(Command.READ):
-                            with m.If(b0 > Target.LOGITS):
+                            with m.If(bad_region):
                                 fail(ErrorCode.BAD_REGION, "region")
-                            with m.Elif((b2 == 0) | (b2 > MAX_READ)):
+                            with m.Elif(bad_count):
                                 fail(ErrorCode.BAD_VALUE, "read_count")
                             with m.Elif(loaded_missing.any()):
                                 fail(ErrorCode.NOT_LOADED, "missing")
                             with m.Else():
-                                m.d.sync += ctr.eq(0)
                                 m.next = "SCAN"
                         with m.Case(Command.STATS):
-                            send(stats_at)
+                            send(Command.STATS)
                         with m.Case(Command.GENERATE):
-                            with m.If((b0 & STREAM).any() & (b1 > 1)):
+                            with m.If(bad_count):
                                 fail(ErrorCode.BAD_VALUE, "prompt_count")
                             with m.Elif(loaded_missing.any()):
                                 fail(ErrorCode.NOT_LOADED, "missing")
                             with m.Else():
-                                m.d.sync += ctr.eq(0)
                                 m.next = "SCAN"
                         with m.Case(Command.NEXT):
                             with m.If(~active):
                                 fail(ErrorCode.IDLE)
-                            with m.Elif(remaining == 0):
+                            with m.Elif(no_more):
                                 m.d.sync += active.eq(0)
-                                send(done_at)
+                                send(Command.NEXT)
                             with m.Elif(first):
                                 m.next = "G_SEED"
                             with m.Else():
@@ -566,35 +638,34 @@ class CommandProcessor(wiring.Component):
 
             # -- INFO, STATS, DONE: a response from the byte RAM, read one byte ahead ------------------------------
             with m.State("SEND_START"):     # the RAM reads the type byte
+                m.d.sync += ra.eq(ra + 1)
                 m.next = "SEND"
-            with m.State("SEND"):
-                final = ra == Mux(cmd == Command.INFO, ends[Command.INFO] - 1,
-                                  Mux(cmd == Command.STATS, ends[Command.STATS] - 1, ends[Command.NEXT] - 1))
-                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final)]
+            with m.State("SEND"):           # the RAM reads byte `ra` with each beat, and holds between
+                final = ra == ra_end
+                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final), ram.r_en.eq(resp.ready)]
                 with m.If(resp.ready):
-                    m.d.comb += ram.r_addr.eq(ra + 1)
                     m.d.sync += ra.eq(ra + 1)
                     with m.If(final):
                         m.next = "IDLE"
 
             # -- the counters in the byte RAM, a byte per cycle, least significant first -------------------------
             with m.State("COUNT_START"):    # the RAM reads the first counter's least significant byte
+                m.d.sync += [wa.eq(ra), ra.eq(ra - 1)]
+                with m.Switch(csel):
+                    for index in range(len(counters)):
+                        with m.Case(index):
+                            start(index)
                 m.next = "COUNT"
             with m.State("COUNT"):
-                last, kind, next_lsb = Signal.like(nth), Signal(2), Signal.like(ra)
-                with m.Switch(csel):
-                    for index, (_, nbytes, how) in enumerate(counters):
-                        with m.Case(index):
-                            m.d.comb += [last.eq(nbytes - 1), kind.eq(how),
-                                         next_lsb.eq(counters[min(index + 1, len(counters) - 1)][0])]
-                cycles_byte = Mux(nth < len(self.cycles) // 8, self.cycles.word_select(nth[:2], 8), 0)
-                total = (Mux(kind == _ZERO, 0, ram.r_data) + carry +
-                         Mux(kind == _ADD_CYCLES, cycles_byte, (kind == _ADD_ONE) & (nth == 0)))
-                m.d.comb += [ram.w_addr.eq(ra), ram.w_data.eq(total[:8]), ram.w_en.eq(1), ram.r_addr.eq(ra - 1)]
-                m.d.sync += [carry.eq(total[8]), nth.eq(nth + 1), ra.eq(ra - 1)]
-                with m.If(nth == last):
-                    m.d.comb += ram.r_addr.eq(next_lsb)
-                    m.d.sync += [carry.eq(0), nth.eq(0), csel.eq(csel + 1), ra.eq(next_lsb)]
+                m.d.comb += ram.w_en.eq(1)
+                m.d.sync += [carry.eq(total[8]), nth.eq(nth + 1), at_last.eq(nth + 1 == clast), wa.eq(ram.r_addr),
+                             ra.eq(ram.r_addr - 1)]
+                with m.If(at_last):
+                    m.d.sync += [nth.eq(0), at_last.eq(0)]
+                    with m.Switch(csel):
+                        for index in range(len(counters) - 1):
+                            with m.Case(index):
+                                start(index + 1)
                     with m.If(csel == cstop):
                         with m.Switch(resume):
                             for index, state in enumerate(resumes):
@@ -604,7 +675,7 @@ class CommandProcessor(wiring.Component):
             # -- DIGEST: CRC-32 of the region's words through the debug port -------------------------------------
             with m.State("DIGEST_WORD"):    # the debug port reads word `addr`
                 m.d.sync += ctr.eq(0)
-                with m.If(addr == n32):
+                with m.If(digested):
                     m.next = "DIGEST_SEND"
                 with m.Else():
                     m.next = "DIGEST_HOLD"
@@ -612,7 +683,8 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += w0.eq(self.d_data)
                 m.next = "DIGEST_BITS"
             with m.State("DIGEST_BITS"):    # the word's bits, least significant first, a bit per cycle
-                m.d.sync += [crc.eq(crc32_bit(crc, w0[0])), w0.eq(w0 >> 1), ctr.eq(ctr + 1)]
+                m.d.sync += [crc.eq(crc32_bit(crc, w0[0])), w0.eq(w0 >> 1), ctr.eq(ctr + 1),
+                             digested.eq((addr + 1)[:len(addr)] == n32)]
                 with m.If(ctr == WORD_BITS - 1):
                     m.d.sync += addr.eq(addr + 1)
                     m.next = "DIGEST_WORD"
@@ -635,11 +707,10 @@ class CommandProcessor(wiring.Component):
             with m.State("CLEAR_WAIT"):
                 with m.If(~self.busy):
                     m.d.sync += ran.eq(0)
-                    with m.If(cmd == Command.RESET):
+                    with m.If(is_cmd[Command.RESET]):
                         m.d.sync += active.eq(0)
                         m.next = "ACK"
                     with m.Else():
-                        m.d.sync += ctr.eq(0)
                         m.next = "G_RUN"
 
             # -- the program scan (GENERATE, READ): word 1, then word 0 of each instruction ---------------------
@@ -665,7 +736,6 @@ class CommandProcessor(wiring.Component):
                     offset, width = _field_bits(opcode, name)
                     return words[offset:offset + width]
 
-                last_instruction = ctr == p.program_instructions - 1
                 m.d.sync += ctr.eq(ctr + 1)
                 m.next = "SCAN"
                 with m.Switch(w0[:4]):
@@ -696,16 +766,17 @@ class CommandProcessor(wiring.Component):
                 with m.If(last_instruction & (w0[:4] != Opcode.END)):
                     fail(ErrorCode.BAD_PROGRAM)
             with m.State("SCANNED"):
+                m.d.comb += prompt.r_addr.eq(0)     # for G_CHECK
                 m.d.sync += ctr.eq(0)
                 with m.If(vocab == 0):
                     fail(ErrorCode.BAD_PROGRAM)
-                with m.Elif(cmd == Command.READ):
+                with m.Elif(is_cmd[Command.READ]):
                     m.next = "READ_CHECK"
                 with m.Else():
                     m.next = "G_CHECK"
 
             # -- GENERATE: check every id, then run the prompt ---------------------------------------------------
-            with m.State("G_CHECK"):        # the prompt RAM reads id `ctr`
+            with m.State("G_CHECK"):        # `pid` takes id `ctr` (the prompt RAM read it in the state before)
                 with m.If(ctr == b1):
                     with m.If((b1 == 0) & (reset_state | ~ran)):
                         fail(ErrorCode.NO_DATA)
@@ -722,9 +793,10 @@ class CommandProcessor(wiring.Component):
                 with m.If(bad_id):
                     fail(ErrorCode.BAD_TOKEN, "token")
                 with m.Else():
+                    m.d.comb += prompt.r_addr.eq(ctr + 1)
                     m.d.sync += ctr.eq(ctr + 1)
                     m.next = "G_CHECK"
-            with m.State("G_RUN"):          # the prompt RAM reads id `ctr`
+            with m.State("G_RUN"):          # `pid` takes id `ctr` (`ctr` holds from the state before)
                 with m.If((ctr == b1) & streamed):  # the first NEXT seeds and samples once the prompt has run
                     m.d.sync += [active.eq(1), first.eq(1)]
                     m.next = "ACK"
@@ -749,7 +821,7 @@ class CommandProcessor(wiring.Component):
                 with m.If(self.res.valid):
                     with m.If(self.res.payload.error != CoreError.NONE):
                         fail(ErrorCode.BAD_PROGRAM)
-                    with m.Elif(cmd == Command.NEXT):   # the first NEXT of a streamed generation
+                    with m.Elif(is_cmd[Command.NEXT]):   # the first NEXT of a streamed generation
                         m.d.sync += [argmax.eq(self.res.payload.token), first.eq(0)]
                         m.next = "RUN"
                     with m.Else():
@@ -758,16 +830,16 @@ class CommandProcessor(wiring.Component):
 
             # -- a token through the core: a prompt id (GENERATE) or the greedy choice (NEXT) --------------------
             with m.State("RUN"):
-                token = Mux(cmd == Command.NEXT, argmax, prompt.r_data)
+                token = Mux(is_cmd[Command.NEXT], argmax, pid)
                 m.d.comb += [self.cmd.valid.eq(1), self.cmd.payload.op.eq(CoreCommand.RUN),
                              self.cmd.payload.token.eq(token),
-                             self.cmd.payload.inv_mant.eq(Mux(cmd == Command.NEXT, mant, 0)),
+                             self.cmd.payload.inv_mant.eq(Mux(is_cmd[Command.NEXT], mant, 0)),
                              self.cmd.payload.inv_exp.eq(exp)]
                 with m.If(self.cmd.ready):
                     m.d.sync += tok.eq(token)
                     with m.If(streamed):            # the run takes its words from STREAMs that follow
                         m.d.sync += [pending.eq(1), owed.eq(pass_words)]
-                        with m.If(cmd == Command.NEXT):
+                        with m.If(is_cmd[Command.NEXT]):
                             count_generated()
                         with m.Else():
                             m.d.sync += ctr.eq(ctr + 1)
@@ -779,7 +851,7 @@ class CommandProcessor(wiring.Component):
                 with m.If(self.res.valid):
                     with m.If(self.res.payload.error != CoreError.NONE):
                         fail(ErrorCode.BAD_PROGRAM)
-                    with m.Elif(cmd == Command.NEXT):
+                    with m.Elif(is_cmd[Command.NEXT]):
                         m.d.sync += remaining.eq(remaining - 1)
                         record_run(_RAN_GENERATED, "TOKEN")
                     with m.Else():
@@ -793,39 +865,25 @@ class CommandProcessor(wiring.Component):
 
             # -- READ: check the target, address the first value, then the header and the values ----------------
             with m.State("READ_CHECK"):
-                ok = Signal()
-                with m.Switch(b0):
-                    with m.Case(Target.SLOT):
-                        with m.If(b1 >= len(Slot)):
-                            fail(ErrorCode.OUT_OF_RANGE, "slot")
-                        with m.Elif(~ran | ((b1 == Slot.F) & ~has_forget)
-                                    | (b1.matches(Slot.V, Slot.G) & (layers == 0))):
-                            fail(ErrorCode.NO_DATA)
-                        with m.Else():
-                            m.d.comb += ok.eq(1)
+                m.d.sync += ctr.eq(Mux(b0 == Target.STATE, b1, 0))     # the layer (an ERROR ignores it)
+                with m.If(bad_slot):
+                    fail(ErrorCode.OUT_OF_RANGE, "slot")
+                with m.Elif(no_data):
+                    fail(ErrorCode.NO_DATA)
+                with m.Elif(bad_layer):
+                    fail(ErrorCode.OUT_OF_RANGE, "layer")
+                with m.Else():
+                    with m.Switch(b0):
+                        with m.Case(Target.SLOT):
                             m.d.sync += dsel.as_value().eq(b1)   # Memory X, V, G, F share the slots' numbers
-                    with m.Case(Target.STATE):
-                        with m.If(~ran | (layers == 0)):
-                            fail(ErrorCode.NO_DATA)
-                        with m.Elif(b1 >= layers):
-                            fail(ErrorCode.OUT_OF_RANGE, "layer")
-                        with m.Else():
-                            m.d.comb += ok.eq(1)
+                        with m.Case(Target.STATE):
                             m.d.sync += dsel.eq(Memory.STATE)
-                    with m.Default():
-                        with m.If(~ran):
-                            fail(ErrorCode.NO_DATA)
-                        with m.Else():
-                            m.d.comb += ok.eq(1)
+                        with m.Default():
                             m.d.sync += dsel.eq(Memory.LOGITS)
-                with m.If(ok):
-                    left = Signal(17)       # values from the offset to the end (bit 16: the offset is beyond)
-                    m.d.comb += left.eq(target_len - n32[:16])
-                    with m.If(n32[16:].any() | left[16] | ~left.any()):
+                    with m.If(bad_offset):
                         fail(ErrorCode.OUT_OF_RANGE, "offset")
                     with m.Else():
-                        m.d.sync += [addr.eq(n32), ctr.eq(Mux(b0 == Target.STATE, b1, 0)),
-                                     b2.eq(Mux(~left[8:].any() & (left[:8] < b2), left, b2))]
+                        m.d.sync += [addr.eq(n32), b2.eq(Mux(clamp, left, b2))]
                         m.next = "READ_BASE"
             with m.State("READ_BASE"):      # a layer's state starts at layer · H
                 with m.If(ctr != 0):
@@ -837,7 +895,7 @@ class CommandProcessor(wiring.Component):
 
             def next_value():
                 m.d.sync += [addr.eq(addr + 1), ctr.eq(ctr + 1)]
-                with m.If(ctr == b2 - 1):
+                with m.If(last_value):
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "READ_WAIT"
@@ -846,7 +904,7 @@ class CommandProcessor(wiring.Component):
                 m.next = "READ_VALUE"
             with m.State("READ_VALUE"):     # the element's bytes, most significant first, shifted out of `sh`
                 final = j == 7
-                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final & (ctr == b2 - 1)),
+                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final & last_value),
                              ]
                 with m.If(resp.ready):
                     m.d.sync += [j.eq(j + 1), sh.eq(sh_next)]
@@ -858,19 +916,19 @@ class CommandProcessor(wiring.Component):
 
             emit("ERROR", [(Reply.ERROR, 1), (cmd, 1), (self.error, 1), (None, 8)], goto("IDLE"))
             out_terms += [("SEND", C(1), ram.r_data), ("DIGEST_SEND", j == 0, C(Reply.DIGEST, 8)),
-                          ("DIGEST_SEND", j != 0, ~crc[24:]), ("READ_VALUE", C(1), sh[56:])]
-            ongoing = {state: fsm.ongoing(state) for state in {"ERROR", *(state for state, _, _ in out_terms)}}
-        assert len(failures) <= 1 << len(err_of)
-        with m.Switch(err_of):
-            for index, (code, _) in enumerate(failures):
-                with m.Case(index):
-                    m.d.comb += self.error.eq(code)
-        for name, (value, limit) in errors.items():
-            named = Cat(err_of == index for index, (_, fields) in enumerate(failures) if fields == name).any()
-            put("ERROR", 3, value, 4, named)
-            put("ERROR", 7, limit, 4, named)
-        data = C(0, 8)
+                          ("DIGEST_SEND", j != 0, ~crc[24:]), ("READ_VALUE", C(1), sh[56:]), ("ERROR", j >= 3, ebyte)]
+            ongoing = {state: fsm.ongoing(state) for state, _, _ in out_terms}
+        # ERROR's value and limit, bytes 3 … 10, each taken into `ebyte` in the beat before it is sent
+        ebyte_terms = []
+        for index, (value, limit) in enumerate(errors.values()):
+            put("ERROR", 2, value, 4, err_of == index, ebyte_terms)
+            put("ERROR", 6, limit, 4, err_of == index, ebyte_terms)
+        data, next_ebyte = C(0, 8), C(0, 8)
         for state, cond, byte in out_terms:
             data = data | Mux(ongoing[state] & cond, byte, 0)
+        for _, cond, byte in ebyte_terms:
+            next_ebyte = next_ebyte | Mux(cond, byte, 0)
         m.d.comb += resp.payload.data.eq(data)
+        with m.If(ongoing["ERROR"] & resp.ready):
+            m.d.sync += ebyte.eq(next_ebyte)
         return m
