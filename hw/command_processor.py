@@ -50,6 +50,7 @@ from .checks import check_int
 from .core import WORD_BITS, CoreCommand, CoreError, Memory, command_layout
 from .link import request_layout, response_layout
 from .primitives import BlockRam
+from .weight_memory import read_latency
 
 __all__ = ["CommandProcessor", "core_result_layout", "crc32_bit"]
 
@@ -138,7 +139,8 @@ class CommandProcessor(wiring.Component):
     w_addr, w_data, w_we, p_addr, p_data, p_we : Out
         The core's load ports (64-bit words).
     d_sel, d_addr : Out; d_data : In(signed(64))
-        The core's debug read port (data one cycle after the address).
+        The core's debug read port (data one cycle after the address; the weight image's, the weight memory's read
+        latency after it).
     logit_mant : In(16); logit_exp : In(signed(16))
         The head's output scale after the last RUN.
     v_mant, g_mant : In(16); v_exp, g_exp : In(signed(16))
@@ -253,6 +255,7 @@ class CommandProcessor(wiring.Component):
 
         # the working registers of the loops
         ctr = Signal(16)
+        image_latency = read_latency(self.params.registered_weights)
         addr = Signal(16)
         # the loops' end conditions, registered (the counters hold still for a cycle first); `digested`: `addr == n32`
         # a cycle ahead (DIGEST_BITS sets it for the next word; elsewhere it is set for the first)
@@ -569,7 +572,8 @@ class CommandProcessor(wiring.Component):
                             with m.Elif(~in_region):
                                 out_of_region()
                             with m.Else():
-                                m.d.sync += [addr.eq(0), dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE))]
+                                m.d.sync += [addr.eq(0), dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE)),
+                                             ctr.eq(0)]
                                 m.next = "DIGEST_WORD"
                         with m.Case(Command.RESET):
                             with m.If(pending):
@@ -673,12 +677,14 @@ class CommandProcessor(wiring.Component):
                                     m.next = state
 
             # -- DIGEST: CRC-32 of the region's words through the debug port -------------------------------------
-            with m.State("DIGEST_WORD"):    # the debug port reads word `addr`
-                m.d.sync += ctr.eq(0)
+            with m.State("DIGEST_WORD"):    # the debug port reads word `addr` (for the image's read latency)
                 with m.If(digested):
                     m.next = "DIGEST_SEND"
-                with m.Else():
+                with m.Elif(ctr == image_latency - 1):
+                    m.d.sync += ctr.eq(0)
                     m.next = "DIGEST_HOLD"
+                with m.Else():
+                    m.d.sync += ctr.eq(ctr + 1)
             with m.State("DIGEST_HOLD"):    # the word into a register
                 m.d.sync += w0.eq(self.d_data)
                 m.next = "DIGEST_BITS"
@@ -686,7 +692,7 @@ class CommandProcessor(wiring.Component):
                 m.d.sync += [crc.eq(crc32_bit(crc, w0[0])), w0.eq(w0 >> 1), ctr.eq(ctr + 1),
                              digested.eq((addr + 1)[:len(addr)] == n32)]
                 with m.If(ctr == WORD_BITS - 1):
-                    m.d.sync += addr.eq(addr + 1)
+                    m.d.sync += [addr.eq(addr + 1), ctr.eq(0)]
                     m.next = "DIGEST_WORD"
             with m.State("DIGEST_SEND"):    # the type, then the checksum (the complement), most significant first
                 m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(j == 4),

@@ -193,7 +193,8 @@ class Core(wiring.Component):
     p_addr, p_data, p_we : In
         Program load port: 64-bit word ``4·n + k`` is bits ``64k …`` of instruction ``n``; while idle.
     d_sel, d_addr : In; d_data : Out
-        Debug read port (:class:`Memory`, element or word index; ``d_data`` one cycle later), while idle.
+        Debug read port (:class:`Memory`, element or word index; ``d_data`` one cycle later, the weight image's
+        the weight memory's read latency later), while idle.
     logit_mant, logit_exp : Out
         The head's output scale after the last RUN.
     v_mant, v_exp, g_mant, g_exp : Out
@@ -251,6 +252,7 @@ class Core(wiring.Component):
         # -- units and memories ------------------------------------------------------------------------------
         m.submodules.engine = engine = MatvecEngine(p.rows, p.trit_format, max_len=H, q_depth=-(-H // 5) + 1,
                                                     q_banks=2, weight_depth=p.weight_words,
+                                                    registered_weights=p.registered_weights,
                                                     stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
@@ -282,7 +284,7 @@ class Core(wiring.Component):
             engine.w_addr.eq(self.w_addr), engine.w_data.eq(self.w_data), engine.w_we.eq(self.w_we),
             program.w_addr.eq(self.p_addr), program.w_data.eq(self.p_data), program.w_en.eq(self.p_we),
             engine.r_addr.eq(fields.mem_addr), engine.r_en.eq(fields.mem_en), fields.mem_data.eq(engine.r_data),
-            fields.mem_ready.eq(engine.r_ready),
+            fields.mem_valid.eq(engine.r_valid), fields.mem_ready.eq(engine.r_ready),
         ]
         fields_stream = Signal()   # the field reader reads the weight stream
         if p.weight_stream:
@@ -609,6 +611,7 @@ class Core(wiring.Component):
                 m.d.comb += self.cmd.ready.eq(1)
                 for mem in (*mems.values(), program):
                     m.d.comb += [mem.r_addr.eq(self.d_addr), mem.r_en.eq(1)]
+                # (these reads are back before the field reader's first: a run fetches its first instruction first)
                 m.d.comb += [engine.r_addr.eq(self.d_addr), engine.r_en.eq(self.d_sel == Memory.IMAGE)]
                 with m.If(self.cmd.valid):
                     command = self.cmd.payload

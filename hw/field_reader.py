@@ -3,9 +3,9 @@
 The compiler packs every vector of the image (norm constants, ``1 − lb``, embedding rows and exponents) as integers of
 a fixed width, low bits first, from a word boundary (:func:`mmfree.host.compiler.pack_words`); a field may straddle
 two words. The reader streams such a vector: given its first word, a field width (one of ``widths``, chosen per
-vector) and whether the fields are signed, it reads words through a memory read port (latency 1, as
-:class:`~mmfree.hw.weight_memory.WeightMemory`) into a two-word window and offers a field per cycle while the window
-holds one. A read is issued only while ``mem_ready``; with ``exact_reads`` the reader reads exactly the vector's
+vector) and whether the fields are signed, it reads words through a memory read port of any latency (the word comes
+back with ``mem_valid``, as from :class:`~mmfree.hw.matvec_engine.MatvecEngine`'s) into a two-word window, with at
+most two words in the window or on their way, and offers a field per cycle while the window holds one. A read is issued only while ``mem_ready``; with ``exact_reads`` the reader reads exactly the vector's
 ``⌈count · width / 64⌉`` words (a weight stream, whose words must not be taken ahead), else it may read a word beyond
 the vector's last.
 """
@@ -43,8 +43,10 @@ class FieldReader(wiring.Component):
     o : Out(stream)
         ``{data: signed(max(widths) + 1), last}``: each field, sign- or zero-extended.
     busy : Out(1)
-    mem_addr, mem_en : Out; mem_data : In
-        The memory read port: ``mem_data`` is the word of the last cycle with ``mem_en``.
+    mem_addr, mem_en : Out; mem_data, mem_valid : In
+        The memory read port: the words of the cycles with ``mem_en`` come back in order on ``mem_data``, each in a
+        cycle with ``mem_valid``. ``mem_valid`` while no read of the reader's is on its way is another reader's and
+        is ignored.
     mem_ready : In(1)
         A read may be issued (1 when not driven).
     mem_stalled : Out(1)
@@ -67,7 +69,7 @@ class FieldReader(wiring.Component):
                 "addr": addr_bits, "count": count_bits, "width": range(len(widths)), "signed": 1}))),
             "o": Out(stream.Signature(data.StructLayout({"data": signed(max(widths) + 1), "last": 1}))),
             "busy": Out(1),
-            "mem_addr": Out(addr_bits), "mem_en": Out(1), "mem_data": In(WORD_BITS),
+            "mem_addr": Out(addr_bits), "mem_en": Out(1), "mem_data": In(WORD_BITS), "mem_valid": In(1),
         })
 
     def elaborate(self, platform):
@@ -75,7 +77,8 @@ class FieldReader(wiring.Component):
         top = max(self.widths)
         window = Signal(2 * WORD_BITS)
         words = Signal(range(3))           # words in the window
-        pending = Signal()                 # a word arrives on mem_data this cycle
+        flying = Signal(range(3))          # words read and not yet back
+        pending = Signal()                 # a word of ours arrives on mem_data this cycle
         ptr = Signal(range(WORD_BITS))     # bit offset of the next field in the window's first word
         left = Signal.like(self.start.payload.count)
         width_sel = Signal.like(self.start.payload.width)
@@ -102,12 +105,13 @@ class FieldReader(wiring.Component):
             self.o.valid.eq(running & ready_field),
             self.o.payload.data.eq(field),
             self.o.payload.last.eq(left == 1),
-            self.start.ready.eq(~running),
+            self.start.ready.eq(~running & (flying == 0)),
             self.busy.eq(running),
         ]
 
-        # a read is issued while the window (counting the word in flight) has room and fields (exactly: words) remain
-        want = running & ((words + pending) < 2)
+        # a read is issued while the window (counting the words on their way) has room and fields (exactly: words)
+        # remain
+        want = running & ((words + flying) < 2)
         if self.exact_reads:
             unread = Signal(self.start.payload.count.shape().width + 7)   # the vector's words not yet read
             want &= unread != 0
@@ -122,7 +126,8 @@ class FieldReader(wiring.Component):
                 m.d.sync += unread.eq(bits >> 6)
         m.d.comb += [self.mem_en.eq(want & self.mem_ready), self.mem_stalled.eq(want & ~self.mem_ready),
                      self.mem_addr.eq(addr)]
-        m.d.sync += pending.eq(self.mem_en)
+        m.d.comb += pending.eq(self.mem_valid & (flying != 0))
+        m.d.sync += flying.eq(flying + self.mem_en - pending)
         with m.If(self.mem_en):
             m.d.sync += addr.eq(addr + 1)
 
@@ -145,6 +150,5 @@ class FieldReader(wiring.Component):
         with m.If(self.start.valid & self.start.ready):
             payload = self.start.payload
             m.d.sync += [addr.eq(payload.addr), left.eq(payload.count), width_sel.eq(payload.width),
-                         is_signed.eq(payload.signed), running.eq(payload.count != 0), words.eq(0), ptr.eq(0),
-                         pending.eq(0)]
+                         is_signed.eq(payload.signed), running.eq(payload.count != 0), words.eq(0), ptr.eq(0)]
         return m

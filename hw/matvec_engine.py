@@ -2,24 +2,24 @@
 
 A command names a matrix in the weight image (docs/isa.md): its first word ``base``, ``row_groups`` and
 ``col_groups``. The engine reads word ``base + g·col_groups + j`` together with q-buffer word ``j`` (the
-activations of columns ``j·C … j·C + C − 1``) for every row group ``g`` and column group ``j``, feeds them to a
-:class:`~mmfree.hw.ternary_matvec.TernaryMatVec` as one beat (``last`` on ``j = col_groups − 1``; the activations
-wait in a register while the array decodes the weights), and the array offers each row group's accumulators on
-``o``. One beat per cycle while ``o`` is taken; when ``o`` stalls, both
-memories hold their outputs (``cs``/``r_en`` low), so no skid buffer is needed. A command is taken when the
-previous one has issued its last read.
+activations of columns ``j·C … j·C + C − 1``) for every row group ``g`` and column group ``j`` and queues them as
+one beat in a FIFO, from which a :class:`~mmfree.hw.ternary_matvec.TernaryMatVec` takes them (``last`` on
+``j = col_groups − 1``; the activations wait in a register while the array decodes the weights); the array offers
+each row group's accumulators on ``o``. Reads are issued against credits, one per free FIFO entry, so the decision
+to read depends on registers of the engine alone, never on the array's or its consumer's ``ready``: one beat per
+cycle while ``o`` is taken, with the weight memory's read latency (1, or 3 when ``registered``) hidden. A command is
+taken when the previous one has issued its last read.
 
 While no command runs, the load port writes the weight memory (words). The q buffer's load port (words of ``C``
 int8, low column first) writes at any time: with two banks (``q_banks``) a command reads the bank it names while the
-other is loaded. The read port reads the weight memory at any time too (``r_data`` is the word of the last cycle with
-``r_en``, one cycle later, and holds otherwise); while a command runs, a read takes the memory in a cycle where it
-holds no beat for the array (``r_ready``), and the command's next read waits a cycle. The sequencer and the link use
+other is loaded. The read port reads the weight memory at any time too, before the command's reads: the word comes
+on ``r_data`` with ``r_valid``, the weight memory's read latency after ``r_en``. The sequencer and the link use
 these ports.
 
 With a weight stream (``stream_depth`` > 0), words pushed on ``ws`` queue in a FIFO, and a command with ``stream``
 set takes its words from the FIFO in order instead of the weight memory (``base`` is then ignored); the read port
-takes them too while ``r_stream`` is set (``r_ready`` says whether a read may be issued). A word leaves the FIFO when
-it has been used: the FIFO's output holds it until then, so the stream costs no word register.
+takes them too while ``r_stream`` is set and no command runs (``r_ready`` says whether a read may be issued). A
+word leaves the FIFO when its beat or read is issued and travels with it.
 """
 
 from amaranth import *
@@ -56,6 +56,8 @@ class MatvecEngine(wiring.Component):
         q-buffer words of a bank (inputs of up to ``q_depth · cols`` elements).
     weight_depth : int
         Words of the weight memory (16 K on the UP5K: its SPRAM).
+    registered_weights : bool
+        The weight memory's request and word pass registers (:class:`~mmfree.hw.weight_memory.WeightMemory`).
     q_banks : {1, 2}
         q-buffer banks; with two, bank ``b`` word ``j`` is at q-buffer address ``b · 2^⌈log2 q_depth⌉ + j``.
     stream_depth : int
@@ -72,12 +74,13 @@ class MatvecEngine(wiring.Component):
         A command is running (reads not all issued, or beats not all taken by the array).
     w_addr, w_data, w_we : In
         Weight-memory load port (word address below ``weight_depth``, ``8·rows``-bit word); only while not ``busy``.
-    r_addr, r_en : In; r_data : Out
-        Weight-memory read port (ignored in a cycle that writes); read latency 1. A read is issued only while
-        ``r_ready``.
+    r_addr, r_en : In; r_data, r_valid : Out
+        Weight-memory read port (ignored in a cycle that writes): the word read in a cycle with ``r_en`` is on
+        ``r_data`` while ``r_valid``, the memory's read latency later; after that ``r_data`` holds until the
+        memory's next read (a command's included). A read is issued only while ``r_ready``.
     r_ready : Out(1)
-        A read may be issued: the memory holds no beat the array has not taken (for the weight stream: a word is
-        there).
+        A read may be issued (always, from the weight memory; from the weight stream: a word is there and no command
+        runs).
     q_addr, q_data, q_we : In
         q-buffer load port (``8·cols``-bit word of int8, column ``c`` at bits ``8c … 8c + 7``; the bank in the top
         address bit with two banks).
@@ -90,7 +93,7 @@ class MatvecEngine(wiring.Component):
     """
 
     def __init__(self, rows=8, fmt="base3", *, max_len=256, q_depth=256, q_banks=1, weight_depth=16384,
-                 stream_depth=0, impl=None):
+                 registered_weights=False, stream_depth=0, impl=None):
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 2 or rows % 2:
             raise ValueError(f"rows must be an even int ≥ 2 (a weight word is rows bytes), got {rows!r}")
         if fmt not in ("base3", "2bit"):
@@ -104,7 +107,10 @@ class MatvecEngine(wiring.Component):
         self.rows, self.fmt, self.cols = rows, fmt, TRITS_PER_BYTE[fmt]
         self.max_len, self.q_depth, self.stream_depth, self._impl = max_len, q_depth, stream_depth, impl
         self.q_banks = q_banks
-        self.weights = WeightMemory(rows // 2, depth=weight_depth, impl=impl)
+        self.weights = WeightMemory(rows // 2, depth=weight_depth, registered=registered_weights, impl=impl)
+        #: beats in flight or queued at most: enough to issue one per cycle (the read's latency, the FIFO's two
+        #: cycles to its output and the credit's return)
+        self.beat_depth = self.weights.read_latency + 3
         addr = range(weight_depth)
         #: words of a q-buffer bank as addressed
         self.q_bank_words = q_depth if q_banks == 1 else 1 << (q_depth - 1).bit_length()
@@ -117,7 +123,7 @@ class MatvecEngine(wiring.Component):
             "o": Out(stream.Signature(output_layout(rows, acc_width(max_len)))),
             "busy": Out(1),
             "w_addr": In(addr), "w_data": In(8 * rows), "w_we": In(1),
-            "r_addr": In(addr), "r_en": In(1), "r_data": Out(8 * rows), "r_ready": Out(1),
+            "r_addr": In(addr), "r_en": In(1), "r_data": Out(8 * rows), "r_valid": Out(1), "r_ready": Out(1),
             "q_addr": In(range(q_banks * self.q_bank_words)), "q_data": In(8 * self.cols), "q_we": In(1),
         })
 
@@ -127,82 +133,92 @@ class MatvecEngine(wiring.Component):
         m.submodules.weights = weights = self.weights
         m.submodules.q = q = BlockRam(width=8 * self.cols, depth=self.q_banks * self.q_bank_words, impl=self._impl)
         wiring.connect(m, wiring.flipped(self.o), array.o)
+        latency = weights.read_latency
+        word_bits, act_bits = 8 * self.rows, 8 * self.cols
 
         running = Signal()        # reads remain to be issued
-        beat = Signal()           # the memories' outputs hold a beat not yet taken by the array
-        beat_stream = Signal()    # … whose word is the weight stream's next
         streaming = Signal()      # the command takes the weight stream
         q_bank = Signal()
-        beat_last = Signal()
         addr = Signal.like(self.w_addr)
         col = Signal(16)
         cols_left = Signal(16)    # col_groups of the command
         groups_left = Signal(16)  # row groups still to start, the current one included
-
         acts = Signal(8 * self.cols)
         acts_valid = Signal()
-        take = beat & array.w.ready
-        free = ~beat | take        # the memory may read a new word: it holds none the array has not taken
-        r_stream = Signal()        # the read port reads the weight stream
-        # a read of the read port takes the weight memory this cycle (a write has it while no command runs)
-        r_memory = self.r_en & ~r_stream & free & ~(self.w_we & ~running)
+
+        # beats issued and not yet taken by the array: in the memories' pipeline or in the beat FIFO
+        m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=word_bits + act_bits + 1, depth=self.beat_depth)
+        credits = Signal(range(self.beat_depth + 1), init=self.beat_depth)
+        take = beats.r_rdy & array.w.ready
+
+        # the read port: a read takes the weight memory in any cycle (a write has it while no command runs)
+        r_stream = Signal()
+        r_memory = self.r_en & ~r_stream & ~(self.w_we & ~running)
         word_ok = Signal(init=1)   # the word of a beat issued now is there (the memory's always is)
-        issue = running & free & word_ok & ~r_memory
+        issue = running & (credits != 0) & word_ok & ~r_memory
         last_col = col == cols_left - 1
-        word = Signal(8 * self.rows)
-        m.d.comb += word.eq(weights.rdata)
+
+        # what an issued read carries through the weight memory's latency: a beat, or a read of the read port, and
+        # the weight stream's word where it comes from there
+        flight = data.StructLayout({"beat": 1, "read": 1, "last": 1, "stream": 1, "word": word_bits})
+        launch = Signal(flight)
+        arrive = self._delay(m, launch, latency, "flight")
+        m.d.comb += [launch.beat.eq(issue), launch.read.eq(r_memory), launch.last.eq(last_col)]
+        word = Mux(arrive.stream, arrive.word, weights.rdata)
         if self.stream_depth:
-            # the FIFO's output holds its first word until it is popped, once used: by the array taking its beat,
-            # or a cycle after a read of the read port. A word for a beat or a read issued now must be first in the
-            # FIFO in the next cycle: one word more if one is popped now.
-            m.submodules.stream = ws = fifo.SyncFIFOBuffered(width=8 * self.rows, depth=self.stream_depth)
-            r_pop, r_from_stream = Signal(), Signal()
-            popping = (take & beat_stream) | r_pop
-            there = Mux(popping, ws.level >= 2, ws.level >= 1)
+            # a streamed beat or read pops its word from the FIFO when it is issued; the word travels with it
+            m.submodules.stream = ws = fifo.SyncFIFOBuffered(width=word_bits, depth=self.stream_depth)
+            r_pop = self.r_en & self.r_stream & ws.r_rdy & ~running
             m.d.comb += [
                 ws.w_data.eq(self.ws.payload), ws.w_en.eq(self.ws.valid), self.ws.ready.eq(ws.w_rdy),
-                ws.r_en.eq(popping),
+                ws.r_en.eq(issue & streaming | r_pop),
                 r_stream.eq(self.r_stream),
-                word_ok.eq(~streaming | there),
-                self.stream_wait.eq(running & streaming & (~beat | take) & ~there),
-                self.r_ready.eq(Mux(self.r_stream, there, free)),
-                word.eq(Mux(beat_stream, ws.r_data, weights.rdata)),
+                word_ok.eq(~streaming | ws.r_rdy),
+                self.stream_wait.eq(running & streaming & (credits != 0) & ~ws.r_rdy),
+                self.r_ready.eq(Mux(self.r_stream, ws.r_rdy & ~running, 1)),
+                launch.read.eq(r_memory | r_pop),
+                launch.stream.eq(issue & streaming | r_pop),
+                launch.word.eq(ws.r_data),
             ]
-            m.d.sync += r_pop.eq(self.r_en & self.r_stream & there & ~running & ~beat)
-            with m.If(self.r_en):
-                m.d.sync += r_from_stream.eq(self.r_stream)
-            read_data = Mux(r_from_stream, ws.r_data, weights.rdata)
         else:
-            read_data = weights.rdata
-            m.d.comb += self.r_ready.eq(free)
+            m.d.comb += self.r_ready.eq(1)
+
+        # the q buffer is read a cycle before the weight word arrives (its latency is 1)
+        q_addr = Signal.like(q.r_addr)
+        m.d.comb += q_addr.eq(col if self.q_banks == 1 else Cat(col[:(self.q_bank_words - 1).bit_length()], q_bank))
+        q_addr_now = self._delay(m, q_addr, latency - 1, "q_addr")
+        q_read_now = self._delay(m, issue, latency - 1, "q_read")
 
         m.d.comb += [
-            self.busy.eq(running | beat | acts_valid),
+            self.busy.eq(running | (credits != self.beat_depth) | acts_valid),
             self.cmd.ready.eq(~running),
-            weights.cs.eq(issue & ~streaming | self.w_we | r_memory),
+            weights.cs.eq(issue & ~streaming | self.w_we & ~running | r_memory),
             weights.we.eq(~running & self.w_we),
-            weights.addr.eq(Mux(r_memory, self.r_addr, Mux(running, addr, Mux(self.w_we, self.w_addr, self.r_addr)))),
-            self.r_data.eq(read_data),
+            weights.addr.eq(Mux(r_memory, self.r_addr, Mux(running, addr, self.w_addr))),
             weights.wdata.eq(self.w_data),
-            q.r_en.eq(issue),
-            q.r_addr.eq(col if self.q_banks == 1 else Cat(col[:(self.q_bank_words - 1).bit_length()], q_bank)),
+            self.r_valid.eq(arrive.read),
+            self.r_data.eq(word),
+            q.r_en.eq(q_read_now),
+            q.r_addr.eq(q_addr_now),
             q.w_addr.eq(self.q_addr),
             q.w_data.eq(self.q_data),
             q.w_en.eq(self.q_we),
-            array.w.valid.eq(beat),
-            array.w.payload.as_value().eq(Cat(word, beat_last)),
+            beats.w_en.eq(arrive.beat),
+            beats.w_data.eq(Cat(word, q.r_data, arrive.last)),
+            beats.r_en.eq(take),
+            array.w.valid.eq(beats.r_rdy),
+            array.w.payload.as_value().eq(Cat(beats.r_data[:word_bits], beats.r_data[-1])),
         ]
+        m.d.sync += credits.eq(credits - issue + take)
         # the array joins activations with weights after its decoders' register stage: the activations of a beat
         # wait in a register of their own while its weights are decoded
         m.d.comb += [array.a.valid.eq(acts_valid), array.a.payload.as_value().eq(acts)]
         with m.If(array.a.valid & array.a.ready):
             m.d.sync += acts_valid.eq(0)
         with m.If(take):
-            m.d.sync += [acts.eq(q.r_data), acts_valid.eq(1)]
-        with m.If(take):
-            m.d.sync += beat.eq(0)
+            m.d.sync += [acts.eq(beats.r_data[word_bits:word_bits + act_bits]), acts_valid.eq(1)]
         with m.If(issue):
-            m.d.sync += [beat.eq(1), beat_stream.eq(streaming), beat_last.eq(last_col), addr.eq(addr + 1)]
+            m.d.sync += addr.eq(addr + 1)
             with m.If(last_col):
                 m.d.sync += [col.eq(0), groups_left.eq(groups_left - 1)]
                 with m.If(groups_left == 1):
@@ -216,3 +232,11 @@ class MatvecEngine(wiring.Component):
             if self.stream_depth:
                 m.d.sync += streaming.eq(self.cmd.payload.stream)
         return m
+
+    @staticmethod
+    def _delay(m, value, cycles, name):
+        """``value`` as it was ``cycles`` cycles ago: a chain of registers named ``name`` 1 … ``cycles``."""
+        for stage in range(cycles):
+            value, previous = Signal(value.shape(), name=f"{name}{stage + 1}"), value
+            m.d.sync += value.eq(previous)
+        return value

@@ -5,6 +5,12 @@ On the iCE40UP5K: four ``SB_SPRAM256KA`` (:class:`~mmfree.hw.primitives.SinglePo
 :mod:`mmfree.host.compiler`'s weight image (docs/isa.md). One port, read latency 1; while ``cs`` is low ``rdata``
 holds (the cells' behaviour), so a reader stalled by its consumer keeps its word without a buffer. Elsewhere (the
 ECP5) the banks are block-RAM memories of any depth.
+
+Registered (``registered=True``, for clocks the block RAM's read path does not reach): the request (address, chip
+select, write enable, write data) passes a register before the banks, and the word read passes one after them, so
+no path runs from a requester's logic into the blocks or from a block's output into its reader's logic. A read then
+takes 3 cycles (:attr:`WeightMemory.read_latency`) and a write lands a cycle later; ``rdata`` still holds between
+reads.
 """
 
 from amaranth import *
@@ -13,9 +19,14 @@ from amaranth.lib.wiring import In, Out
 
 from .primitives import SinglePortRam
 
-__all__ = ["WeightMemory"]
+__all__ = ["WeightMemory", "read_latency"]
 
 BANK_WIDTH = 16
+
+
+def read_latency(registered):
+    """Cycles from a read's access cycle to its word on ``rdata``: 3 with the request and word registered, else 1."""
+    return 3 if registered else 1
 
 
 class WeightMemory(wiring.Component):
@@ -27,6 +38,8 @@ class WeightMemory(wiring.Component):
         SPRAM cells side by side (4 on the UP5K: 64-bit words).
     depth : int
         Words (16 K on the UP5K, the SPRAM's).
+    registered : bool
+        Register the request and the word read (read latency 3, else 1).
     impl : {"model", "ice40", "ecp5"} or None
         Passed to :class:`~mmfree.hw.primitives.SinglePortRam`.
 
@@ -39,13 +52,16 @@ class WeightMemory(wiring.Component):
         Write ``wdata`` (all banks), else read.
     wdata : In(16·banks)
     rdata : Out(16·banks)
-        The word read in the previous access cycle; undefined after a write until the next read.
+        The word of the access cycle :attr:`read_latency` cycles earlier, held until the next read's; undefined
+        after a write until the next read.
     """
 
-    def __init__(self, banks=4, *, depth=SinglePortRam.DEPTH, impl=None):
+    def __init__(self, banks=4, *, depth=SinglePortRam.DEPTH, registered=False, impl=None):
         if not isinstance(banks, int) or isinstance(banks, bool) or banks < 1:
             raise ValueError(f"banks must be a positive int, got {banks!r}")
-        self.banks, self.depth, self._impl = banks, depth, impl
+        if not isinstance(registered, bool):
+            raise TypeError(f"registered must be a bool, got {registered!r}")
+        self.banks, self.depth, self.registered, self._impl = banks, depth, registered, impl
         self._cells = [SinglePortRam(depth, impl=impl) for _ in range(banks)]
         super().__init__({
             "addr": In(range(depth)),
@@ -55,16 +71,32 @@ class WeightMemory(wiring.Component):
             "rdata": Out(BANK_WIDTH * banks),
         })
 
+    @property
+    def read_latency(self):
+        """Cycles from an access cycle with ``cs & ~we`` to its word on ``rdata``."""
+        return read_latency(self.registered)
+
     def elaborate(self, platform):
         m = Module()
+        addr, cs, we, wdata = self.addr, self.cs, self.we, self.wdata
+        word = Signal.like(self.rdata)
+        if self.registered:
+            addr, cs, we, wdata = (Signal.like(port, name=f"{port.name}_q") for port in (addr, cs, we, wdata))
+            m.d.sync += [addr.eq(self.addr), cs.eq(self.cs), we.eq(self.we), wdata.eq(self.wdata)]
+            read = Signal()   # the banks' outputs hold the word of a read
+            m.d.sync += read.eq(cs & ~we)
+            with m.If(read):
+                m.d.sync += self.rdata.eq(word)
+        else:
+            m.d.comb += self.rdata.eq(word)
         for b, bank in enumerate(self._cells):
             m.submodules[f"bank{b}"] = bank
             m.d.comb += [
-                bank.addr.eq(self.addr),
-                bank.cs.eq(self.cs),
-                bank.we.eq(self.we),
+                bank.addr.eq(addr),
+                bank.cs.eq(cs),
+                bank.we.eq(we),
                 bank.wmask.eq(0b1111),
-                bank.wdata.eq(self.wdata[BANK_WIDTH * b:BANK_WIDTH * (b + 1)]),
-                self.rdata[BANK_WIDTH * b:BANK_WIDTH * (b + 1)].eq(bank.rdata),
+                bank.wdata.eq(wdata[BANK_WIDTH * b:BANK_WIDTH * (b + 1)]),
+                word[BANK_WIDTH * b:BANK_WIDTH * (b + 1)].eq(bank.rdata),
             ]
         return m

@@ -25,6 +25,7 @@ from mmfree.host.gumbel import GumbelSampler
 from mmfree.host.isa import INSTRUCTION_BITS, Opcode, Slot, encode
 from mmfree.host.machine import Machine
 from mmfree.hw.core import CoreCommand, CoreError, Memory
+from mmfree.hw.weight_memory import read_latency
 
 from . import params
 from .streams import Sink, Source, reset
@@ -43,17 +44,19 @@ async def write_port(dut, prefix, words):
     getattr(dut, f"{prefix}we").value = 0
 
 
-async def read_memory(dut, memory, count, signed=True):
-    """``count`` elements (signed) or words (unsigned) of a memory through the debug port."""
+async def read_memory(dut, memory, count, signed=True, latency=1):
+    """``count`` elements (signed) or words (unsigned) of a memory through the debug port, an address per cycle,
+    each element ``latency`` cycles after its address."""
     values = []
     dut.d_sel.value = memory.value
     dut.d_addr.value = 0
-    for address in range(count):
-        await RisingEdge(dut.clk)               # the element of `address` is read at this edge
-        dut.d_addr.value = address + 1
-        await ReadOnly()
-        value = dut.d_data.value
-        values.append(value.to_signed() if signed else value.to_unsigned())
+    for cycle in range(count + latency - 1):
+        await RisingEdge(dut.clk)               # the element of `cycle` is read at this edge
+        dut.d_addr.value = min(cycle + 1, count - 1)
+        if cycle >= latency - 1:
+            await ReadOnly()
+            value = dut.d_data.value
+            values.append(value.to_signed() if signed else value.to_unsigned())
     await RisingEdge(dut.clk)
     return values
 
@@ -102,7 +105,8 @@ async def program_runs_bit_exact(dut):
     inv_fields = 0 if inv is None else (inv.mant << 18) | ((inv.exp & 0xFFFF) << 34)
     await cmd.send([CoreCommand.SEED.value | (P.get("seed", 1) << 50)])
     await idle(dut)
-    expect("image read back", await read_memory(dut, Memory.IMAGE, len(image), signed=False), image)
+    expect("image read back", await read_memory(dut, Memory.IMAGE, len(image), signed=False,
+                                                latency=read_latency(program.core.registered_weights)), image)
     expect("program read back", await read_memory(dut, Memory.PROGRAM, len(code), signed=False), code)
     await cmd.send([CoreCommand.CLEAR.value])
     await idle(dut)

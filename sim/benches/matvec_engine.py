@@ -9,16 +9,16 @@ and +127, a single row and column, zeros. Memories start random.
 
 The weight image is written while a read is wanted on the read port (the write wins). While the operations run,
 the read port reads random words of the weight memory, honouring ``r_ready``, and every
-word read back is checked against the image (the core's field reads beside a matvec). With two q-buffer banks
+word that comes back (``r_valid``) is checked against the image, in order (the core's field reads beside a matvec). With two q-buffer banks
 (``q_banks``) each operation's activations are loaded into the bank the previous operation does not use while it
 runs.
 
 With a weight stream (``stream_depth`` > 0) every other operation takes its matrix from the stream, its words
 pushed with random gaps while the engine runs, and the read port reads pushed words back in order, honouring
-``r_ready``.
+``r_ready``. With ``registered_weights`` the weight memory's read latency is 3.
 
 Parameters (:func:`mmfree.sim.benches.params`): ``rows``, ``fmt``, ``max_len``, ``q_depth``, ``q_banks`` (default
-1), ``stream_depth`` as built; ``random_ops`` (default 40).
+1), ``stream_depth``, ``registered_weights`` (default false) as built; ``random_ops`` (default 40).
 """
 
 import random
@@ -104,7 +104,7 @@ async def load_q(dut, q, bank=0):
 async def read_beside(dut, image, rng, checked):
     """Read random weight-memory words through the read port, honouring ``r_ready``, and check each against
     ``image`` (engine words); count them in ``checked[0]``. Runs until cancelled."""
-    issued = None
+    issued = []
     while True:
         await RisingEdge(dut.clk)
         want = rng.random() < 0.3
@@ -112,10 +112,12 @@ async def read_beside(dut, image, rng, checked):
         dut.r_en.value = int(want)
         dut.r_addr.value = address
         await ReadOnly()
-        if issued is not None:
-            assert int(dut.r_data.value) == image[issued], f"read of word {issued} beside a command"
+        if dut.r_valid.value:
+            expected = issued.pop(0)
+            assert int(dut.r_data.value) == image[expected], f"read of word {expected} beside a command"
             checked[0] += 1
-        issued = address if want and dut.r_ready.value else None
+        if want and dut.r_ready.value:
+            issued.append(address)
 
 
 async def start(dut):
@@ -139,6 +141,9 @@ async def matrices_from_the_weight_image(dut):
     words_all = beats(np.concatenate(image))
     dut.r_en.value, dut.r_addr.value = 1, int(rng.integers(0, 16384))   # a read wanted all along: the writes win
     await load_weights(dut, np.concatenate(image))
+    dut.r_en.value = 0
+    for _ in range(4):   # the read issued after the writes comes back
+        await RisingEdge(dut.clk)
     cmd, out = Source(dut, "cmd", dut.clk, p_gap=0.3), Sink(dut, "o", dut.clk, p_stall=0.3)
     ws = Source(dut, "ws", dut.clk, p_gap=0.4) if STREAM else None
     acc_offset = LAYOUT["acc"].offset
@@ -196,7 +201,9 @@ async def one_beat_per_cycle(dut):
     await sent
     got = [signed_field(raw, LAYOUT["acc"].offset + r * WIDTH, WIDTH) for raw in received for r in range(ROWS)]
     assert got == (trits.astype(np.int64) @ q).tolist()
-    latency = 6  # command register, memory read, decode register, join stage, accumulate, output
+    # command register, memory read, the beat FIFO (2), decode register, join stage, accumulate, output; a
+    # registered weight memory adds its 2 registers
+    latency = 8 + 2 * P.get("registered_weights", False)
     assert out.cycles <= groups * (col_groups + 1) + latency, f"{out.cycles} cycles"
 
 
@@ -207,16 +214,16 @@ async def the_read_port_reads_the_weight_stream(dut):
     await start(dut)
     words = [int(w) for w in rng.integers(0, 1 << 62, 3 * STREAM + 7)]
     pushed = cocotb.start_soon(Source(dut, "ws", dut.clk, p_gap=0.5).send(words))
-    got, issued = [], False
+    got, issued = [], 0
     dut.r_stream.value = 1
     for _ in range(40 * len(words)):
         await RisingEdge(dut.clk)
-        want = rng.random() < 0.7 and len(got) + issued < len(words)
+        want = rng.random() < 0.7 and issued < len(words)
         dut.r_en.value = int(want)
         await ReadOnly()
-        if issued:
+        if dut.r_valid.value:
             got.append(int(dut.r_data.value))
-        issued = want and bool(dut.r_ready.value)
+        issued += want and bool(dut.r_ready.value)
         if len(got) == len(words):
             break
     await RisingEdge(dut.clk)
