@@ -26,8 +26,8 @@ def add_arguments(parser):
                         help="the virtual board to measure on (default icebreaker)")
     parser.add_argument("--tokens", type=int, default=16, help="tokens generated and timed (default 16)")
     parser.add_argument("--report", metavar="PATH",
-                        help="a build report for the clock and Fmax (default: build/<board>/build-report.json, else "
-                             "the shipped bitstream's manifest)")
+                        help="a build report or a bitstream's manifest, for the clock and Fmax (default: "
+                             "build/<board>/build-report.json, else the shipped bitstream's manifest)")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON to PATH")
     parser.add_argument("--png", metavar="PATH", help="also draw the roofline as a PNG at PATH")
 
@@ -114,19 +114,21 @@ def _build(board_name, board, report_path):
     from .build import BITSTREAMS
 
     path = Path(report_path) if report_path else Path("build") / board_name / "build-report.json"
-    if path.is_file():
-        report = json.loads(path.read_text())
-        clock_hz, fmax = report.get("clock_mhz", board.clk_hz / 1e6) * 1e6, report["fmax"]
-    elif report_path:
-        raise FileNotFoundError(f"no build report at {path}")
-    elif (BITSTREAMS / board_name / "manifest.json").is_file():
+    if not path.is_file():
+        if report_path:
+            raise FileNotFoundError(f"no build report at {path}")
+        if not (BITSTREAMS / board_name / "manifest.json").is_file():
+            return {"report": None, "note": f"no build report at {path}: run mmfree build --board {board_name}"}
         path = BITSTREAMS / board_name / "manifest.json"
-        report = json.loads(path.read_text())
+    report = json.loads(path.read_text())
+    if "rtlil_sha256" in report:   # a bitstream's manifest
         if report["core"] != dataclasses.asdict(board.core):
             raise ValueError(f"{path} is a build of the core {report['core']}, not the virtual board's {board.core}")
         clock_hz, fmax = report["clk_hz"], report["fmax_mhz"]
+    elif "fmax" in report:     # a build report
+        clock_hz, fmax = report.get("clock_mhz", board.clk_hz / 1e6) * 1e6, report["fmax"]
     else:
-        return {"report": None, "note": f"no build report at {path}: run mmfree build --board {board_name}"}
+        raise ValueError(f"{path} is neither a build report (build-report.json) nor a bitstream's manifest")
     if report.get("board") not in (None, board_name):
         raise ValueError(f"{path} is a build of {report.get('board')}, not of {board_name}")
     return {"report": str(path), "clock_hz": clock_hz, "fmax_mhz": fmax, "margin": report["margin"],

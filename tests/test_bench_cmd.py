@@ -73,3 +73,9 @@ def test_the_clock_comes_from_the_build(tmp_path, monkeypatch):
     shipped = _build("ulx3s-85f", board, None)
     assert shipped["clock_hz"] == manifest["clk_hz"] and shipped["fmax_mhz"] == manifest["fmax_mhz"]
     assert shipped["meets_margin"]
+    given = _build("ulx3s-85f", board, BITSTREAMS / "ulx3s-85f" / "manifest.json")   # a manifest named
+    assert given["clock_hz"] == manifest["clk_hz"] and given["fmax_mhz"] == manifest["fmax_mhz"]
+    neither = tmp_path / "neither.json"
+    neither.write_text(json.dumps({"board": "ulx3s-85f"}))
+    with pytest.raises(ValueError, match="neither a build report"):
+        _build("ulx3s-85f", board, neither)
