@@ -5,9 +5,10 @@ a fixed width, low bits first, from a word boundary (:func:`mmfree.host.compiler
 two words. The reader streams such a vector: given its first word, a field width (one of ``widths``, chosen per
 vector) and whether the fields are signed, it reads words through a memory read port of any latency (the word comes
 back with ``mem_valid``, as from :class:`~mmfree.hw.matvec_engine.MatvecEngine`'s) into a two-word window, with at
-most two words in the window or on their way, and offers a field per cycle while the window holds one. A read is issued only while ``mem_ready``; with ``exact_reads`` the reader reads exactly the vector's
-``⌈count · width / 64⌉`` words (a weight stream, whose words must not be taken ahead), else it may read a word beyond
-the vector's last.
+most two words in the window or on their way, and offers a field per cycle while the window holds one. A read is
+issued only while ``mem_ready``; with ``exact_reads`` the reader reads exactly the vector's ``⌈count · width / 64⌉``
+words (a weight stream, whose words must not be taken ahead), else it may read a word beyond the vector's last. A
+vector starts once every word read for the one before has come back.
 """
 
 from amaranth import *

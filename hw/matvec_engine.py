@@ -7,8 +7,8 @@ one beat in a FIFO, from which a :class:`~mmfree.hw.ternary_matvec.TernaryMatVec
 ``j = col_groups − 1``; the activations wait in a register while the array decodes the weights); the array offers
 each row group's accumulators on ``o``. Reads are issued against credits, one per free FIFO entry, so the decision
 to read depends on registers of the engine alone, never on the array's or its consumer's ``ready``: one beat per
-cycle while ``o`` is taken, with the weight memory's read latency (1, or 3 when ``registered``) hidden. A command is
-taken when the previous one has issued its last read.
+cycle while ``o`` is taken, with the weight memory's read latency (1, or 3 with ``registered_weights``) hidden. A
+command is taken when the previous one has issued its last read.
 
 While no command runs, the load port writes the weight memory (words). The q buffer's load port (words of ``C``
 int8, low column first) writes at any time: with two banks (``q_banks``) a command reads the bank it names while the
