@@ -47,10 +47,9 @@ from ..host.commands import (HASH_BYTES, MAX_READ, RESET_STATE, SCALAR_BITS, STR
 from ..host.isa import FIELDS, Epilogue, Opcode, Slot, field_offset
 from ..host.protocol import REPLY_BIT
 from .checks import check_int
-from .core import WORD_BITS, CoreCommand, CoreError, Memory, command_layout
+from .core import WORD_BITS, CoreCommand, CoreError, Memory, command_layout, debug_latency
 from .link import request_layout, response_layout
 from .primitives import BlockRam
-from .weight_memory import read_latency
 
 __all__ = ["CommandProcessor", "core_result_layout", "crc32_bit"]
 
@@ -139,8 +138,7 @@ class CommandProcessor(wiring.Component):
     w_addr, w_data, w_we, p_addr, p_data, p_we : Out
         The core's load ports (64-bit words).
     d_sel, d_addr : Out; d_data : In(signed(64))
-        The core's debug read port (data one cycle after the address; the weight image's, the weight memory's read
-        latency after it).
+        The core's debug read port (the element :func:`~mmfree.hw.core.debug_latency` cycles after the address).
     logit_mant : In(16); logit_exp : In(signed(16))
         The head's output scale after the last RUN.
     v_mant, g_mant : In(16); v_exp, g_exp : In(signed(16))
@@ -255,7 +253,7 @@ class CommandProcessor(wiring.Component):
 
         # the working registers of the loops
         ctr = Signal(16)
-        image_latency = read_latency(self.params.registered_weights)
+        dwait = Signal(2)               # cycles the debug port's element has been on its way
         addr = Signal(16)
         # the loops' end conditions, registered (the counters hold still for a cycle first); `digested`: `addr == n32`
         # a cycle ahead (DIGEST_BITS sets it for the next word; elsewhere it is set for the first)
@@ -443,6 +441,15 @@ class CommandProcessor(wiring.Component):
                 m.next = state
             return done
 
+        def await_debug(memory, state):
+            """Wait in this state until the element of the address it started with is on ``d_data``, then go to
+            ``state`` (the first cycle of a waiting state is the first with the address on ``d_addr``)."""
+            with m.If(dwait == debug_latency(self.params, memory) - 1):
+                m.d.sync += dwait.eq(0)
+                m.next = state
+            with m.Else():
+                m.d.sync += dwait.eq(dwait + 1)
+
         # the counter loop: counters `first` … `last` of `counters`, then state `resume` (an index of `resumes`)
         resumes = ["IDLE", "DISPATCH", "G_RUN", "CLEAR", "TOKEN"]
         csel, cstop = Signal(range(len(counters))), Signal(range(len(counters)))
@@ -572,8 +579,7 @@ class CommandProcessor(wiring.Component):
                             with m.Elif(~in_region):
                                 out_of_region()
                             with m.Else():
-                                m.d.sync += [addr.eq(0), dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE)),
-                                             ctr.eq(0)]
+                                m.d.sync += [addr.eq(0), dsel.eq(Mux(b0[0], Memory.PROGRAM, Memory.IMAGE))]
                                 m.next = "DIGEST_WORD"
                         with m.Case(Command.RESET):
                             with m.If(pending):
@@ -677,22 +683,20 @@ class CommandProcessor(wiring.Component):
                                     m.next = state
 
             # -- DIGEST: CRC-32 of the region's words through the debug port -------------------------------------
-            with m.State("DIGEST_WORD"):    # the debug port reads word `addr` (for the image's read latency)
+            with m.State("DIGEST_WORD"):    # the debug port reads word `addr`
                 with m.If(digested):
-                    m.next = "DIGEST_SEND"
-                with m.Elif(ctr == image_latency - 1):
                     m.d.sync += ctr.eq(0)
-                    m.next = "DIGEST_HOLD"
+                    m.next = "DIGEST_SEND"
                 with m.Else():
-                    m.d.sync += ctr.eq(ctr + 1)
+                    await_debug(Memory.IMAGE, "DIGEST_HOLD")
             with m.State("DIGEST_HOLD"):    # the word into a register
-                m.d.sync += w0.eq(self.d_data)
+                m.d.sync += [w0.eq(self.d_data), ctr.eq(0)]
                 m.next = "DIGEST_BITS"
             with m.State("DIGEST_BITS"):    # the word's bits, least significant first, a bit per cycle
                 m.d.sync += [crc.eq(crc32_bit(crc, w0[0])), w0.eq(w0 >> 1), ctr.eq(ctr + 1),
                              digested.eq((addr + 1)[:len(addr)] == n32)]
                 with m.If(ctr == WORD_BITS - 1):
-                    m.d.sync += [addr.eq(addr + 1), ctr.eq(0)]
+                    m.d.sync += addr.eq(addr + 1)
                     m.next = "DIGEST_WORD"
             with m.State("DIGEST_SEND"):    # the type, then the checksum (the complement), most significant first
                 m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(j == 4),
@@ -726,12 +730,12 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += [vocab.eq(0), layers.eq(0), has_forget.eq(0), logits_len.eq(0), glu_len.eq(0)]
                 m.next = "SCAN_W1_WAIT"
             with m.State("SCAN_W1_WAIT"):
-                m.next = "SCAN_W1"
+                await_debug(Memory.PROGRAM, "SCAN_W1")
             with m.State("SCAN_W1"):
                 m.d.sync += [w1.eq(self.d_data[:_W1_BITS]), addr.eq(Cat(C(0, 2), ctr))]
                 m.next = "SCAN_W0_WAIT"
             with m.State("SCAN_W0_WAIT"):
-                m.next = "SCAN_W0_HOLD"
+                await_debug(Memory.PROGRAM, "SCAN_W0_HOLD")
             with m.State("SCAN_W0_HOLD"):   # word 0 into a register: no memory read in front of the decode below
                 m.d.sync += w0.eq(self.d_data)
                 m.next = "SCAN_W0"
@@ -918,7 +922,7 @@ class CommandProcessor(wiring.Component):
                         m.d.sync += j.eq(0)
                         next_value()
             with m.State("READ_WAIT"):      # the debug port reads element `addr`
-                m.next = "READ_HOLD"
+                await_debug(Memory.STATE, "READ_HOLD")
 
             emit("ERROR", [(Reply.ERROR, 1), (cmd, 1), (self.error, 1), (None, 8)], goto("IDLE"))
             out_terms += [("SEND", C(1), ram.r_data), ("DIGEST_SEND", j == 0, C(Reply.DIGEST, 8)),

@@ -62,15 +62,22 @@ from .reduction import ReductionUnit
 from .scalar_unit import ScalarOp, ScalarUnit
 from .ternary_matvec import acc_width
 from .vector_unit import VectorOp, VectorUnit
+from .weight_memory import read_latency
 
 __all__ = ["CoreCommand", "CoreError", "DRAIN_DEPTH", "Memory", "SCALE_CHAIN", "STREAM_DEPTH", "command_layout",
-           "Core"]
+           "Core", "debug_latency"]
 
 WORD_BITS = 64
 #: words of the weight stream's FIFO (a core with a weight stream)
 STREAM_DEPTH = 64
 #: accumulators the drain holds while the scale chain finishes (16 row groups)
 DRAIN_DEPTH = 128
+
+
+def debug_latency(params, memory):
+    """Cycles from an address on the debug port to its element on ``d_data``: the memory's read latency (the weight
+    image's: the weight memory's) and the port's output register."""
+    return (read_latency(params.registered_weights) if memory == Memory.IMAGE else 1) + 1
 
 
 class CoreCommand(enum.Enum, shape=2):
@@ -193,8 +200,9 @@ class Core(wiring.Component):
     p_addr, p_data, p_we : In
         Program load port: 64-bit word ``4·n + k`` is bits ``64k …`` of instruction ``n``; while idle.
     d_sel, d_addr : In; d_data : Out
-        Debug read port (:class:`Memory`, element or word index; ``d_data`` one cycle later, the weight image's
-        the weight memory's read latency later), while idle.
+        Debug read port (:class:`Memory`, element or word index), while idle: ``d_data`` holds the element
+        :func:`debug_latency` cycles after the address (2; the weight image's 2 or 4, by the weight memory's read
+        latency) while the address holds.
     logit_mant, logit_exp : Out
         The head's output scale after the last RUN.
     v_mant, v_exp, g_mant, g_exp : Out
@@ -973,17 +981,17 @@ class Core(wiring.Component):
             m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += self.busy.eq(~self.cmd.ready)
 
-        # the debug port: the memory read in the last idle cycle, sign-extended
+        # the debug port: the memory read in an idle cycle, sign-extended, into the port's register
         d_sel = Signal(Memory)
         m.d.sync += d_sel.eq(self.d_sel)
         with m.Switch(d_sel):
             for name, mem in mems.items():
                 with m.Case(name):
-                    m.d.comb += self.d_data.eq(mem.r_data.as_signed())
+                    m.d.sync += self.d_data.eq(mem.r_data.as_signed())
             with m.Case(Memory.IMAGE):
-                m.d.comb += self.d_data.eq(engine.r_data)
+                m.d.sync += self.d_data.eq(engine.r_data)
             with m.Case(Memory.PROGRAM):
-                m.d.comb += self.d_data.eq(program.r_data)
+                m.d.sync += self.d_data.eq(program.r_data)
         return m
 
     @staticmethod

@@ -24,14 +24,15 @@ from mmfree.host.compiler import Program
 from mmfree.host.gumbel import GumbelSampler
 from mmfree.host.isa import INSTRUCTION_BITS, Opcode, Slot, encode
 from mmfree.host.machine import Machine
-from mmfree.hw.core import CoreCommand, CoreError, Memory
-from mmfree.hw.weight_memory import read_latency
+from mmfree.hw.core import CoreCommand, CoreError, Memory, debug_latency
 
 from . import params
 from .streams import Sink, Source, reset
 
 P = params()
 WORD_MASK = (1 << 64) - 1
+#: the parameters of the core under test: the program's
+CORE = Program.load(P["program"]).core
 
 
 async def write_port(dut, prefix, words):
@@ -44,9 +45,10 @@ async def write_port(dut, prefix, words):
     getattr(dut, f"{prefix}we").value = 0
 
 
-async def read_memory(dut, memory, count, signed=True, latency=1):
+async def read_memory(dut, memory, count, signed=True):
     """``count`` elements (signed) or words (unsigned) of a memory through the debug port, an address per cycle,
-    each element ``latency`` cycles after its address."""
+    each element :func:`~mmfree.hw.core.debug_latency` cycles after its address."""
+    latency = debug_latency(CORE, memory)
     values = []
     dut.d_sel.value = memory.value
     dut.d_addr.value = 0
@@ -105,8 +107,7 @@ async def program_runs_bit_exact(dut):
     inv_fields = 0 if inv is None else (inv.mant << 18) | ((inv.exp & 0xFFFF) << 34)
     await cmd.send([CoreCommand.SEED.value | (P.get("seed", 1) << 50)])
     await idle(dut)
-    expect("image read back", await read_memory(dut, Memory.IMAGE, len(image), signed=False,
-                                                latency=read_latency(program.core.registered_weights)), image)
+    expect("image read back", await read_memory(dut, Memory.IMAGE, len(image), signed=False), image)
     expect("program read back", await read_memory(dut, Memory.PROGRAM, len(code), signed=False), code)
     await cmd.send([CoreCommand.CLEAR.value])
     await idle(dut)
