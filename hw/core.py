@@ -271,6 +271,12 @@ class Core(wiring.Component):
         m.submodules.scalar = scalar_unit = ScalarUnit(bits=f.scalar_bits, exp_bits=16,
                                                        int_width=max(self.reduce_width, red.sum_bits),
                                                        recip_bits=f.recip_bits, impl=impl)
+        # the sequencer's command for the scalar unit (offered until its result comes) reaches the unit through
+        # registers, so the choice among the scale chain, QUANT and the sampler does not run into the unit's logic;
+        # the copy stops with the result, which the sequencer takes in the same cycle
+        offer = stream.Signature(scalar_unit.i.payload.shape()).create(path=("scalar_offer",))
+        m.d.sync += [scalar_unit.i.valid.eq(offer.valid & ~scalar_unit.o.valid),
+                     scalar_unit.i.payload.eq(offer.payload)]
         m.submodules.fields = fields = FieldReader((16, f.embed_bits), addr_bits=len(self.w_addr),
                                                    exact_reads=p.weight_stream)
         m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
@@ -552,12 +558,12 @@ class Core(wiring.Component):
             integers = {"sum_a": c_sum_a, "sum_u": c_sum_u, "max_p": c_max_p}
             powers = {"k_v": c_k_v, "two_ka": Mux(bk_first_other, c_k_f, c_k_v) << 1,
                       "two_ku": (c_k_v + bk.pre_shift + bk.pre_exp) << 1}
-            self._scale_chain(m, scalar_unit, chain, regs, operands, integers, powers, bk.has_pre)
+            self._scale_chain(m, offer, scalar_unit.o, chain, regs, operands, integers, powers, bk.has_pre)
             with m.If(chain == len(SCALE_CHAIN)):
                 m.d.sync += chain_busy.eq(0)
         with m.Elif(quant_busy):  # the quantizer's shift and reciprocal from max|p| (of the sequencer's BITLINEAR)
-            m.d.comb += [scalar_unit.i.valid.eq(1), scalar_unit.i.payload.op.eq(ScalarOp.QUANT),
-                         scalar_unit.i.payload.integer.eq(max_p), scalar_unit.o.ready.eq(1)]
+            m.d.comb += [offer.valid.eq(1), offer.payload.op.eq(ScalarOp.QUANT),
+                         offer.payload.integer.eq(max_p), scalar_unit.o.ready.eq(1)]
             with m.If(scalar_unit.o.valid):
                 m.d.sync += [quant_cmd_shift.eq(scalar_unit.o.payload.value.exp),
                              quant_cmd_recip.eq(scalar_unit.o.payload.recip), quant_busy.eq(0)]
@@ -856,8 +862,8 @@ class Core(wiring.Component):
 
             # -- sampling: argmax of sat(round(acc · k)) + G[lfsr], k = scale · (1/T) (host.gumbel) -------------
             with m.State("SAMPLE_K"):
-                m.d.comb += [scalar_unit.i.valid.eq(1), scalar_unit.i.payload.op.eq(ScalarOp.MUL),
-                             scalar_unit.i.payload.a.eq(regs["s"]), scalar_unit.i.payload.b.eq(inv_t),
+                m.d.comb += [offer.valid.eq(1), offer.payload.op.eq(ScalarOp.MUL),
+                             offer.payload.a.eq(regs["s"]), offer.payload.b.eq(inv_t),
                              scalar_unit.o.ready.eq(1)]
                 with m.If(scalar_unit.o.valid):
                     k = scalar_unit.o.payload.value
@@ -995,13 +1001,13 @@ class Core(wiring.Component):
         return m
 
     @staticmethod
-    def _scale_chain(m, scalar, chain, regs, operands, integers, powers, two_norms):
+    def _scale_chain(m, offer, result, chain, regs, operands, integers, powers, two_norms):
         """Step ``chain`` of :data:`SCALE_CHAIN`: offer its command, store its result, go on."""
         with m.Switch(chain):
             for index, (op, a, b, integer, power, dest) in enumerate(SCALE_CHAIN):
                 with m.Case(index):
-                    command = scalar.i.payload
-                    m.d.comb += [scalar.i.valid.eq(1), command.op.eq(op), scalar.o.ready.eq(1)]
+                    command = offer.payload
+                    m.d.comb += [offer.valid.eq(1), command.op.eq(op), result.ready.eq(1)]
                     if a is not None:
                         m.d.comb += command.a.eq(operands[a])
                     if b is not None:
@@ -1010,8 +1016,8 @@ class Core(wiring.Component):
                         m.d.comb += command.integer.eq(integers[integer])
                     if power is not None:
                         m.d.comb += command.power.eq(powers[power])
-                    with m.If(scalar.o.valid):
-                        m.d.sync += regs[dest].eq(scalar.o.payload.value)
+                    with m.If(result.valid):
+                        m.d.sync += regs[dest].eq(result.payload.value)
                         following = index + 1
                         if following == _TWO_NORMS:
                             following = Mux(two_norms, _TWO_NORMS, _RSQRT)
