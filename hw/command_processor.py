@@ -699,8 +699,7 @@ class CommandProcessor(wiring.Component):
                     m.d.sync += addr.eq(addr + 1)
                     m.next = "DIGEST_WORD"
             with m.State("DIGEST_SEND"):    # the type, then the checksum (the complement), most significant first
-                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(j == 4),
-                             ]
+                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(j == 4)]
                 with m.If(resp.ready):
                     m.d.sync += j.eq(j + 1)
                     with m.If(j != 0):
@@ -914,8 +913,7 @@ class CommandProcessor(wiring.Component):
                 m.next = "READ_VALUE"
             with m.State("READ_VALUE"):     # the element's bytes, most significant first, shifted out of `sh`
                 final = j == 7
-                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final & last_value),
-                             ]
+                m.d.comb += [resp.valid.eq(1), resp.payload.last.eq(final & last_value)]
                 with m.If(resp.ready):
                     m.d.sync += [j.eq(j + 1), sh.eq(sh_next)]
                     with m.If(final):

@@ -147,7 +147,9 @@ class MatvecEngine(wiring.Component):
         acts_valid = Signal()
 
         # beats issued and not yet taken by the array: in the memories' pipeline or in the beat FIFO
-        m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=word_bits + act_bits + 1, depth=self.beat_depth)
+        beat = data.StructLayout({"word": word_bits, "acts": act_bits, "last": 1})
+        m.submodules.beats = beats = fifo.SyncFIFOBuffered(width=beat.size, depth=self.beat_depth)
+        head = data.View(beat, beats.r_data)
         credits = Signal(range(self.beat_depth + 1), init=self.beat_depth)
         take = beats.r_rdy & array.w.ready
 
@@ -207,7 +209,7 @@ class MatvecEngine(wiring.Component):
             beats.w_data.eq(Cat(word, q.r_data, arrive.last)),
             beats.r_en.eq(take),
             array.w.valid.eq(beats.r_rdy),
-            array.w.payload.as_value().eq(Cat(beats.r_data[:word_bits], beats.r_data[-1])),
+            array.w.payload.as_value().eq(Cat(head.word, head.last)),
         ]
         m.d.sync += credits.eq(credits - issue + take)
         # the array joins activations with weights after its decoders' register stage: the activations of a beat
@@ -216,7 +218,7 @@ class MatvecEngine(wiring.Component):
         with m.If(array.a.valid & array.a.ready):
             m.d.sync += acts_valid.eq(0)
         with m.If(take):
-            m.d.sync += [acts.eq(beats.r_data[word_bits:word_bits + act_bits]), acts_valid.eq(1)]
+            m.d.sync += [acts.eq(head.acts), acts_valid.eq(1)]
         with m.If(issue):
             m.d.sync += addr.eq(addr + 1)
             with m.If(last_col):

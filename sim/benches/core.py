@@ -31,8 +31,8 @@ from .streams import Sink, Source, reset
 
 P = params()
 WORD_MASK = (1 << 64) - 1
-#: the parameters of the core under test: the program's
-CORE = Program.load(P["program"]).core
+#: the program under test (and the parameters of the core it was compiled for)
+PROGRAM = Program.load(P["program"])
 
 
 async def write_port(dut, prefix, words):
@@ -48,7 +48,7 @@ async def write_port(dut, prefix, words):
 async def read_memory(dut, memory, count, signed=True):
     """``count`` elements (signed) or words (unsigned) of a memory through the debug port, an address per cycle,
     each element :func:`~mmfree.hw.core.debug_latency` cycles after its address."""
-    latency = debug_latency(CORE, memory)
+    latency = debug_latency(PROGRAM.core, memory)
     values = []
     dut.d_sel.value = memory.value
     dut.d_addr.value = 0
@@ -86,7 +86,7 @@ def expect(name, got, want):
 
 @cocotb.test()
 async def program_runs_bit_exact(dut):
-    program = Program.load(P["program"])
+    program = PROGRAM
     stop = P.get("stop")
     machine = Machine(program, trace=stop is not None)
     if stop is not None:

@@ -8,10 +8,10 @@ the padded q columns random). Adversarial operations: all −1 and all +1 matric
 and +127, a single row and column, zeros. Memories start random.
 
 The weight image is written while a read is wanted on the read port (the write wins). While the operations run,
-the read port reads random words of the weight memory, honouring ``r_ready``, and every
-word that comes back (``r_valid``) is checked against the image, in order (the core's field reads beside a matvec). With two q-buffer banks
-(``q_banks``) each operation's activations are loaded into the bank the previous operation does not use while it
-runs.
+the read port reads random words of the weight memory, honouring ``r_ready``, and every word that comes back
+(``r_valid``) is checked against the image, in order (the core's field reads beside a matvec). With two q-buffer
+banks (``q_banks``) each operation's activations are loaded into the bank the previous operation does not use while
+it runs.
 
 With a weight stream (``stream_depth`` > 0) every other operation takes its matrix from the stream, its words
 pushed with random gaps while the engine runs, and the read port reads pushed words back in order, honouring
@@ -32,6 +32,7 @@ from mmfree.host.machine import matrix_from_words
 from mmfree.host.models import resolve_model
 from mmfree.host.packing import TRITS_PER_BYTE
 from mmfree.hw.ternary_matvec import acc_width, output_layout
+from mmfree.hw.weight_memory import read_latency
 
 from . import params
 from .streams import Sink, Source, reset
@@ -142,7 +143,7 @@ async def matrices_from_the_weight_image(dut):
     dut.r_en.value, dut.r_addr.value = 1, int(rng.integers(0, 16384))   # a read wanted all along: the writes win
     await load_weights(dut, np.concatenate(image))
     dut.r_en.value = 0
-    for _ in range(4):   # the read issued after the writes comes back
+    for _ in range(read_latency(P.get("registered_weights", False))):   # the read issued after the writes comes back
         await RisingEdge(dut.clk)
     cmd, out = Source(dut, "cmd", dut.clk, p_gap=0.3), Sink(dut, "o", dut.clk, p_stall=0.3)
     ws = Source(dut, "ws", dut.clk, p_gap=0.4) if STREAM else None
@@ -201,9 +202,8 @@ async def one_beat_per_cycle(dut):
     await sent
     got = [signed_field(raw, LAYOUT["acc"].offset + r * WIDTH, WIDTH) for raw in received for r in range(ROWS)]
     assert got == (trits.astype(np.int64) @ q).tolist()
-    # command register, memory read, the beat FIFO (2), decode register, join stage, accumulate, output; a
-    # registered weight memory adds its 2 registers
-    latency = 8 + 2 * P.get("registered_weights", False)
+    # command register, memory read (its latency), the beat FIFO (2), decode register, join stage, accumulate, output
+    latency = 7 + read_latency(P.get("registered_weights", False))
     assert out.cycles <= groups * (col_groups + 1) + latency, f"{out.cycles} cycles"
 
 
