@@ -114,7 +114,7 @@ class MatvecEngine(wiring.Component):
         addr = range(weight_depth)
         #: words of a q-buffer bank as addressed
         self.q_bank_words = q_depth if q_banks == 1 else 1 << (q_depth - 1).bit_length()
-        self.array = TernaryMatVec(rows, self.cols, max_len, fmt=fmt)
+        self.array = TernaryMatVec(rows, self.cols, max_len, fmt=fmt, registered_decoders=registered_weights)
         stream_ports = {"ws": In(stream.Signature(8 * rows)), "r_stream": In(1),
                         "stream_wait": Out(1)} if stream_depth else {}
         super().__init__({
@@ -143,8 +143,6 @@ class MatvecEngine(wiring.Component):
         col = Signal(16)
         cols_left = Signal(16)    # col_groups of the command
         groups_left = Signal(16)  # row groups still to start, the current one included
-        acts = Signal(8 * self.cols)
-        acts_valid = Signal()
 
         # beats issued and not yet taken by the array: in the memories' pipeline or in the beat FIFO
         beat = data.StructLayout({"word": word_bits, "acts": act_bits, "last": 1})
@@ -192,7 +190,6 @@ class MatvecEngine(wiring.Component):
         q_read_now = self._delay(m, issue, latency - 1, "q_read")
 
         m.d.comb += [
-            self.busy.eq(running | (credits != self.beat_depth) | acts_valid),
             self.cmd.ready.eq(~running),
             weights.cs.eq(issue & ~streaming | self.w_we & ~running | r_memory),
             weights.we.eq(~running & self.w_we),
@@ -212,13 +209,20 @@ class MatvecEngine(wiring.Component):
             array.w.payload.as_value().eq(Cat(head.word, head.last)),
         ]
         m.d.sync += credits.eq(credits - issue + take)
-        # the array joins activations with weights after its decoders' register stage: the activations of a beat
-        # wait in a register of their own while its weights are decoded
-        m.d.comb += [array.a.valid.eq(acts_valid), array.a.payload.as_value().eq(acts)]
-        with m.If(array.a.valid & array.a.ready):
-            m.d.sync += acts_valid.eq(0)
-        with m.If(take):
-            m.d.sync += [acts.eq(head.acts), acts_valid.eq(1)]
+        # the array joins a beat's activations with its weights after its decoders' stages: the activations step
+        # through registers of their own beside the decoders, advancing when they do (``array.w.ready``)
+        acts, acts_valid = Signal(act_bits + 1), []
+        m.d.comb += acts.eq(Cat(head.acts, take))
+        for stage in range(array.decode_latency):
+            acts, previous = Signal(act_bits + 1, name=f"acts{stage + 1}"), acts
+            acts_valid.append(acts[-1])
+            with m.If(array.w.ready):
+                m.d.sync += acts.eq(previous)
+        m.d.comb += [
+            array.a.valid.eq(acts[-1]),
+            array.a.payload.as_value().eq(acts[:-1]),
+            self.busy.eq(running | (credits != self.beat_depth) | Cat(acts_valid).any()),
+        ]
         with m.If(issue):
             m.d.sync += addr.eq(addr + 1)
             with m.If(last_col):

@@ -26,7 +26,8 @@ and stage 1 can load; ``w.ready`` depends on ``a.valid`` and ``a.ready`` on ``w.
 the ``last`` beat of a group ``o.valid`` rises and holds with the accumulators until ``o.ready``; the transfer
 clears them (synchronous reset of the flip-flops, free on iCE40). Throughput: one beat per cycle within a row group
 plus one cycle per row group (the hand-off), when the consumer is ready; while ``o`` waits, the unit stalls.
-Latency from the ``last`` beat's transfer to ``o.valid``: 2 cycles (3 with ``fmt``: the decode register).
+Latency from the ``last`` beat's transfer to ``o.valid``: 2 cycles, plus the decoders' latency with ``fmt`` (1, or 2
+with ``registered_decoders``).
 
 Cost on the iCE40UP5K (``P = 8``, ``C = 5``, ``max_len = 4096``, decoded trits; Yosys ``synth_ice40``, nextpnr
 packing; Fmax with every port behind a register): 866 logic cells, 21.7 per lane (8 operand LUTs, 7.8 tree-adder
@@ -50,7 +51,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .checks import check_int
-from .trit_decoder import TRITS_PER_BYTE, TritDecoder
+from .trit_decoder import TRITS_PER_BYTE, TritDecoder, decoder_latency
 
 __all__ = ["acc_width", "weight_layout", "activation_layout", "output_layout", "TernaryMatVec"]
 
@@ -107,6 +108,9 @@ class TernaryMatVec(wiring.Component):
     fmt : None or {"2bit", "base3"}
         ``None``: ``w`` carries decoded trits. A packing format: ``w`` carries packed bytes, decoded inside;
         ``cols`` must then be a multiple of its trits per byte.
+    registered_decoders : bool
+        With ``fmt``: the decoders' groups pass a second register (:class:`~mmfree.hw.trit_decoder.TritDecoder`'s
+        ``registered``), so no block RAM's output runs into the adder tree.
 
     Attributes
     ----------
@@ -115,7 +119,9 @@ class TernaryMatVec(wiring.Component):
     o : Out(stream.Signature(output_layout(rows, acc_width)))
     """
 
-    def __init__(self, rows=8, cols=5, max_len=4096, *, fmt=None):
+    def __init__(self, rows=8, cols=5, max_len=4096, *, fmt=None, registered_decoders=False):
+        if not isinstance(registered_decoders, bool):
+            raise TypeError(f"registered_decoders must be a bool, got {registered_decoders!r}")
         check_int("rows", rows, 1)
         check_int("cols", cols, 1)
         check_int("max_len", max_len, 1)
@@ -128,6 +134,7 @@ class TernaryMatVec(wiring.Component):
                 raise ValueError(f"cols must be a multiple of {TRITS_PER_BYTE[fmt]} (trits per byte of {fmt!r}) "
                                  f"when the weights arrive packed, got {cols}")
         self._rows, self._cols, self._max_len, self._fmt = rows, cols, max_len, fmt
+        self._registered_decoders = registered_decoders
         super().__init__({
             "w": In(stream.Signature(weight_layout(rows, cols, fmt))),
             "a": In(stream.Signature(activation_layout(cols))),
@@ -139,6 +146,13 @@ class TernaryMatVec(wiring.Component):
     max_len = property(lambda self: self._max_len)
     fmt = property(lambda self: self._fmt)
     acc_width = property(lambda self: acc_width(self._max_len))
+
+    @property
+    def decode_latency(self):
+        """Cycles from a beat's transfer on ``w`` to its decoded trits (0 without ``fmt``)."""
+        if self._fmt is None:
+            return 0
+        return decoder_latency(self._registered_decoders)
 
     def elaborate(self, platform):
         m = Module()
@@ -152,7 +166,8 @@ class TernaryMatVec(wiring.Component):
             m.d.comb += self.w.ready.eq(w_ready)
         else:
             per_byte = TRITS_PER_BYTE[self._fmt]
-            decoders = [[TritDecoder(self._fmt) for _ in range(cols // per_byte)] for _ in range(rows)]
+            decoders = [[TritDecoder(self._fmt, registered=self._registered_decoders)
+                         for _ in range(cols // per_byte)] for _ in range(rows)]
             for r, row in enumerate(decoders):
                 for j, decoder in enumerate(row):
                     m.submodules[f"decoder_{r}_{j}"] = decoder
@@ -162,9 +177,11 @@ class TernaryMatVec(wiring.Component):
                         decoder.o.ready.eq(w_ready),
                     ]
             first = decoders[0][0]  # all decoders see the same handshakes, so they move in lockstep
-            w_last = Signal()
-            with m.If(first.i.ready):
-                m.d.sync += w_last.eq(self.w.payload.last)
+            w_last = self.w.payload.last
+            for stage in range(first.latency):  # ``last`` keeps step with the decoders' stages
+                w_last, previous = Signal(name=f"w_last_{stage}"), w_last
+                with m.If(first.i.ready):
+                    m.d.sync += w_last.eq(previous)
             m.d.comb += self.w.ready.eq(first.i.ready)
             w_valid = first.o.valid
             w_error = Cat(decoder.o.payload.error for row in decoders for decoder in row).any()

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..host.packing import TRITS_PER_BYTE
 
-__all__ = ["TRITS_PER_BYTE", "trit_group_layout", "TritDecoder"]
+__all__ = ["TRITS_PER_BYTE", "trit_group_layout", "decoder_latency", "TritDecoder"]
 
 
 def trit_group_layout(trits):
@@ -36,6 +36,11 @@ def trit_group_layout(trits):
     return data.StructLayout({"trits": data.ArrayLayout(signed(2), trits), "error": 1})
 
 
+def decoder_latency(registered=False):
+    """Cycles from a byte's transfer to its group's ``o.valid`` in a :class:`TritDecoder` (``o`` not stalled)."""
+    return 2 if registered else 1
+
+
 def _base3_group(byte):
     if byte >= 3**5:
         return {"trits": [0] * 5, "error": 1}
@@ -45,9 +50,9 @@ def _base3_group(byte):
 class TritDecoder(wiring.Component):
     """Decodes a stream of packed weight bytes into a stream of trit groups, one group per byte.
 
-    One register stage, full throughput (a byte per cycle) and back-pressure: ``i.ready`` is
-    ``~o.valid | o.ready``, a combinational path from ``o.ready``; ``o.valid`` and ``o.payload`` come from
-    registers and hold while ``o.valid & ~o.ready``.
+    One register stage (two with ``registered``), full throughput (a byte per cycle) and back-pressure:
+    ``i.ready`` is ``~o.valid | o.ready``, a combinational path from ``o.ready``, and the stages all advance when
+    it is high; ``o.valid`` and ``o.payload`` come from registers and hold while ``o.valid & ~o.ready``.
 
     The base-3 decode is a 256-entry ROM whose synchronous read port is that register stage (its read enable is
     the back-pressure). Yosys maps it on iCE40 to one ``SB_RAM40_4K``, 2 LUT4s and 1 flip-flop. As logic, the same
@@ -59,6 +64,10 @@ class TritDecoder(wiring.Component):
     ----------
     fmt : {"2bit", "base3"}
         Packing format of the input bytes.
+    registered : bool
+        The decoded group passes a second register (of fabric flip-flops): latency 2 instead of 1. For clocks the
+        ROM's read path does not reach: an ECP5 DP16KD's clock-to-output is 5.6 ns, and Yosys does not use its
+        output register.
 
     Attributes
     ----------
@@ -68,12 +77,14 @@ class TritDecoder(wiring.Component):
         Decoded groups, ``n = TRITS_PER_BYTE[fmt]``; trit ``k`` of a group is trit ``k`` of its byte.
     """
 
-    def __init__(self, fmt):
+    def __init__(self, fmt, *, registered=False):
+        if not isinstance(registered, bool):
+            raise TypeError(f"registered must be a bool, got {registered!r}")
         if not isinstance(fmt, str):
             raise TypeError(f"fmt must be a str, got {fmt!r}")
         if fmt not in TRITS_PER_BYTE:
             raise ValueError(f"unknown packing format {fmt!r}; expected one of {list(TRITS_PER_BYTE)}")
-        self._fmt = fmt
+        self._fmt, self._registered = fmt, registered
         super().__init__({
             "i": In(stream.Signature(8)),
             "o": Out(stream.Signature(trit_group_layout(TRITS_PER_BYTE[fmt]))),
@@ -83,23 +94,27 @@ class TritDecoder(wiring.Component):
     def fmt(self):
         return self._fmt
 
+    @property
+    def latency(self):
+        """Cycles from a byte's transfer on ``i`` to its group's ``o.valid`` (:func:`decoder_latency`)."""
+        return decoder_latency(self._registered)
+
     def elaborate(self, platform):
         m = Module()
 
-        load = Signal()  # the output stage takes the input's byte (or bubble) at the next edge
+        load = Signal()  # every stage takes its input (byte, group or bubble) at the next edge
         m.d.comb += [
             load.eq(~self.o.valid | self.o.ready),
             self.i.ready.eq(load),
         ]
-        with m.If(load):
-            m.d.sync += self.o.valid.eq(self.i.valid)
 
+        group = Signal(self.o.payload.shape())  # the first stage's decoded group
         if self._fmt == "2bit":
             codes = [self.i.payload[2 * k:2 * k + 2] for k in range(4)]
             with m.If(load):
                 m.d.sync += [
-                    self.o.payload.trits.eq(Cat(Cat(code[0], code[1] & code[0]) for code in codes)),
-                    self.o.payload.error.eq(Cat(code[1] & ~code[0] for code in codes).any()),
+                    group.trits.eq(Cat(Cat(code[0], code[1] & code[0]) for code in codes)),
+                    group.error.eq(Cat(code[1] & ~code[0] for code in codes).any()),
                 ]
         else:
             m.submodules.rom = rom = memory.Memory(shape=trit_group_layout(5), depth=256,
@@ -108,7 +123,20 @@ class TritDecoder(wiring.Component):
             m.d.comb += [
                 port.addr.eq(self.i.payload),
                 port.en.eq(load),
-                self.o.payload.eq(port.data),
+                group.eq(port.data),
             ]
+
+        if self._registered:
+            valid = Signal()  # the first stage holds a group
+            with m.If(load):
+                m.d.sync += [
+                    valid.eq(self.i.valid),
+                    self.o.valid.eq(valid),
+                    self.o.payload.eq(group),
+                ]
+        else:
+            with m.If(load):
+                m.d.sync += self.o.valid.eq(self.i.valid)
+            m.d.comb += self.o.payload.eq(group)
 
         return m

@@ -15,12 +15,13 @@ BENCH = "mmfree.sim.benches.ternary_matvec"
 @pytest.mark.parametrize("rows, cols, max_len, fmt, extra", [
     (8, 5, 4096, None, {"random_ops": 800}),      # the UP5K shape, decoded trits
     (8, 5, 1024, "base3", {"random_ops": 150}),   # packed bytes, base-3 decoders inside
+    (8, 5, 256, "base3", {"random_ops": 100, "registered_decoders": True}),  # the ULX3S core's decoders
     (4, 4, 300, "2bit", {"random_ops": 150}),     # packed bytes, 2-bit decoders inside
     (3, 1, 37, None, {"random_ops": 150}),        # one column: no adder tree
     (1, 7, 9, None, {"random_ops": 150}),         # one row, an odd tree, a tiny accumulator
 ])
 def test_bench(rows, cols, max_len, fmt, extra, tmp_path):
-    unit = TernaryMatVec(rows, cols, max_len, fmt=fmt)
+    unit = TernaryMatVec(rows, cols, max_len, fmt=fmt, registered_decoders=extra.get("registered_decoders", False))
     run_bench(unit, name="ternary_matvec", test_module=BENCH,
               params={"rows": rows, "cols": cols, "max_len": max_len, "fmt": fmt, **extra}, run_dir=tmp_path)
 

@@ -10,10 +10,11 @@ from mmfree.hw.trit_decoder import TritDecoder
 from mmfree.sim.runner import run_bench
 
 
-@pytest.mark.parametrize("fmt", ["2bit", "base3"])
-def test_bench(fmt, tmp_path):
-    run_bench(TritDecoder(fmt), name="trit_decoder", test_module="mmfree.sim.benches.trit_decoder",
-              params={"fmt": fmt}, run_dir=tmp_path)
+@pytest.mark.parametrize("fmt, registered", [("2bit", False), ("base3", False), ("2bit", True), ("base3", True)])
+def test_bench(fmt, registered, tmp_path):
+    run_bench(TritDecoder(fmt, registered=registered), name="trit_decoder",
+              test_module="mmfree.sim.benches.trit_decoder", params={"fmt": fmt, "registered": registered},
+              run_dir=tmp_path)
 
 
 @pytest.mark.parametrize("fmt, trits", [("2bit", 4), ("base3", 5)])
@@ -27,3 +28,5 @@ def test_rejects_bad_format():
         TritDecoder(2)
     with pytest.raises(ValueError, match="unknown packing format 'base4'"):
         TritDecoder("base4")
+    with pytest.raises(TypeError, match="registered must be a bool"):
+        TritDecoder("base3", registered=1)

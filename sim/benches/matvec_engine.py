@@ -32,6 +32,7 @@ from mmfree.host.machine import matrix_from_words
 from mmfree.host.models import resolve_model
 from mmfree.host.packing import TRITS_PER_BYTE
 from mmfree.hw.ternary_matvec import acc_width, output_layout
+from mmfree.hw.trit_decoder import decoder_latency
 from mmfree.hw.weight_memory import read_latency
 
 from . import params
@@ -202,8 +203,9 @@ async def one_beat_per_cycle(dut):
     await sent
     got = [signed_field(raw, LAYOUT["acc"].offset + r * WIDTH, WIDTH) for raw in received for r in range(ROWS)]
     assert got == (trits.astype(np.int64) @ q).tolist()
-    # command register, memory read (its latency), the beat FIFO (2), decode register, join stage, accumulate, output
-    latency = 7 + read_latency(P.get("registered_weights", False))
+    # command register, memory read (its latency), the beat FIFO (2), the decoders, join stage, accumulate, output
+    registered = P.get("registered_weights", False)
+    latency = 6 + read_latency(registered) + decoder_latency(registered)
     assert out.cycles <= groups * (col_groups + 1) + latency, f"{out.cycles} cycles"
 
 

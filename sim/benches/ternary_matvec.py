@@ -11,7 +11,7 @@ output random back-pressure, with the stream rules checked on every cycle; one t
 the documented throughput.
 
 Parameters (:func:`mmfree.sim.benches.params`): ``rows``, ``cols``, ``max_len``, ``fmt`` (``None``, ``"2bit"``,
-``"base3"``), as built; ``random_ops`` (default 300), ``max_random_len`` (default ``min(max_len, 96)``).
+``"base3"``), ``registered_decoders`` (default false), as built; ``random_ops`` (default 300), ``max_random_len`` (default ``min(max_len, 96)``).
 """
 
 import random
@@ -23,7 +23,7 @@ from cocotb.triggers import RisingEdge
 
 from mmfree.host import packing
 from mmfree.hw.ternary_matvec import acc_width, output_layout, weight_layout
-from mmfree.hw.trit_decoder import TRITS_PER_BYTE
+from mmfree.hw.trit_decoder import TRITS_PER_BYTE, decoder_latency
 
 from . import params
 from .streams import Sink, Source
@@ -241,7 +241,8 @@ async def full_throughput(dut):
     op = random_op(rng, length, groups)
     cycles = await run(dut, [op])
     beats = op.beats * groups
-    latency = 3 if FMT is not None else 2  # from a group's last beat to o.valid
+    decoders = decoder_latency(PARAMS.get("registered_decoders", False)) if FMT else 0
+    latency = 2 + decoders  # from a group's last beat to o.valid
     assert cycles == beats + groups - 1 + latency, \
         f"{beats} beats in {groups} row groups took {cycles} cycles to the last output"
 

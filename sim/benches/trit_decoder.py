@@ -5,8 +5,8 @@ with the decoder's documented answer (a ``0b10`` code reads as trit 0, a base-3 
 ``error`` set. Input arrives with random gaps (and random junk on the payload while not valid), the output is
 stalled at random, and the stream rules are checked on every cycle.
 
-Parameters (:func:`mmfree.sim.benches.params`): ``fmt`` (``"2bit"`` or ``"base3"``), ``random_bytes`` (length of
-the random stream, default 4000).
+Parameters (:func:`mmfree.sim.benches.params`): ``fmt`` (``"2bit"`` or ``"base3"``), ``registered`` (default
+false), ``random_bytes`` (length of the random stream, default 4000).
 """
 
 import random
@@ -16,12 +16,13 @@ import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from mmfree.host import packing
-from mmfree.hw.trit_decoder import TRITS_PER_BYTE, trit_group_layout
+from mmfree.hw.trit_decoder import TRITS_PER_BYTE, decoder_latency, trit_group_layout
 
 from . import params
 from .streams import reset
 
 FMT = params()["fmt"]
+LATENCY = decoder_latency(params().get("registered", False))
 TRITS = TRITS_PER_BYTE[FMT]
 LAYOUT = trit_group_layout(TRITS)
 TIMEOUT = {"timeout_time": 10, "timeout_unit": "ms"}
@@ -103,10 +104,10 @@ async def every_byte(dut):
 
 @cocotb.test(**TIMEOUT)
 async def full_throughput(dut):
-    """With no gaps and no stalls the decoder takes a byte and emits a group every cycle."""
+    """With no gaps and no stalls the decoder takes a byte and emits a group every cycle, its latency after."""
     await reset(dut)
     data = [random.randrange(256) for _ in range(256)]
-    assert await check(dut, data, p_gap=0, p_stall=0) == len(data) + 1
+    assert await check(dut, data, p_gap=0, p_stall=0) == len(data) + LATENCY
 
 
 @cocotb.test(**TIMEOUT)
