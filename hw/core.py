@@ -278,7 +278,7 @@ class Core(wiring.Component):
         m.d.sync += [scalar_unit.i.valid.eq(offer.valid & ~scalar_unit.o.valid),
                      scalar_unit.i.payload.eq(offer.payload)]
         m.submodules.fields = fields = FieldReader((16, f.embed_bits), addr_bits=len(self.w_addr),
-                                                   exact_reads=p.weight_stream)
+                                                   exact_reads=p.weight_stream, buffered=p.registered_weights)
         m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {

@@ -12,7 +12,7 @@ vector starts once every word read for the one before has come back.
 """
 
 from amaranth import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .checks import check_int
@@ -35,6 +35,8 @@ class FieldReader(wiring.Component):
         Width of the field count.
     exact_reads : bool
         Read no word beyond the vector's last.
+    buffered : bool
+        The fields leave through a FIFO of 3 (see the module notes).
 
     Attributes
     ----------
@@ -54,7 +56,7 @@ class FieldReader(wiring.Component):
         A read is wanted but ``mem_ready`` is low.
     """
 
-    def __init__(self, widths, *, addr_bits=14, count_bits=16, exact_reads=False):
+    def __init__(self, widths, *, addr_bits=14, count_bits=16, exact_reads=False, buffered=False):
         if not isinstance(widths, tuple) or not widths:
             raise TypeError(f"widths must be a non-empty tuple of ints, got {widths!r}")
         for width in widths:
@@ -63,7 +65,9 @@ class FieldReader(wiring.Component):
                 raise ValueError(f"a field is at most {WORD_BITS} bits, got {width}")
         check_int("addr_bits", addr_bits, 1)
         check_int("count_bits", count_bits, 1)
-        self.widths, self.exact_reads = widths, exact_reads
+        if not isinstance(buffered, bool):
+            raise TypeError(f"buffered must be a bool, got {buffered!r}")
+        self.widths, self.exact_reads, self.buffered = widths, exact_reads, buffered
         super().__init__({
             "mem_ready": In(1, init=1), "mem_stalled": Out(1),
             "start": In(stream.Signature(data.StructLayout({
@@ -102,10 +106,19 @@ class FieldReader(wiring.Component):
                     m.d.comb += field.eq(Cat(raw[:w], sign.replicate(top + 1 - w)))
         # a field is in the window when its last bit is: ptr + width ≤ 64 · words
         ready_field = Mux(words == 2, 1, (words == 1) & (ptr + width <= WORD_BITS))
+        out = self.o.signature.create(path=("out",))  # the reader's fields, into o or into the FIFO
+        if self.buffered:
+            m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=len(out.payload.as_value()), depth=3)
+            m.d.comb += [
+                out_fifo.w_en.eq(out.valid), out_fifo.w_data.eq(out.payload), out.ready.eq(out_fifo.w_rdy),
+                self.o.valid.eq(out_fifo.r_rdy), self.o.payload.eq(out_fifo.r_data), out_fifo.r_en.eq(self.o.ready),
+            ]
+        else:
+            wiring.connect(m, wiring.flipped(self.o), out)
         m.d.comb += [
-            self.o.valid.eq(running & ready_field),
-            self.o.payload.data.eq(field),
-            self.o.payload.last.eq(left == 1),
+            out.valid.eq(running & ready_field),
+            out.payload.data.eq(field),
+            out.payload.last.eq(left == 1),
             self.start.ready.eq(~running & (flying == 0)),
             self.busy.eq(running),
         ]
@@ -132,7 +145,7 @@ class FieldReader(wiring.Component):
         with m.If(self.mem_en):
             m.d.sync += addr.eq(addr + 1)
 
-        take = self.o.valid & self.o.ready
+        take = out.valid & out.ready
         next_ptr = ptr + Mux(take, width, 0)
         drop = next_ptr >= WORD_BITS       # the first word is used up
         kept = Mux(drop, window[WORD_BITS:], window)
