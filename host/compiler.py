@@ -58,8 +58,10 @@ class CoreParams:
         The core takes matrices and embedding rows from a weight stream (the link's STREAM command) as well as from
         its weight memory: models larger than the weight memory run, at the link's pace.
     registered_weights : bool
-        The weight memory's request and word pass registers (read latency 3 instead of 1), for clocks its block
-        RAM's read path does not reach. A matter of timing alone: not in INFO, and ignored when cores are compared.
+        The paths out of the weight memory pass extra registers, for clocks their block RAMs' read paths do not
+        reach: the memory's request and word (read latency 3 instead of 1), the decoders' trit groups, and the
+        fields read from the image (a FIFO at the field reader's output). A matter of timing alone: not in INFO,
+        and ignored when cores are compared.
     """
 
     name: str

@@ -50,6 +50,18 @@ def _resources(board):
             "source": f"docs/cost.json ({data['date']}), packaged as host/data/cost_budget.json"}
 
 
+def _clock(board_name, board):
+    """The clock (Hz) a board's core runs at, and where that comes from: its shipped bitstream's manifest where the
+    package has one (a bitstream may run the core below the board's nominal clock), else the board's nominal
+    clock."""
+    from .build import BITSTREAMS
+
+    path = BITSTREAMS / board_name / "manifest.json"
+    if path.is_file():
+        return json.loads(path.read_text())["clk_hz"], f"the shipped bitstream's, bitstreams/{board_name}/manifest.json"
+    return board.clk_hz, "the board's nominal clock: no bitstream is shipped for it"
+
+
 def estimate(board_name, model):
     """The report of ``model`` (:class:`~mmfree.host.model.Model`) on ``board_name``: a JSON-serialisable dict.
 
@@ -69,9 +81,10 @@ def estimate(board_name, model):
     if board_name not in BOARDS:
         raise ValueError(f"unknown board {board_name!r}; the boards are {', '.join(sorted(BOARDS))}")
     board = BOARDS[board_name]
+    clk_hz, clock_source = _clock(board_name, board)
     c = model.config
-    report = {"label": "ESTIMATE", "method": METHOD, "board": board_name, "clock_hz": board.clk_hz,
-              "baud": board.baud, "model": {"vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
+    report = {"label": "ESTIMATE", "method": METHOD, "board": board_name, "clock_hz": clk_hz,
+              "clock_source": clock_source, "baud": board.baud, "model": {"vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
                                             "num_layers": c.num_layers, "intermediate_size": c.intermediate_size,
                                             "ternary_weights": c.ternary_weights}}
     try:
@@ -90,12 +103,12 @@ def estimate(board_name, model):
             program = None
     if program is not None:
         cycles = estimate_cycles(program)
-        bounds = roofline(program, board.clk_hz, board.baud)
+        bounds = roofline(program, clk_hz, board.baud)
         low, high = cycles["total"]
         report["cycles_per_token"] = {**cycles, "range": [low, high]}
-        report["tokens_per_s"] = [board.clk_hz / high, board.clk_hz / low]
-        report["mac_per_s"] = [bounds["macs"] * board.clk_hz / high, bounds["macs"] * board.clk_hz / low]
-        report["bounds"] = {**bounds, **{f"{name}_tokens_per_s": board.clk_hz / bounds[f"{name}_cycles"]
+        report["tokens_per_s"] = [clk_hz / high, clk_hz / low]
+        report["mac_per_s"] = [bounds["macs"] * clk_hz / high, bounds["macs"] * clk_hz / low]
+        report["bounds"] = {**bounds, **{f"{name}_tokens_per_s": clk_hz / bounds[f"{name}_cycles"]
                                          for name in ("lanes", "memory", "link")}}
     report["resources"] = _resources(board_name)
     return report
@@ -103,7 +116,8 @@ def estimate(board_name, model):
 
 def _print(report):
     c, clk = report["model"], report["clock_hz"]
-    print(f"{report['board']} at {clk / 1e6:g} MHz, UART {report['baud']:,} baud; model V={c['vocab_size']} "
+    print(f"{report['board']} at {clk / 1e6:g} MHz ({report['clock_source']}), UART {report['baud']:,} baud; "
+          f"model V={c['vocab_size']} "
           f"H={c['hidden_size']} L={c['num_layers']} I={c['intermediate_size']}, {c['ternary_weights']:,} ternary "
           "weights")
     print(report["method"])

@@ -55,6 +55,17 @@ def test_demo_on_icebreaker(demo):
     assert b["lanes_cycles"] <= b["memory_cycles"] < low
 
 
+def test_clock_is_the_shipped_bitstreams_where_there_is_one(demo):
+    manifest = json.loads((ROOT / "bitstreams" / "ulx3s-85f" / "manifest.json").read_text())
+    report = estimate("ulx3s-85f", demo)
+    assert report["clock_hz"] == manifest["clk_hz"] != BOARDS["ulx3s-85f"].clk_hz
+    assert "manifest.json" in report["clock_source"]
+    low, high = report["cycles_per_token"]["range"]
+    assert report["tokens_per_s"] == [manifest["clk_hz"] / high, manifest["clk_hz"] / low]
+    report = estimate("icebreaker", demo)   # no bitstream ships for it
+    assert report["clock_hz"] == BOARDS["icebreaker"].clk_hz and "nominal" in report["clock_source"]
+
+
 def test_resources_say_the_planned_core_exceeds_the_up5k(demo):
     res = estimate("icebreaker", demo)["resources"]
     plan = res["budget"]
