@@ -12,10 +12,11 @@ vector starts once every word read for the one before has come back.
 """
 
 from amaranth import *
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .checks import check_int
+from .stream_fifo import stream_fifo
 
 __all__ = ["FieldReader"]
 
@@ -107,14 +108,7 @@ class FieldReader(wiring.Component):
         # a field is in the window when its last bit is: ptr + width ≤ 64 · words
         ready_field = Mux(words == 2, 1, (words == 1) & (ptr + width <= WORD_BITS))
         out = self.o.signature.create(path=("out",))  # the reader's fields, into o or into the FIFO
-        if self.buffered:
-            m.submodules.out_fifo = out_fifo = fifo.SyncFIFOBuffered(width=len(out.payload.as_value()), depth=3)
-            m.d.comb += [
-                out_fifo.w_en.eq(out.valid), out_fifo.w_data.eq(out.payload), out.ready.eq(out_fifo.w_rdy),
-                self.o.valid.eq(out_fifo.r_rdy), self.o.payload.eq(out_fifo.r_data), out_fifo.r_en.eq(self.o.ready),
-            ]
-        else:
-            wiring.connect(m, wiring.flipped(self.o), out)
+        wiring.connect(m, wiring.flipped(self.o), stream_fifo(m, out, name="out_fifo") if self.buffered else out)
         m.d.comb += [
             out.valid.eq(running & ready_field),
             out.payload.data.eq(field),

@@ -57,7 +57,9 @@ class MatvecEngine(wiring.Component):
     weight_depth : int
         Words of the weight memory (16 K on the UP5K: its SPRAM).
     registered_weights : bool
-        The weight memory's request and word pass registers (:class:`~mmfree.hw.weight_memory.WeightMemory`).
+        The weight memory's request and word pass registers (:class:`~mmfree.hw.weight_memory.WeightMemory`), and
+        so do the array's decoded trits (:class:`~mmfree.hw.ternary_matvec.TernaryMatVec`'s
+        ``registered_decoders``).
     q_banks : {1, 2}
         q-buffer banks; with two, bank ``b`` word ``j`` is at q-buffer address ``b · 2^⌈log2 q_depth⌉ + j``.
     stream_depth : int

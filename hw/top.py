@@ -15,6 +15,7 @@ from .checks import check_int
 from .command_processor import CommandProcessor
 from .core import Core
 from .link import LinkDevice
+from .stream_fifo import stream_fifo
 from .uart import UART, uart_divisor
 
 __all__ = ["AcceleratorTop", "LINKS"]
@@ -91,7 +92,10 @@ class AcceleratorTop(wiring.Component):
         else:
             m.submodules.core = core
 
-        wiring.connect(m, link.request, commands.request)
+        # requests reach the command processor through a FIFO, so its decision to take a beat stops there and does
+        # not run on into the link's RX-buffer address
+        requests = stream_fifo(m, link.request, name="requests")
+        wiring.connect(m, requests, commands.request)
         wiring.connect(m, commands.response, link.response)
         wiring.connect(m, commands.cmd, core.cmd)
         m.d.comb += [
@@ -107,7 +111,7 @@ class AcceleratorTop(wiring.Component):
             core.d_sel.eq(commands.d_sel), core.d_addr.eq(commands.d_addr),
         ]
 
-        active = link.rx.valid | link.tx.valid | link.request.valid | link.response.valid | ~commands.idle | \
+        active = link.rx.valid | link.tx.valid | link.request.valid | requests.valid | link.response.valid | ~commands.idle | \
             core.busy
         if self.link == "fast":
             wiring.connect(m, wiring.flipped(self.rx), link.rx)

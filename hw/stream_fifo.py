@@ -1,0 +1,39 @@
+"""A stream through a small FIFO: the consumer's ``ready`` stops at the FIFO.
+
+Where a producer's state advances on ``ready``, a consumer whose ``ready`` is a long decision makes one long path of
+both. Between them, a :class:`~amaranth.lib.fifo.SyncFIFOBuffered` of 3 cuts it: its output comes from registers,
+its ``w_rdy`` from its fill level alone, and it passes a beat per cycle. Cost: a cycle of latency; on ECP5, a
+register and two distributed-RAM words per payload bit.
+"""
+
+from amaranth import *
+from amaranth.lib import fifo, stream
+
+__all__ = ["stream_fifo"]
+
+
+def stream_fifo(m, source, *, name, depth=3):
+    """Queue the stream ``source`` in a FIFO added to ``m`` as submodule ``name``.
+
+    Parameters
+    ----------
+    m : Module
+    source : stream interface
+        The producer's side (its ``valid`` and ``payload`` driven elsewhere); its ``ready`` is driven here.
+    name : str
+    depth : int
+        Beats the FIFO holds (3: a beat per cycle through it).
+
+    Returns
+    -------
+    stream interface
+        The FIFO's output, of ``source``'s payload shape, for the consumer.
+    """
+    shape = source.payload.shape()
+    m.submodules[name] = queue = fifo.SyncFIFOBuffered(width=Shape.cast(shape).width, depth=depth)
+    out = stream.Signature(shape).create(path=(name, "out"))
+    m.d.comb += [
+        queue.w_en.eq(source.valid), queue.w_data.eq(source.payload), source.ready.eq(queue.w_rdy),
+        out.valid.eq(queue.r_rdy), out.payload.eq(queue.r_data), queue.r_en.eq(out.ready),
+    ]
+    return out
