@@ -57,11 +57,11 @@ class CoreParams:
     weight_stream : bool
         The core takes matrices and embedding rows from a weight stream (the link's STREAM command) as well as from
         its weight memory: models larger than the weight memory run, at the link's pace.
-    registered_weights : bool
-        The paths out of the weight memory pass extra registers, for clocks their block RAMs' read paths do not
-        reach: the memory's request and word (read latency 3 instead of 1), the decoders' trit groups, and the
-        fields read from the image (a FIFO at the field reader's output). A matter of timing alone: not in INFO,
-        and ignored when cores are compared.
+    pipelined : bool
+        Extra register stages on paths that an ECP5 clock above ~60 MHz does not reach otherwise: the weight
+        memory's request and word (read latency 3 instead of 1), the decoders' trit groups, and the fields read from
+        the image and the reduction unit's input, each through a FIFO of 3 (:mod:`mmfree.hw.stream_fifo`). A matter
+        of timing alone: not in INFO, and ignored when cores are compared.
     """
 
     name: str
@@ -73,7 +73,7 @@ class CoreParams:
     acc_bits: int = 16
     program_instructions: int = 32
     weight_stream: bool = False
-    registered_weights: bool = field(default=False, compare=False)
+    pipelined: bool = field(default=False, compare=False)
 
     def __post_init__(self):
         if self.trit_format not in ("base3", "2bit"):
@@ -100,7 +100,7 @@ CORES = {
     "icebreaker": CoreParams("icebreaker"),
     # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits; 160 of its 208 DP16KD), deeper state and program
     "ulx3s-85f": CoreParams("ulx3s-85f", weight_words=40960, state_words=2048, program_instructions=64,
-                            registered_weights=True),
+                            pipelined=True),
     # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the
     # weights streamed over the link); no board has its memories
     "large": CoreParams("large", max_vector=32768, state_words=32768, acc_bits=20, program_instructions=256,

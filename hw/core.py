@@ -60,6 +60,8 @@ from .primitives import BlockRam, check_impl
 from .quantizer import Quantizer
 from .reduction import ReductionUnit
 from .scalar_unit import ScalarOp, ScalarUnit
+from .sigmoid import saturate
+from .stream_fifo import stream_fifo
 from .ternary_matvec import acc_width
 from .vector_unit import VectorOp, VectorUnit
 from .weight_memory import read_latency
@@ -77,7 +79,7 @@ DRAIN_DEPTH = 128
 def debug_latency(params, memory):
     """Cycles from an address on the debug port to its element on ``d_data``: the memory's read latency (the weight
     image's: the weight memory's) and the port's output register."""
-    return (read_latency(params.registered_weights) if memory == Memory.IMAGE else 1) + 1
+    return (read_latency(params.pipelined) if memory == Memory.IMAGE else 1) + 1
 
 
 class CoreCommand(enum.Enum, shape=2):
@@ -260,7 +262,7 @@ class Core(wiring.Component):
         # -- units and memories ------------------------------------------------------------------------------
         m.submodules.engine = engine = MatvecEngine(p.rows, p.trit_format, max_len=H, q_depth=-(-H // 5) + 1,
                                                     q_banks=2, weight_depth=p.weight_words,
-                                                    registered_weights=p.registered_weights,
+                                                    registered_weights=p.pipelined,
                                                     stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
@@ -278,7 +280,7 @@ class Core(wiring.Component):
         m.d.sync += [scalar_unit.i.valid.eq(offer.valid & ~scalar_unit.o.valid),
                      scalar_unit.i.payload.eq(offer.payload)]
         m.submodules.fields = fields = FieldReader((16, f.embed_bits), addr_bits=len(self.w_addr),
-                                                   exact_reads=p.weight_stream, buffered=p.registered_weights)
+                                                   exact_reads=p.weight_stream, buffered=p.pipelined)
         m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {
@@ -423,25 +425,27 @@ class Core(wiring.Component):
             return Mux(slot == Slot.X, slot_limbs[Slot.X], Mux(slot == Slot.V, slot_limbs[Slot.V], slot_limbs[Slot.G]))
 
 
-        def sat(value, bits):
-            hi, lo = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
-            return Mux(value > hi, hi, Mux(value < lo, lo, value))
-
-        # the reduction unit's input: from passes, or the head's accumulators in the drain
+        # the reduction unit's input: from passes, or the head's accumulators in the drain (in a pipelined core through
+        # a FIFO, so the choice between them stops there and does not run into the unit's compare and shifter)
+        if p.pipelined:
+            red_in = stream.Signature(red.i.payload.shape()).create(path=("red_in",))
+            wiring.connect(m, stream_fifo(m, red_in, name="red_fifo"), red.i)
+        else:
+            red_in = red.i
         red_data = Signal(signed(self.reduce_width))
         red_last = Signal()
-        m.d.comb += [red.i.payload.data.eq(red_data), red.i.payload.last.eq(red_last)]
+        m.d.comb += [red_in.payload.data.eq(red_data), red_in.payload.last.eq(red_last)]
         # a pass's elements reach the reduction unit through a register (the sampler's noisy logit is an addition)
         rs_valid, rs_last, rs_own = Signal(), Signal(), Signal()
         rs_data = Signal.like(red_data)
-        rs_square = Signal.like(red.i.payload.square)
-        rs_shift = Signal.like(red.i.payload.shift)
-        rs_free = ~rs_valid | red.i.ready
+        rs_square = Signal.like(red_in.payload.square)
+        rs_shift = Signal.like(red_in.payload.shift)
+        rs_free = ~rs_valid | red_in.ready
         with m.If(rs_valid):
-            m.d.comb += [red.i.valid.eq(1), red_data.eq(rs_data), red_last.eq(rs_last),
-                         red.i.payload.shift.eq(rs_shift), red.i.payload.square.eq(rs_square),
-                         red.i.payload.own_square.eq(rs_own)]
-            with m.If(red.i.ready):
+            m.d.comb += [red_in.valid.eq(1), red_data.eq(rs_data), red_last.eq(rs_last),
+                         red_in.payload.shift.eq(rs_shift), red_in.payload.square.eq(rs_square),
+                         red_in.payload.own_square.eq(rs_own)]
+            with m.If(red_in.ready):
                 m.d.sync += rs_valid.eq(0)
 
         # the quantizer's int8 outputs, packed into q-buffer words
@@ -517,7 +521,7 @@ class Core(wiring.Component):
         # where accumulators always fit reduce_bits (|acc| ≤ 127 · max_vector, so k = 0), the GATE drain also sums the
         # squares of the accumulators it writes to slot G: o_proj's first norm then needs no pass over G
         sum_g = epilogue == Epilogue.GATE if 127 * H < 1 << (f.reduce_bits - 1) else C(0)
-        el_taken = el_valid & Mux(is_logits, red.i.ready, vu.i.ready & (~sum_g | red.i.ready))
+        el_taken = el_valid & Mux(is_logits, red_in.ready, vu.i.ready & (~sum_g | red_in.ready))
         expected = Mux(epilogue == Epilogue.GLU, bk.rows >> 1, Mux(is_logits, 0, bk.rows))
 
         # -- the sequencer ---------------------------------------------------------------------------------------
@@ -927,7 +931,7 @@ class Core(wiring.Component):
                     m.d.sync += [rs_valid.eq(1), rs_last.eq(dp.o.payload.last), rs_shift.eq(ps_red_shift),
                                  rs_square.eq(dp.o.payload.x), rs_own.eq(ps_own_square),
                                  rs_data.eq(Mux(ps_red == 3,
-                                                sat(dp.o.payload.product, Y_BITS) + noise.r_data.as_signed(),
+                                                saturate(dp.o.payload.product, Y_BITS) + noise.r_data.as_signed(),
                                                 Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x)))]
                 m.d.comb += [dp.o.ready.eq(~red_needed | rs_free),
                              quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
@@ -940,7 +944,7 @@ class Core(wiring.Component):
                         m.d.sync += lfsr.eq(lfsr_next)
                     with m.Switch(ps_write):
                         with m.Case(1):   # saturated into a register, into slot X in the next cycle
-                            m.d.sync += [x_write.eq(1), x_value.eq(sat(out, f.residual_bits)), x_addr.eq(t_out),
+                            m.d.sync += [x_write.eq(1), x_value.eq(saturate(out, f.residual_bits)), x_addr.eq(t_out),
                                          x_first.eq(t_out == 0)]
                         with m.Case(2):   # a copy: the element itself (no product), one cycle per element
                             m.d.comb += [mems[Memory.F].w_addr.eq(t_out), mems[Memory.F].w_en.eq(1),
@@ -961,7 +965,7 @@ class Core(wiring.Component):
 
         # -- the back end's drain, beside the sequencer ------------------------------------------------------
         with m.If(back_running):
-            self._drain(m, engine, vu, red, mems, bk, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
+            self._drain(m, engine, vu, red_in, mems, bk, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
                         el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, drain_base, red_data, red_last,
                         track, ~chain_busy, sum_g)
             done = (row == bk.rows) & ~el_valid & (out_count == expected) & ~chain_busy & (~sum_g | red.o.valid)
@@ -1023,7 +1027,7 @@ class Core(wiring.Component):
                             following = Mux(two_norms, _TWO_NORMS, _RSQRT)
                         m.d.sync += chain.eq(following)
 
-    def _drain(self, m, engine, vu, red, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
+    def _drain(self, m, engine, vu, red_in, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
                el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last, track,
                scaled, sum_g):
         """The drain of a BITLINEAR: row groups from the matvec engine, one accumulator per cycle into a FIFO of
@@ -1068,10 +1072,10 @@ class Core(wiring.Component):
             track(_Src.G, el_acc, el_row == 0)
 
         # with sum_g an element goes into both units in one cycle
-        m.d.comb += vu.i.valid.eq(el_valid & ~is_logits & (~sum_g | red.i.ready))
+        m.d.comb += vu.i.valid.eq(el_valid & ~is_logits & (~sum_g | red_in.ready))
         with m.If(is_logits | sum_g):
-            m.d.comb += [red.i.valid.eq(el_valid & (is_logits | sum_g & vu.i.ready)),
-                         red_data.eq(el_acc), red_last.eq(el_last), red.i.payload.shift.eq(0)]
+            m.d.comb += [red_in.valid.eq(el_valid & (is_logits | sum_g & vu.i.ready)),
+                         red_data.eq(el_acc), red_last.eq(el_last), red_in.payload.shift.eq(0)]
 
         data = vu.o.payload.data
         with m.If(vu.o.valid):

@@ -1,7 +1,7 @@
 """The accelerator's board-independent top: the host link, the command layer and the core.
 
 :class:`AcceleratorTop` wires :class:`~mmfree.hw.link.LinkDevice` → :class:`~mmfree.hw.command_processor.CommandProcessor`
-→ :class:`~mmfree.hw.core.Core`, with the link's byte streams either on ports (``link="fast"``: the virtual board
+→ :class:`~mmfree.hw.core.Core` (the requests through a FIFO of 3, :func:`~mmfree.hw.stream_fifo.stream_fifo`), with the link's byte streams either on ports (``link="fast"``: the virtual board
 injects bytes behind the PHY) or behind the :class:`~mmfree.hw.uart.UART` on two pins (``link="uart"``). Both forms
 are what :class:`mmfree.sim.virtual_board.VirtualBoard` runs; board shells (clock, reset, pins) wrap the UART form.
 """
