@@ -2,7 +2,7 @@
 
 Where a producer's state advances on ``ready``, a consumer whose ``ready`` is a long decision makes one long path of
 both. Between them, a :class:`~amaranth.lib.fifo.SyncFIFOBuffered` of 3 cuts it: its output comes from registers,
-its ``w_rdy`` from its fill level alone, and it passes a beat per cycle. Cost: a cycle of latency; on ECP5, a
+its ``w_rdy`` from its fill level alone, and it passes a beat per cycle. Cost: two cycles of latency; on ECP5, a
 register and two distributed-RAM words per payload bit.
 """
 
