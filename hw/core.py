@@ -396,10 +396,11 @@ class Core(wiring.Component):
         ps_count = Signal(range(max(H, p.state_words) + 1))
         ps_t = Signal.like(ps_count)
         t_out = Signal.like(ps_count)     # elements that left the datapath
-        x_write, x_first = Signal(), Signal()   # an element of EMBED's pass for slot X, and the first of them
-        x_value = Signal(signed(f.residual_bits))
-        x_addr = Signal.like(t_out)
-        m.d.sync += x_write.eq(0)
+        # a pass's element for a slot, held a cycle: EMBED's for slot X (``pw_slot`` 1), a copy for slot F (2)
+        pw_slot, pw_first = Signal(2), Signal()
+        pw_value = Signal(signed(max(f.residual_bits, self.widths[_Src.F])))
+        pw_addr = Signal.like(t_out)
+        m.d.sync += pw_slot.eq(0)
         dp_last = Signal()
         # the sampler: its LFSR, 1/T of the RUN, the pass's constant operand and the Gumbel noise table (read at the
         # LFSR's low bits, which change only when an element is taken: every 3 cycles, as the sampling pass runs
@@ -942,13 +943,12 @@ class Core(wiring.Component):
                     m.d.sync += t_out.eq(t_out + 1)
                     with m.If(ps_red == 3):
                         m.d.sync += lfsr.eq(lfsr_next)
+                    m.d.sync += [pw_slot.eq(ps_write), pw_addr.eq(t_out), pw_first.eq(t_out == 0)]
                     with m.Switch(ps_write):
-                        with m.Case(1):   # saturated into a register, into slot X in the next cycle
-                            m.d.sync += [x_write.eq(1), x_value.eq(saturate(out, f.residual_bits)), x_addr.eq(t_out),
-                                         x_first.eq(t_out == 0)]
+                        with m.Case(1):   # saturated
+                            m.d.sync += pw_value.eq(saturate(out, f.residual_bits))
                         with m.Case(2):   # a copy: the element itself (no product), one cycle per element
-                            m.d.comb += [mems[Memory.F].w_addr.eq(t_out), mems[Memory.F].w_en.eq(1),
-                                         mems[Memory.F].w_data.eq(dp.o.payload.x)]
+                            m.d.sync += pw_value.eq(dp.o.payload.x)
                     with m.If(dp.o.payload.last):
                         m.next = "PASS_RETURN"
 
@@ -958,10 +958,12 @@ class Core(wiring.Component):
                         with m.Case(index):
                             m.next = name
 
-        # EMBED's elements into slot X, a cycle after they leave the pass datapath
-        with m.If(x_write):
-            m.d.comb += [mems[Memory.X].w_addr.eq(x_addr), mems[Memory.X].w_en.eq(1), mems[Memory.X].w_data.eq(x_value)]
-            track(_Src.X, x_value, x_first)
+        # a pass's elements into slot X or F, a cycle after they leave the pass datapath
+        for slot, memory in ((1, Memory.X), (2, Memory.F)):
+            with m.If(pw_slot == slot):
+                m.d.comb += [mems[memory].w_addr.eq(pw_addr), mems[memory].w_en.eq(1), mems[memory].w_data.eq(pw_value)]
+        with m.If(pw_slot == 1):
+            track(_Src.X, pw_value, pw_first)
 
         # -- the back end's drain, beside the sequencer ------------------------------------------------------
         with m.If(back_running):

@@ -7,9 +7,11 @@ holds (the cells' behaviour), so a reader stalled by its consumer keeps its word
 ECP5) the banks are block-RAM memories of any depth.
 
 Registered (``registered=True``, for clocks the block RAM's read path does not reach): the request (address, chip
-select, write enable, write data) passes a register before the banks, and the word read passes one after them, so
-no path runs from a requester's logic into the blocks or from a block's output into its reader's logic. A read then
-takes 3 cycles (:attr:`WeightMemory.read_latency`) and a write lands a cycle later; ``rdata`` still holds between
+select, write enable, write data) passes a register before the banks; the memory is split into segments of
+:data:`SEGMENT_WORDS` words (one ``DP16KD`` deep on the ECP5), each segment's word read passes a register of its own
+beside its blocks, and the word chosen among them passes one more. So no path runs from a requester's logic into the
+blocks, from a block's output into a multiplexer, or through the multiplexer into its reader's logic. A read then
+takes 4 cycles (:attr:`WeightMemory.read_latency`) and a write lands a cycle later; ``rdata`` still holds between
 reads.
 """
 
@@ -19,14 +21,17 @@ from amaranth.lib.wiring import In, Out
 
 from .primitives import SinglePortRam
 
-__all__ = ["WeightMemory", "read_latency"]
+__all__ = ["SEGMENT_WORDS", "WeightMemory", "read_latency"]
 
 BANK_WIDTH = 16
+#: words of a segment of a registered weight memory (the depth of an ECP5 DP16KD at 4 bits wide)
+SEGMENT_WORDS = 4096
 
 
 def read_latency(registered):
-    """Cycles from a read's access cycle to its word on ``rdata``: 3 with the request and word registered, else 1."""
-    return 3 if registered else 1
+    """Cycles from a read's access cycle to its word on ``rdata``: 4 registered (the request, the segments' words
+    and the word), else 1."""
+    return 4 if registered else 1
 
 
 class WeightMemory(wiring.Component):
@@ -39,7 +44,7 @@ class WeightMemory(wiring.Component):
     depth : int
         Words (16 K on the UP5K, the SPRAM's).
     registered : bool
-        Register the request and the word read (read latency 3, else 1).
+        Register the request, each segment's word and the word read (read latency 4, else 1).
     impl : {"model", "ice40", "ecp5"} or None
         Passed to :class:`~mmfree.hw.primitives.SinglePortRam`.
 
@@ -62,7 +67,10 @@ class WeightMemory(wiring.Component):
         if not isinstance(registered, bool):
             raise TypeError(f"registered must be a bool, got {registered!r}")
         self.banks, self.depth, self.registered, self._impl = banks, depth, registered, impl
-        self._cells = [SinglePortRam(depth, impl=impl) for _ in range(banks)]
+        # the segments' cells, ``[segment][bank]`` (one segment of the whole depth when not registered)
+        starts = range(0, depth, SEGMENT_WORDS) if registered else [0]
+        self._segments = [[SinglePortRam(min(depth - start, SEGMENT_WORDS) if registered else depth, impl=impl)
+                           for _ in range(banks)] for start in starts]
         super().__init__({
             "addr": In(range(depth)),
             "cs": In(1),
@@ -79,24 +87,37 @@ class WeightMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         addr, cs, we, wdata = self.addr, self.cs, self.we, self.wdata
-        word = Signal.like(self.rdata)
         if self.registered:
             addr, cs, we, wdata = (Signal.like(port, name=f"{port.name}_q") for port in (addr, cs, we, wdata))
             m.d.sync += [addr.eq(self.addr), cs.eq(self.cs), we.eq(self.we), wdata.eq(self.wdata)]
-            read = Signal()   # the banks' outputs hold the word of a read
-            m.d.sync += read.eq(cs & ~we)
-            with m.If(read):
-                m.d.sync += self.rdata.eq(word)
-        else:
-            m.d.comb += self.rdata.eq(word)
-        for b, bank in enumerate(self._cells):
-            m.submodules[f"bank{b}"] = bank
-            m.d.comb += [
-                bank.addr.eq(addr),
-                bank.cs.eq(cs),
-                bank.we.eq(we),
-                bank.wmask.eq(0b1111),
-                bank.wdata.eq(wdata[BANK_WIDTH * b:BANK_WIDTH * (b + 1)]),
-                word[BANK_WIDTH * b:BANK_WIDTH * (b + 1)].eq(bank.rdata),
-            ]
+        segment = addr[(SEGMENT_WORDS - 1).bit_length():] if self.registered else C(0)
+        words = []
+        for s, cells in enumerate(self._segments):
+            word = Signal.like(self.rdata, name=f"word{s}")
+            for b, bank in enumerate(cells):
+                m.submodules[f"bank{b}" if len(self._segments) == 1 else f"segment{s}_bank{b}"] = bank
+                m.d.comb += [
+                    bank.addr.eq(addr),
+                    bank.cs.eq(cs & (segment == s)),
+                    bank.we.eq(we),
+                    bank.wmask.eq(0b1111),
+                    bank.wdata.eq(wdata[BANK_WIDTH * b:BANK_WIDTH * (b + 1)]),
+                    word[BANK_WIDTH * b:BANK_WIDTH * (b + 1)].eq(bank.rdata),
+                ]
+            words.append(word)
+        if not self.registered:
+            m.d.comb += self.rdata.eq(words[0])
+            return m
+
+        # the access cycle's read and segment, a cycle later (the cells' words) and two (the segments' registers)
+        read = [cs & ~we, Signal(name="read2"), Signal(name="read3")]
+        chosen = [segment, Signal.like(segment, name="segment2"), Signal.like(segment, name="segment3")]
+        m.d.sync += [read[1].eq(read[0]), read[2].eq(read[1]), chosen[1].eq(chosen[0]), chosen[2].eq(chosen[1])]
+        held = [Signal.like(word, name=f"held{s}") for s, word in enumerate(words)]
+        m.d.sync += [reg.eq(word) for reg, word in zip(held, words)]
+        with m.If(read[2]):
+            with m.Switch(chosen[2]):
+                for s, reg in enumerate(held):
+                    with m.Case(s):
+                        m.d.sync += self.rdata.eq(reg)
         return m
