@@ -48,6 +48,7 @@ logits (accumulators), each a :class:`~mmfree.hw.primitives.BlockRam`.
 
 from amaranth import *
 from amaranth.lib import data, enum, fifo, stream, wiring
+from amaranth.lib.memory import Memory as Rom
 from amaranth.lib.wiring import In, Out
 
 from ..host.gumbel import FRAC, TABLE_BITS, TAPS, Y_BITS, gumbel_table
@@ -409,9 +410,19 @@ class Core(wiring.Component):
         lfsr_next = lfsr_step(m, lfsr)
         inv_t = Signal(scalar_layout)
         sample_x = Signal(self.elem_bits)
-        m.submodules.noise = noise = BlockRam(width=16, depth=1 << TABLE_BITS,
-                                              init=[int(g) & 0xFFFF for g in gumbel_table()], impl=impl)
-        m.d.comb += [noise.r_addr.eq(lfsr[:TABLE_BITS]), noise.r_en.eq(1)]
+        sample_mant, sample_shift = Signal(f.scalar_bits), Signal(signed(18))   # k = scale · (1/T) as it comes
+        noise_table = [int(g) & 0xFFFF for g in gumbel_table()]
+        noise = Signal(signed(16))   # G[the LFSR's low bits a cycle ago]
+        if p.pipelined:
+            # in logic (a DP16KD's clock-to-output would start the path through the sampler's addition)
+            m.submodules.noise = table = Rom(shape=16, depth=1 << TABLE_BITS, init=noise_table,
+                                        attrs={"rom_style": "logic"})
+            port = table.read_port(domain="comb")
+            m.d.comb += port.addr.eq(lfsr[:TABLE_BITS])
+            m.d.sync += noise.eq(port.data)
+        else:
+            m.submodules.noise = table = BlockRam(width=16, depth=1 << TABLE_BITS, init=noise_table, impl=impl)
+            m.d.comb += [table.r_addr.eq(lfsr[:TABLE_BITS]), table.r_en.eq(1), noise.eq(table.r_data)]
         m.d.comb += dp.i.payload.last.eq(dp_last)
         fetched = Signal()                # an element's read was issued: its operands are on dp.i
         field = Signal.like(fields.o.payload.data)
@@ -872,11 +883,14 @@ class Core(wiring.Component):
                              scalar_unit.o.ready.eq(1)]
                 with m.If(scalar_unit.o.valid):
                     k = scalar_unit.o.payload.value
-                    shift = Signal(signed(18))
-                    m.d.comb += shift.eq(-(k.exp + FRAC))
-                    m.d.sync += [sample_x.eq(Mux(shift >= 0, k.mant, k.mant << Mux(shift < -19, 19, -shift)[:5])),
-                                 ps_post.eq(Mux(shift > 255, 255, Mux(shift >= 0, shift, 0)))]
-                    m.next = "SAMPLE"
+                    m.d.sync += [sample_mant.eq(k.mant), sample_shift.eq(-(k.exp + FRAC))]
+                    m.next = "SAMPLE_SHIFT"
+
+            with m.State("SAMPLE_SHIFT"):   # k as the pass's operand and post-shift, from registers
+                shift = sample_shift
+                m.d.sync += [sample_x.eq(Mux(shift >= 0, sample_mant, sample_mant << Mux(shift < -19, 19, -shift)[:5])),
+                             ps_post.eq(Mux(shift > 255, 255, Mux(shift >= 0, shift, 0)))]
+                m.next = "SAMPLE"
 
             with m.State("SAMPLE"):
                 start_pass(_Src.REG, logit_rows, limbs=limbs_for(self.elem_bits), factor_=_Factor.LOGITS,
@@ -932,7 +946,7 @@ class Core(wiring.Component):
                     m.d.sync += [rs_valid.eq(1), rs_last.eq(dp.o.payload.last), rs_shift.eq(ps_red_shift),
                                  rs_square.eq(dp.o.payload.x), rs_own.eq(ps_own_square),
                                  rs_data.eq(Mux(ps_red == 3,
-                                                saturate(dp.o.payload.product, Y_BITS) + noise.r_data.as_signed(),
+                                                saturate(dp.o.payload.product, Y_BITS) + noise,
                                                 Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x)))]
                 m.d.comb += [dp.o.ready.eq(~red_needed | rs_free),
                              quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),

@@ -44,3 +44,9 @@ def test_ulx3s_core_on_a_model_that_fills_its_weight_memory(tmp_path):
     program = compile_model(model, CORES["ulx3s-85f"])
     assert CORES["icebreaker"].weight_words < len(program.image) <= CORES["ulx3s-85f"].weight_words
     run_program(program, [1, 64, 30], tmp_path)
+
+
+def test_ulx3s_core_samples_like_the_golden_sampler(tmp_path):
+    """The pipelined core's sampler (its noise table in logic, k through registers) against the golden sampler."""
+    program = compile_model(resolve_model("demo"), CORES["ulx3s-85f"])
+    run_program(program, [ord(c) - 32 for c in "JULIET"], tmp_path, temperature=0.7, seed=2024)
