@@ -253,7 +253,8 @@ class CommandProcessor(wiring.Component):
 
         # the working registers of the loops
         ctr = Signal(16)
-        dwait = Signal(2)               # cycles the debug port's element has been on its way
+        # cycles the debug port's element has been on its way
+        dwait = Signal(range(max(debug_latency(self.params, memory) for memory in Memory)))
         addr = Signal(16)
         # the loops' end conditions, registered (the counters hold still for a cycle first); `digested`: `addr == n32`
         # a cycle ahead (DIGEST_BITS sets it for the next word; elsewhere it is set for the first)

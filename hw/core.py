@@ -79,8 +79,9 @@ DRAIN_DEPTH = 128
 
 def debug_latency(params, memory):
     """Cycles from an address on the debug port to its element on ``d_data``: the memory's read latency (the weight
-    image's: the weight memory's) and the port's output register."""
-    return (read_latency(params.pipelined) if memory == Memory.IMAGE else 1) + 1
+    image's: the weight memory's), in a pipelined core a register for each memory's word, and the port's output
+    register."""
+    return (read_latency(params.pipelined) if memory == Memory.IMAGE else 1) + params.pipelined + 1
 
 
 class CoreCommand(enum.Enum, shape=2):
@@ -204,8 +205,8 @@ class Core(wiring.Component):
         Program load port: 64-bit word ``4·n + k`` is bits ``64k …`` of instruction ``n``; while idle.
     d_sel, d_addr : In; d_data : Out
         Debug read port (:class:`Memory`, element or word index), while idle: ``d_data`` holds the element
-        :func:`debug_latency` cycles after the address (2; the weight image's 2 or 4, by the weight memory's read
-        latency) while the address holds.
+        :func:`debug_latency` cycles after the address (2, the weight image's 2; in a pipelined core 3, the
+        weight image's 6) while the address holds.
     logit_mant, logit_exp : Out
         The head's output scale after the last RUN.
     v_mant, v_exp, g_mant, g_exp : Out
@@ -283,6 +284,13 @@ class Core(wiring.Component):
         m.submodules.fields = fields = FieldReader((16, f.embed_bits), addr_bits=len(self.w_addr),
                                                    exact_reads=p.weight_stream, buffered=p.pipelined)
         m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
+        # in a pipelined core a pass's elements reach the datapath through a FIFO, so the decision to fetch the next
+        # (the vector memories' read enables) does not wait on the datapath's ready
+        if p.pipelined:
+            dp_in = stream.Signature(dp.i.payload.shape()).create(path=("dp_in",))
+            wiring.connect(m, stream_fifo(m, dp_in, name="dp_fifo"), dp.i)
+        else:
+            dp_in = dp.i
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {
             Memory.X: BlockRam(width=self.widths[_Src.X], depth=H, impl=impl),
@@ -423,8 +431,8 @@ class Core(wiring.Component):
         else:
             m.submodules.noise = table = BlockRam(width=16, depth=1 << TABLE_BITS, init=noise_table, impl=impl)
             m.d.comb += [table.r_addr.eq(lfsr[:TABLE_BITS]), table.r_en.eq(1), noise.eq(table.r_data)]
-        m.d.comb += dp.i.payload.last.eq(dp_last)
-        fetched = Signal()                # an element's read was issued: its operands are on dp.i
+        m.d.comb += dp_in.payload.last.eq(dp_last)
+        fetched = Signal()                # an element's read was issued: its operands are on dp_in
         field = Signal.like(fields.o.payload.data)
         ps_limbs = Signal.like(dp.limbs)
         m.d.comb += [dp.pre.eq(ps_pre), dp.post.eq(ps_post), dp.round.eq(ps_round), dp.pre_round.eq(ps_pre_round),
@@ -907,7 +915,7 @@ class Core(wiring.Component):
 
             # -- a pass: elements streamed through the pass datapath into its sinks ------------------------------
             with m.State("PASS"):
-                # fetch: a slot read (latency 1) and, where the pass needs one, a field, then dp.i
+                # fetch: a slot read (latency 1) and, where the pass needs one, a field, then dp_in
                 slot_data = Signal(signed(self.elem_bits))
                 with m.Switch(ps_src):
                     for slot, memory in _SLOT_MEMORY.items():
@@ -919,16 +927,16 @@ class Core(wiring.Component):
                         m.d.comb += slot_data.eq(sample_x)
                 with m.Switch(ps_factor):
                     with m.Case(_Factor.ONE):
-                        m.d.comb += dp.i.payload.y.eq(1)
+                        m.d.comb += dp_in.payload.y.eq(1)
                     with m.Case(_Factor.FIELD):
-                        m.d.comb += dp.i.payload.y.eq(field)
+                        m.d.comb += dp_in.payload.y.eq(field)
                     with m.Case(_Factor.POW2):
-                        m.d.comb += dp.i.payload.y.eq(C(1, 16) << ps_pow)
+                        m.d.comb += dp_in.payload.y.eq(C(1, 16) << ps_pow)
                     with m.Case(_Factor.LOGITS):
-                        m.d.comb += dp.i.payload.y.eq(mems[Memory.LOGITS].r_data.as_signed())
-                m.d.comb += [dp.i.valid.eq(fetched), dp.i.payload.x.eq(slot_data)]
+                        m.d.comb += dp_in.payload.y.eq(mems[Memory.LOGITS].r_data.as_signed())
+                m.d.comb += [dp_in.valid.eq(fetched), dp_in.payload.x.eq(slot_data)]
                 need_field = (ps_src == _Src.FIELD) | (ps_factor == _Factor.FIELD)
-                issue = (ps_t != ps_count) & (~fetched | dp.i.ready) & (~need_field | fields.o.valid)
+                issue = (ps_t != ps_count) & (~fetched | dp_in.ready) & (~need_field | fields.o.valid)
                 for slot, memory in _SLOT_MEMORY.items():
                     m.d.comb += [mems[memory].r_addr.eq(ps_t), mems[memory].r_en.eq(issue & (ps_src == slot))]
                 m.d.comb += [mems[Memory.LOGITS].r_addr.eq(ps_t),
@@ -937,7 +945,7 @@ class Core(wiring.Component):
                 with m.If(issue):
                     m.d.sync += [fetched.eq(1), field.eq(fields.o.payload.data), ps_t.eq(ps_t + 1),
                                  dp_last.eq(ps_t == ps_count - 1)]
-                with m.Elif(dp.i.ready):
+                with m.Elif(dp_in.ready):
                     m.d.sync += fetched.eq(0)
 
                 # the sinks: the reduction unit, the quantizer, a slot
@@ -1007,17 +1015,22 @@ class Core(wiring.Component):
             m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += self.busy.eq(~self.cmd.ready)
 
-        # the debug port: the memory read in an idle cycle, sign-extended, into the port's register
+        # the debug port: the memory read in an idle cycle, sign-extended, into the port's register; in a pipelined
+        # core each memory's word passes a register of its own first, so no block RAM's output runs into the choice
+        words = {**{name: mem.r_data.as_signed() for name, mem in mems.items()},
+                 Memory.IMAGE: engine.r_data, Memory.PROGRAM: program.r_data}
         d_sel = Signal(Memory)
         m.d.sync += d_sel.eq(self.d_sel)
+        if p.pipelined:
+            held = {name: Signal(word.shape(), name=f"d_held_{name.name.lower()}") for name, word in words.items()}
+            m.d.sync += [held[name].eq(word) for name, word in words.items()]
+            held_sel = Signal(Memory)
+            m.d.sync += held_sel.eq(d_sel)
+            words, d_sel = held, held_sel
         with m.Switch(d_sel):
-            for name, mem in mems.items():
+            for name, word in words.items():
                 with m.Case(name):
-                    m.d.sync += self.d_data.eq(mem.r_data.as_signed())
-            with m.Case(Memory.IMAGE):
-                m.d.sync += self.d_data.eq(engine.r_data)
-            with m.Case(Memory.PROGRAM):
-                m.d.sync += self.d_data.eq(program.r_data)
+                    m.d.sync += self.d_data.eq(word)
         return m
 
     @staticmethod

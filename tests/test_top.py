@@ -15,9 +15,10 @@ from mmfree.host.commands import RESET_STATE, STREAM, Command, CommandError, Err
 from mmfree.host.compiler import CORES, compile_model
 from mmfree.host.hf_import import import_hf
 from mmfree.host.isa import Slot
-from mmfree.host.model import ModelConfig
+from mmfree.host.model import ModelConfig, random_model
 from mmfree.host.models import resolve_model
 from mmfree.host.runtime import Accelerator
+from mmfree.host.selftest import selftest
 from mmfree.host.synthetic import write_hf_checkpoint
 from mmfree.host.transport import SIM_REPLY_TIMEOUT, SocketTransport
 from mmfree.sim.boards import BOARDS
@@ -148,6 +149,15 @@ def test_sim_url_answers_like_the_golden_device():
             assert acc.device_stats().tokens_run == 0
     for (type, payload), golden, device in zip(RAW_REQUESTS, *answers.values()):
         assert device == golden, f"request 0x{type:02x} {payload.hex()}: device {device}, golden {golden}"
+
+
+def test_the_ulx3s_virtual_board_passes_the_selftest():
+    """The pipelined core behind the command layer: DIGEST and the memory test wait out its debug port's longer
+    latencies (6 cycles for the weight image), the known answer and the tokens match."""
+    model = random_model(ModelConfig(vocab_size=65, hidden_size=16, num_layers=2, intermediate_size=32), seed=5,
+                         tokenizer=resolve_model("demo").tokenizer)
+    report = selftest("sim://ulx3s-85f", model=model, tokens=4, progress=False)
+    assert report.passed, report.table()
 
 
 @pytest.mark.filterwarnings("ignore:.*no tokenizer.json")
