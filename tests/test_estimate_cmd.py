@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmfree.host.cli import main
-from mmfree.host.compiler import compile_model
+from mmfree.host.compiler import CORES, compile_model
 from mmfree.host.estimate import estimate_cycles, link_payload_rate
 from mmfree.host.estimate_cmd import budget, estimate
 from mmfree.host.model import ModelConfig, random_model
@@ -64,6 +64,16 @@ def test_clock_is_the_shipped_bitstreams_where_there_is_one(demo):
     assert report["tokens_per_s"] == [manifest["clk_hz"] / high, manifest["clk_hz"] / low]
     report = estimate("icebreaker", demo)   # no bitstream ships for it
     assert report["clock_hz"] == BOARDS["icebreaker"].clk_hz and "nominal" in report["clock_source"]
+
+
+def test_a_pipelined_core_gets_its_own_constants(demo):
+    from mmfree.host.estimate import PIPELINED_TIMING, TIMING
+
+    program = compile_model(demo, CORES["ulx3s-85f"])
+    assert program.core.pipelined
+    assert estimate_cycles(program) == estimate_cycles(program, PIPELINED_TIMING) != estimate_cycles(program, TIMING)
+    low, high = estimate("ulx3s-85f", demo)["cycles_per_token"]["range"]
+    assert [low, high] == list(estimate_cycles(program, PIPELINED_TIMING)["total"])
 
 
 def test_resources_say_the_planned_core_exceeds_the_up5k(demo):
