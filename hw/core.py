@@ -62,7 +62,7 @@ from .quantizer import Quantizer
 from .reduction import ReductionUnit
 from .scalar_unit import ScalarOp, ScalarUnit
 from .sigmoid import saturate
-from .stream_fifo import stream_fifo
+from .stream_fifo import fed_through_fifo
 from .ternary_matvec import acc_width
 from .vector_unit import VectorOp, VectorUnit
 from .weight_memory import read_latency
@@ -286,11 +286,7 @@ class Core(wiring.Component):
         m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
         # in a pipelined core a pass's elements reach the datapath through a FIFO, so the decision to fetch the next
         # (the vector memories' read enables) does not wait on the datapath's ready
-        if p.pipelined:
-            dp_in = stream.Signature(dp.i.payload.shape()).create(path=("dp_in",))
-            wiring.connect(m, stream_fifo(m, dp_in, name="dp_fifo"), dp.i)
-        else:
-            dp_in = dp.i
+        dp_in = fed_through_fifo(m, dp.i, name="dp", buffered=p.pipelined)
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {
             Memory.X: BlockRam(width=self.widths[_Src.X], depth=H, impl=impl),
@@ -447,11 +443,7 @@ class Core(wiring.Component):
 
         # the reduction unit's input: from passes, or the head's accumulators in the drain (in a pipelined core through
         # a FIFO, so the choice between them stops there and does not run into the unit's compare and shifter)
-        if p.pipelined:
-            red_in = stream.Signature(red.i.payload.shape()).create(path=("red_in",))
-            wiring.connect(m, stream_fifo(m, red_in, name="red_fifo"), red.i)
-        else:
-            red_in = red.i
+        red_in = fed_through_fifo(m, red.i, name="red", buffered=p.pipelined)
         red_data = Signal(signed(self.reduce_width))
         red_last = Signal()
         m.d.comb += [red_in.payload.data.eq(red_data), red_in.payload.last.eq(red_last)]

@@ -7,9 +7,9 @@ register and two distributed-RAM words per payload bit.
 """
 
 from amaranth import *
-from amaranth.lib import fifo, stream
+from amaranth.lib import fifo, stream, wiring
 
-__all__ = ["stream_fifo"]
+__all__ = ["stream_fifo", "fed_through_fifo"]
 
 
 def stream_fifo(m, source, *, name, depth=3):
@@ -37,3 +37,16 @@ def stream_fifo(m, source, *, name, depth=3):
         out.valid.eq(queue.r_rdy), out.payload.eq(queue.r_data), queue.r_en.eq(out.ready),
     ]
     return out
+
+
+def fed_through_fifo(m, sink, *, name, buffered=True):
+    """The stream a producer drives to feed ``sink`` (a submodule's stream input).
+
+    With ``buffered``, a new stream ``{name}_in`` whose beats reach ``sink`` through :func:`stream_fifo` (submodule
+    ``{name}_fifo``); without, ``sink`` itself.
+    """
+    if not buffered:
+        return sink
+    source = stream.Signature(sink.payload.shape()).create(path=(f"{name}_in",))
+    wiring.connect(m, stream_fifo(m, source, name=f"{name}_fifo"), sink)
+    return source

@@ -75,3 +75,35 @@ def test_a_beat_per_cycle_after_two_cycles_of_latency():
     beats = _beats(100)
     received, cycles = _transfer(beats, 0.0, 0.0)
     assert len(received) == 100 and cycles == list(range(2, 102))
+
+
+def test_fed_through_fifo_puts_the_fifo_in_front_of_a_sink_only_when_buffered():
+    from mmfree.hw.stream_fifo import fed_through_fifo
+
+    m = Module()
+    sink = stream.Signature(LAYOUT).flip().create(path=("sink",))
+    assert fed_through_fifo(m, sink, name="plain", buffered=False) is sink
+    source = fed_through_fifo(m, sink, name="unit")
+    assert source is not sink
+    random.seed(3)
+    beats = _beats(50)
+    received = []
+
+    async def testbench(ctx):
+        sent = 0
+        ctx.set(sink.ready, 1)
+        while len(received) < len(beats):
+            ctx.set(source.valid, sent < len(beats))
+            if sent < len(beats):
+                ctx.set(source.payload, beats[sent])
+            if sent < len(beats) and ctx.get(source.ready):
+                sent += 1
+            if ctx.get(sink.valid):
+                received.append(ctx.get(sink.payload))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert [(b.value, b.last) for b in received] == [(b["value"], int(b["last"])) for b in beats]
