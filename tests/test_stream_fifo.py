@@ -12,18 +12,22 @@ from mmfree.hw.stream_fifo import stream_fifo
 LAYOUT = data.StructLayout({"value": 12, "last": 1})
 
 
+def _simulate(m, testbench):
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 def _bench(testbench):
     m = Module()
     source = stream.Signature(LAYOUT).create(path=("source",))
     out = stream_fifo(m, source, name="queue")
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
 
     async def run(ctx):
         await testbench(ctx, source, out)
 
-    sim.add_testbench(run)
-    sim.run()
+    _simulate(m, run)
 
 
 def _transfer(beats, p_gap, p_stall, *, check_ready_independent=False):
@@ -102,8 +106,5 @@ def test_fed_through_fifo_puts_the_fifo_in_front_of_a_sink_only_when_buffered():
                 received.append(ctx.get(sink.payload))
             await ctx.tick()
 
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
+    _simulate(m, testbench)
     assert [(b.value, b.last) for b in received] == [(b["value"], int(b["last"])) for b in beats]
