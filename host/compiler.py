@@ -5,7 +5,8 @@ together, bank ``b`` holding bits ``16b … 16b + 15``). Its layout (docs/isa.md
 
 - a matrix: row groups of :attr:`CoreParams.rows` rows; per row group, ``rows/8`` words per group of columns, byte
   ``b`` of them holding row ``rows·r + b``'s trits of those columns in the core's trit format (base-3: 5 trits per byte,
-  2-bit: 4). Rows and columns are padded with trit 0. The matvec reads one word per cycle.
+  2-bit: 4). Rows and columns are padded with trit 0. The matvec reads the ``rows/8`` words of a column group at
+  once, so a matrix starts on a multiple of ``rows/8`` words (zero words before it where needed).
 - vectors (norm constants ``c`` and ``pre``, ``1 − lb`` per layer, embedding rows, embedding exponents): integers of
   a fixed width packed low bits first into consecutive words, each vector from a word boundary.
 
@@ -98,8 +99,9 @@ PROGRAM_VERSION = 2
 #: the configurations of the boards' cores
 CORES = {
     "icebreaker": CoreParams("icebreaker"),
-    # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits; 160 of its 208 DP16KD), deeper state and program
-    "ulx3s-85f": CoreParams("ulx3s-85f", weight_words=40960, state_words=2048, program_instructions=64,
+    # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits; 160 of its 208 DP16KD) read two at once (16 rows:
+    # 80 ternary MACs per cycle), deeper state and program
+    "ulx3s-85f": CoreParams("ulx3s-85f", rows=16, weight_words=40960, state_words=2048, program_instructions=64,
                             pipelined=True),
     # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the
     # weights streamed over the link); no board has its memories
@@ -215,15 +217,20 @@ def matrix_words(trits, rows, fmt):
 
 
 class _Image:
-    """The weight image under construction: items appended word-aligned, identical vectors stored once."""
+    """The weight image under construction: items appended word-aligned, identical items stored once."""
 
     def __init__(self):
         self.chunks, self.words, self.layout, self._seen = [], 0, {}, {}
 
-    def add(self, name, words):
+    def add(self, name, words, align=1):
+        """Append ``words`` at a multiple of ``align`` words (zero words between); returns the first word's
+        address."""
         key = words.tobytes()
-        if key in self._seen:
+        if key in self._seen and self._seen[key] % align == 0:
             return self._seen[key]
+        if self.words % align:
+            self.chunks.append(np.zeros(-self.words % align, dtype="<u8"))
+            self.words += len(self.chunks[-1])
         address = self.words
         self.chunks.append(words)
         self.words += len(words)
@@ -296,7 +303,8 @@ def compile_model(model, core=CORES["icebreaker"], formats=Formats(), *, stream=
             codes = np.stack([codes[:half], codes[half:]], axis=1).reshape(codes.shape)
         fields = {
             "epilogue": epilogue, "src": src, "first": first, "layer": layer, "aux": aux,
-            "weights": segment.add(f"{name} trits", matrix_words(codes, core.rows, core.trit_format)),
+            "weights": segment.add(f"{name} trits", matrix_words(codes, core.rows, core.trit_format),
+                                   align=core.rows // 8),
             "rows": codes.shape[0], "cols": codes.shape[1], "col_groups": -(-codes.shape[1] // core.cols),
             "consts": vector(f"{name} c", proj.combined, formats.const_bits),
             "has_pre": int(proj.pre is not None), "pre_shift": proj.pre_shift, "pre_exp": proj.pre_exp,

@@ -50,6 +50,7 @@ from amaranth import *
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.memory import Memory as Rom
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
 from ..host.gumbel import FRAC, TABLE_BITS, TAPS, Y_BITS, gumbel_table
 from ..host.isa import INSTRUCTION_BITS, OPCODE_BITS, Epilogue, Opcode, Slot
@@ -182,7 +183,9 @@ class Core(wiring.Component):
     ----------
     params : CoreParams
         ``rows``, ``trit_format``, ``max_vector``, ``state_words``, ``acc_bits``, ``program_instructions``,
-        ``weight_words`` (the weight memory's words: 16 K, the SPRAM's, on the UP5K).
+        ``weight_words`` (the weight memory's 64-bit image words: 16 K, the SPRAM's, on the UP5K). ``rows`` is 8
+        times a power of two: the matvec engine reads ``rows / 8`` image words at once, a matrix's weight words
+        starting on a multiple of that (the compiler's layout); a weight stream takes ``rows`` = 8.
     formats : Formats
         The numeric formats (``mmfree.host.golden.Formats``).
     cycles_per_element : int
@@ -221,9 +224,15 @@ class Core(wiring.Component):
 
     def __init__(self, params, formats, *, cycles_per_element=2, impl=None):
         check_impl(impl)
-        if params.rows != 8:
-            raise ValueError(f"the core's matvec engine reads one 64-bit word per cycle: rows must be 8, "
-                             f"not {params.rows}")
+        lanes = params.rows // 8
+        if lanes & (lanes - 1) or params.rows % 8:
+            raise ValueError(f"the core's matvec engine reads rows / 8 image words at once, a power of two: rows "
+                             f"must be 8, 16, 32, …, not {params.rows}")
+        if params.weight_words % lanes:
+            raise ValueError(f"weight_words must be a multiple of rows / 8 = {lanes}, not {params.weight_words}")
+        if params.weight_stream and lanes != 1:
+            raise ValueError(f"the weight stream carries one image word per cycle: rows must be 8 with "
+                             f"weight_stream, not {params.rows}")
         self.params, self.formats, self._impl = params, formats, impl
         self.cycles_per_element = cycles_per_element
         f = formats
@@ -263,8 +272,8 @@ class Core(wiring.Component):
 
         # -- units and memories ------------------------------------------------------------------------------
         m.submodules.engine = engine = MatvecEngine(p.rows, p.trit_format, max_len=H, q_depth=-(-H // 5) + 1,
-                                                    q_banks=2, weight_depth=p.weight_words,
-                                                    registered_weights=p.pipelined,
+                                                    q_banks=2, weight_depth=p.weight_words // (p.rows // 8),
+                                                    registered_weights=p.pipelined, port_bits=WORD_BITS,
                                                     stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
@@ -854,7 +863,7 @@ class Core(wiring.Component):
 
             with m.State("BL_MATVEC"):   # once the back end has taken this BITLINEAR: its matvec
                 m.d.comb += [engine.cmd.valid.eq(back_ready), engine.cmd.payload.base.eq(bk.weights),
-                             engine.cmd.payload.row_groups.eq((bk.rows + p.rows - 1) >> 3),
+                             engine.cmd.payload.row_groups.eq((bk.rows + p.rows - 1) >> exact_log2(p.rows)),
                              engine.cmd.payload.col_groups.eq(bk.col_groups),
                              engine.cmd.payload.stream.eq(bk.stream), engine.cmd.payload.q_bank.eq(back_bank)]
                 with m.If(back_ready & engine.cmd.ready):

@@ -10,7 +10,8 @@ to read depends on registers of the engine alone, never on the array's or its co
 cycle while ``o`` is taken, with the weight memory's read latency (1, or 3 with ``registered_weights``) hidden. A
 command is taken when the previous one has issued its last read.
 
-While no command runs, the load port writes the weight memory (words). The q buffer's load port (words of ``C``
+While no command runs, the load port writes the weight memory (words, or with ``port_bits`` parts of words: a core
+whose image is in 64-bit words and whose words are wider loads and reads them as they are in the image). The q buffer's load port (words of ``C``
 int8, low column first) writes at any time: with two banks (``q_banks``) a command reads the bank it names while the
 other is loaded. The read port reads the weight memory at any time too, before the command's reads: the word comes
 on ``r_data`` with ``r_valid``, the weight memory's read latency after ``r_en``. The sequencer and the link use
@@ -29,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from .primitives import BlockRam
 from .ternary_matvec import TernaryMatVec, acc_width, output_layout
 from .trit_decoder import TRITS_PER_BYTE
-from .weight_memory import WeightMemory
+from .weight_memory import BANK_WIDTH, WeightMemory
 
 __all__ = ["MatvecEngine", "matvec_command_layout"]
 
@@ -65,17 +66,23 @@ class MatvecEngine(wiring.Component):
     stream_depth : int
         Words of the weight stream's FIFO; 0: no weight stream (no ``ws``, ``r_stream``, ``r_ready``,
         ``stream_wait``).
+    port_bits : int or None
+        Width of the load and read ports, ``8·rows`` (whole words, the default) or that divided by a power of two
+        into parts of whole 16-bit banks: the ports and the commands' ``base`` then address parts, part ``k`` of word
+        ``w`` at ``w · parts + k`` (bits ``port_bits · k …`` of the word), and a command's ``base`` is a multiple of
+        ``parts``. Not with a weight stream.
     impl : {"model", "ice40", "ecp5"} or None
         Memory primitives' implementation.
 
     Attributes
     ----------
-    cmd : In(stream.Signature(matvec_command_layout(bits of a word address)))
+    cmd : In(stream.Signature(matvec_command_layout(bits of a port address)))
     o : Out(stream.Signature(output_layout(rows, acc_width)))
     busy : Out(1)
         A command is running (reads not all issued, or beats not all taken by the array).
     w_addr, w_data, w_we : In
-        Weight-memory load port (word address below ``weight_depth``, ``8·rows``-bit word); only while not ``busy``.
+        Weight-memory load port (address below ``weight_depth · parts``, ``port_bits``-bit data); only while not
+        ``busy``.
     r_addr, r_en : In; r_data, r_valid : Out
         Weight-memory read port (ignored in a cycle that writes): the word read in a cycle with ``r_en`` is on
         ``r_data`` while ``r_valid``, the memory's read latency later; after that ``r_data`` holds until the
@@ -95,7 +102,7 @@ class MatvecEngine(wiring.Component):
     """
 
     def __init__(self, rows=8, fmt="base3", *, max_len=256, q_depth=256, q_banks=1, weight_depth=16384,
-                 registered_weights=False, stream_depth=0, impl=None):
+                 registered_weights=False, stream_depth=0, port_bits=None, impl=None):
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 2 or rows % 2:
             raise ValueError(f"rows must be an even int ≥ 2 (a weight word is rows bytes), got {rows!r}")
         if fmt not in ("base3", "2bit"):
@@ -106,6 +113,15 @@ class MatvecEngine(wiring.Component):
             raise ValueError(f"q_banks must be 1 or 2, got {q_banks!r}")
         if not isinstance(stream_depth, int) or stream_depth < 0 or stream_depth == 1:
             raise ValueError(f"stream_depth must be 0 (no stream) or an int ≥ 2, got {stream_depth!r}")
+        word_bits = 8 * rows
+        port_bits = word_bits if port_bits is None else port_bits
+        parts = word_bits // port_bits if isinstance(port_bits, int) and port_bits > 0 else 0
+        if port_bits % 16 or parts * port_bits != word_bits or parts & (parts - 1):
+            raise ValueError(f"port_bits must be the word's {word_bits} bits divided by a power of two into whole "
+                             f"16-bit banks, got {port_bits!r}")
+        if parts > 1 and stream_depth:
+            raise ValueError("a weight stream takes whole words: port_bits must be 8 · rows with stream_depth")
+        self.port_bits, self.parts = port_bits, parts
         self.rows, self.fmt, self.cols = rows, fmt, TRITS_PER_BYTE[fmt]
         self.max_len, self.q_depth, self.stream_depth, self._impl = max_len, q_depth, stream_depth, impl
         self.q_banks = q_banks
@@ -113,7 +129,7 @@ class MatvecEngine(wiring.Component):
         #: beats in flight or queued at most: enough to issue one per cycle (the read's latency, the FIFO's two
         #: cycles to its output and the credit's return)
         self.beat_depth = self.weights.read_latency + 3
-        addr = range(weight_depth)
+        addr = range(weight_depth * parts)
         #: words of a q-buffer bank as addressed
         self.q_bank_words = q_depth if q_banks == 1 else 1 << (q_depth - 1).bit_length()
         self.array = TernaryMatVec(rows, self.cols, max_len, fmt=fmt, registered_decoders=registered_weights)
@@ -124,8 +140,8 @@ class MatvecEngine(wiring.Component):
             "cmd": In(stream.Signature(matvec_command_layout(Shape.cast(addr).width))),
             "o": Out(stream.Signature(output_layout(rows, acc_width(max_len)))),
             "busy": Out(1),
-            "w_addr": In(addr), "w_data": In(8 * rows), "w_we": In(1),
-            "r_addr": In(addr), "r_en": In(1), "r_data": Out(8 * rows), "r_valid": Out(1), "r_ready": Out(1),
+            "w_addr": In(addr), "w_data": In(port_bits), "w_we": In(1),
+            "r_addr": In(addr), "r_en": In(1), "r_data": Out(port_bits), "r_valid": Out(1), "r_ready": Out(1),
             "q_addr": In(range(q_banks * self.q_bank_words)), "q_data": In(8 * self.cols), "q_we": In(1),
         })
 
@@ -137,11 +153,12 @@ class MatvecEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.o), array.o)
         latency = weights.read_latency
         word_bits, act_bits = 8 * self.rows, 8 * self.cols
+        part_bits = (self.parts - 1).bit_length()   # an address's low bits: the part of the word
 
         running = Signal()        # reads remain to be issued
         streaming = Signal()      # the command takes the weight stream
         q_bank = Signal()
-        addr = Signal.like(self.w_addr)
+        addr = Signal(range(weights.depth))
         col = Signal(16)
         cols_left = Signal(16)    # col_groups of the command
         groups_left = Signal(16)  # row groups still to start, the current one included
@@ -162,10 +179,12 @@ class MatvecEngine(wiring.Component):
 
         # what an issued read carries through the weight memory's latency: a beat, or a read of the read port, and
         # the weight stream's word where it comes from there
-        flight = data.StructLayout({"beat": 1, "read": 1, "last": 1, "stream": 1, "word": word_bits})
+        flight = data.StructLayout({"beat": 1, "read": 1, "last": 1, "stream": 1, "word": word_bits,
+                                    "part": part_bits})
         launch = Signal(flight)
         arrive = self._delay(m, launch, latency, "flight")
-        m.d.comb += [launch.beat.eq(issue), launch.read.eq(r_memory), launch.last.eq(last_col)]
+        m.d.comb += [launch.beat.eq(issue), launch.read.eq(r_memory), launch.last.eq(last_col),
+                     launch.part.eq(self.r_addr[:part_bits])]
         word = Mux(arrive.stream, arrive.word, weights.rdata)
         if self.stream_depth:
             # a streamed beat or read pops its word from the FIFO when it is issued; the word travels with it
@@ -195,10 +214,9 @@ class MatvecEngine(wiring.Component):
             self.cmd.ready.eq(~running),
             weights.cs.eq(issue & ~streaming | self.w_we & ~running | r_memory),
             weights.we.eq(~running & self.w_we),
-            weights.addr.eq(Mux(r_memory, self.r_addr, Mux(running, addr, self.w_addr))),
-            weights.wdata.eq(self.w_data),
+            weights.addr.eq(Mux(r_memory, self.r_addr >> part_bits, Mux(running, addr, self.w_addr >> part_bits))),
+            weights.wdata.eq(self.w_data.replicate(self.parts)),
             self.r_valid.eq(arrive.read),
-            self.r_data.eq(word),
             q.r_en.eq(q_read_now),
             q.r_addr.eq(q_addr_now),
             q.w_addr.eq(self.q_addr),
@@ -211,6 +229,18 @@ class MatvecEngine(wiring.Component):
             array.w.payload.as_value().eq(Cat(head.word, head.last)),
         ]
         m.d.sync += credits.eq(credits - issue + take)
+        if self.parts == 1:
+            m.d.comb += self.r_data.eq(word)
+        else:
+            # a load writes its part's banks; a read's part is chosen from the word, and held with it
+            banks_per_part = self.port_bits // BANK_WIDTH
+            m.d.comb += weights.wbanks.eq(Cat((self.w_addr[:part_bits] == b // banks_per_part)
+                                              for b in range(weights.banks)))
+            held_part = Signal(part_bits)
+            part = Mux(arrive.read, arrive.part, held_part)
+            with m.If(arrive.read):
+                m.d.sync += held_part.eq(arrive.part)
+            m.d.comb += self.r_data.eq(word.word_select(part, self.port_bits))
         # the array joins a beat's activations with its weights after its decoders' stages: the activations step
         # through registers of their own beside the decoders, advancing when they do (``array.w.ready``)
         acts, acts_valid = Signal(act_bits + 1), []
@@ -234,7 +264,7 @@ class MatvecEngine(wiring.Component):
             with m.Else():
                 m.d.sync += col.eq(col + 1)
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [running.eq(1), addr.eq(self.cmd.payload.base), col.eq(0),
+            m.d.sync += [running.eq(1), addr.eq(self.cmd.payload.base >> part_bits), col.eq(0),
                          cols_left.eq(self.cmd.payload.col_groups), groups_left.eq(self.cmd.payload.row_groups),
                          q_bank.eq(self.cmd.payload.q_bank)]
             if self.stream_depth:

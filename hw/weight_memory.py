@@ -21,7 +21,7 @@ from amaranth.lib.wiring import In, Out
 
 from .primitives import SinglePortRam
 
-__all__ = ["SEGMENT_WORDS", "WeightMemory", "read_latency"]
+__all__ = ["BANK_WIDTH", "SEGMENT_WORDS", "WeightMemory", "read_latency"]
 
 BANK_WIDTH = 16
 #: words of a segment of a registered weight memory (the depth of an ECP5 DP16KD at 4 bits wide)
@@ -54,7 +54,9 @@ class WeightMemory(wiring.Component):
     cs : In(1)
         Access this cycle; without it ``rdata`` holds.
     we : In(1)
-        Write ``wdata`` (all banks), else read.
+        Write ``wdata`` into the banks set in ``wbanks``, else read.
+    wbanks : In(banks)
+        The banks a write writes: bit ``b`` for bits ``16b … 16b + 15`` of the word (all of them unless driven).
     wdata : In(16·banks)
     rdata : Out(16·banks)
         The word of the access cycle :attr:`read_latency` cycles earlier, held until the next read's; undefined
@@ -75,6 +77,7 @@ class WeightMemory(wiring.Component):
             "addr": In(range(depth)),
             "cs": In(1),
             "we": In(1),
+            "wbanks": In(banks, init=(1 << banks) - 1),
             "wdata": In(BANK_WIDTH * banks),
             "rdata": Out(BANK_WIDTH * banks),
         })
@@ -86,10 +89,12 @@ class WeightMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        addr, cs, we, wdata = self.addr, self.cs, self.we, self.wdata
+        request = (self.addr, self.cs, self.we, self.wbanks, self.wdata)
         if self.registered:
-            addr, cs, we, wdata = (Signal.like(port, name=f"{port.name}_q") for port in (addr, cs, we, wdata))
-            m.d.sync += [addr.eq(self.addr), cs.eq(self.cs), we.eq(self.we), wdata.eq(self.wdata)]
+            held = tuple(Signal.like(port, name=f"{port.name}_q") for port in request)
+            m.d.sync += [reg.eq(port) for reg, port in zip(held, request)]
+            request = held
+        addr, cs, we, wbanks, wdata = request
         segment = addr[(SEGMENT_WORDS - 1).bit_length():] if self.registered else C(0)
         words = []
         for s, cells in enumerate(self._segments):
@@ -100,7 +105,7 @@ class WeightMemory(wiring.Component):
                     bank.addr.eq(addr),
                     bank.cs.eq(cs & (segment == s)),
                     bank.we.eq(we),
-                    bank.wmask.eq(0b1111),
+                    bank.wmask.eq(wbanks[b].replicate(4)),
                     bank.wdata.eq(wdata[BANK_WIDTH * b:BANK_WIDTH * (b + 1)]),
                     word[BANK_WIDTH * b:BANK_WIDTH * (b + 1)].eq(bank.rdata),
                 ]

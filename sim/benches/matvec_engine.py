@@ -15,10 +15,13 @@ it runs.
 
 With a weight stream (``stream_depth`` > 0) every other operation takes its matrix from the stream, its words
 pushed with random gaps while the engine runs, and the read port reads pushed words back in order, honouring
-``r_ready``. With ``registered_weights`` the weight memory's read latency is 3.
+``r_ready``. With ``registered_weights`` the weight memory's read latency is 4. With ``port_bits`` narrower than a
+word, the image is loaded, read back and addressed by the commands in parts of words, as a core with 64-bit image
+words and wider weight words does.
 
 Parameters (:func:`mmfree.sim.benches.params`): ``rows``, ``fmt``, ``max_len``, ``q_depth``, ``q_banks`` (default
-1), ``stream_depth``, ``registered_weights`` (default false) as built; ``random_ops`` (default 40).
+1), ``stream_depth``, ``registered_weights`` (default false), ``port_bits`` (default ``8 · rows``) as built;
+``random_ops`` (default 40).
 """
 
 import random
@@ -31,6 +34,7 @@ from mmfree.host.compiler import compile_model, matrix_words
 from mmfree.host.machine import matrix_from_words
 from mmfree.host.models import resolve_model
 from mmfree.host.packing import TRITS_PER_BYTE
+from mmfree.hw.matvec_engine import matvec_command_layout
 from mmfree.hw.ternary_matvec import acc_width, output_layout
 from mmfree.hw.trit_decoder import decoder_latency
 from mmfree.hw.weight_memory import read_latency
@@ -46,6 +50,11 @@ BANK_STRIDE = Q_DEPTH if Q_BANKS == 1 else 1 << (Q_DEPTH - 1).bit_length()
 COLS = TRITS_PER_BYTE[FMT]
 WIDTH = acc_width(MAX_LEN)
 LAYOUT = output_layout(ROWS, WIDTH)
+#: the load and read ports' width, and the parts of an engine word they address
+PORT_BITS = P.get("port_bits") or 8 * ROWS
+PARTS = 8 * ROWS // PORT_BITS
+DEPTH = 16384   # the engine's weight memory, in engine words
+COMMAND = matvec_command_layout((DEPTH * PARTS - 1).bit_length())
 TIMEOUT = {"timeout_time": 200, "timeout_unit": "ms"}
 
 
@@ -89,10 +98,22 @@ def beats(words):
     return [sum(int(w) << (64 * k) for k, w in enumerate(row)) for row in np.asarray(words).reshape(-1, ROWS // 8)]
 
 
+def port_words(words):
+    """Image words as the load and read ports' words, ``PARTS`` to an engine word, low part first."""
+    mask = (1 << PORT_BITS) - 1
+    return [(word >> (PORT_BITS * k)) & mask for word in beats(words) for k in range(PARTS)]
+
+
+def command(base, groups, col_groups, streamed=0, bank=0):
+    """A command's payload; ``base`` in port words."""
+    fields = {"base": base, "row_groups": groups, "col_groups": col_groups, "stream": streamed, "q_bank": bank}
+    return sum(value << COMMAND[name].offset for name, value in fields.items())
+
+
 async def load_weights(dut, words):
     """Write image words into the weight memory."""
-    items = beats(words)
-    assert len(items) <= 16384, "the bench's image must fit the weight memory"
+    items = port_words(words)
+    assert len(items) <= DEPTH * PARTS, "the bench's image must fit the weight memory"
     await load(dut, "w_", enumerate(items))
 
 
@@ -138,10 +159,10 @@ async def matrices_from_the_weight_image(dut):
     ops = operations(rng)
     image, bases = [], []
     for trits, _ in ops:
-        bases.append(sum(len(w) for w in image) // (ROWS // 8))
+        bases.append(sum(len(w) for w in image) // (ROWS // 8) * PARTS)
         image.append(matrix_words(trits.astype(np.int8), ROWS, FMT))
-    words_all = beats(np.concatenate(image))
-    dut.r_en.value, dut.r_addr.value = 1, int(rng.integers(0, 16384))   # a read wanted all along: the writes win
+    words_all = port_words(np.concatenate(image))
+    dut.r_en.value, dut.r_addr.value = 1, int(rng.integers(0, DEPTH * PARTS))   # wanted all along: the writes win
     await load_weights(dut, np.concatenate(image))
     dut.r_en.value = 0
     for _ in range(read_latency(P.get("registered_weights", False))):   # the read issued after the writes comes back
@@ -175,8 +196,7 @@ async def matrices_from_the_weight_image(dut):
         if running:
             await finish(*running)
         streamed = bool(STREAM) and index % 2 == 1
-        command = (0 if streamed else base) | groups << 14 | col_groups << 30 | streamed << 46 | bank << 47
-        tasks = [cocotb.start_soon(cmd.send([command]))]
+        tasks = [cocotb.start_soon(cmd.send([command(0 if streamed else base, groups, col_groups, streamed, bank)]))]
         if streamed:
             tasks.append(cocotb.start_soon(ws.send(beats(words))))
         running = (index, trits, q, groups, tasks)
@@ -198,7 +218,7 @@ async def one_beat_per_cycle(dut):
     await load_weights(dut, matrix_words(trits, ROWS, FMT))
     await load_q(dut, q)
     cmd, out = Source(dut, "cmd", dut.clk), Sink(dut, "o", dut.clk)
-    sent = cocotb.start_soon(cmd.send([groups << 14 | col_groups << 30]))
+    sent = cocotb.start_soon(cmd.send([command(0, groups, col_groups)]))
     received = await out.receive(groups)
     await sent
     got = [signed_field(raw, LAYOUT["acc"].offset + r * WIDTH, WIDTH) for raw in received for r in range(ROWS)]
