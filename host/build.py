@@ -35,7 +35,6 @@ from pathlib import Path
 from . import toolchain
 from ..sim.boards import BOARDS as SIM_BOARDS, Board
 from .commands import HASH_BYTES, VERSION as COMMAND_VERSION
-from .compiler import CORES
 from .golden import Formats
 from .protocol import VERSION as PROTOCOL_VERSION
 
@@ -124,7 +123,7 @@ TARGETS = {target.name: target for target in (
                 (("openFPGALoader", "OPENFPGALOADER", ("-b", "ice40_generic", "-f", "{bitstream}")),
                  ("iceprog", "ICEPROG", ("{bitstream}",)))),
     # the ULX3S is loaded into configuration SRAM (lost at power-off)
-    BoardTarget(Board("ulx3s-85f", CORES["ulx3s-85f"], Formats(), clk_hz=100_000_000, baud=3_000_000),
+    BoardTarget(SIM_BOARDS["ulx3s-85f"],
                 "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", ("heartbeat", "busy", "error"),
                 (("openFPGALoader", "OPENFPGALOADER", ("-b", "ulx3s", "{bitstream}")),)),
 )}
