@@ -58,7 +58,7 @@ def test_demo_on_icebreaker(demo):
 def test_clock_is_the_shipped_bitstreams_where_there_is_one(demo):
     manifest = json.loads((ROOT / "bitstreams" / "ulx3s-85f" / "manifest.json").read_text())
     report = estimate("ulx3s-85f", demo)
-    assert report["clock_hz"] == manifest["clk_hz"] != BOARDS["ulx3s-85f"].clk_hz
+    assert report["clock_hz"] == manifest["clk_hz"]
     assert "manifest.json" in report["clock_source"]
     low, high = report["cycles_per_token"]["range"]
     assert report["tokens_per_s"] == [manifest["clk_hz"] / high, manifest["clk_hz"] / low]
