@@ -273,7 +273,8 @@ class Core(wiring.Component):
         # -- units and memories ------------------------------------------------------------------------------
         m.submodules.engine = engine = MatvecEngine(p.rows, p.trit_format, max_len=H, q_depth=-(-H // 5) + 1,
                                                     q_banks=2, weight_depth=p.weight_words // (p.rows // 8),
-                                                    registered_weights=p.pipelined, port_bits=WORD_BITS,
+                                                    registered_weights=p.pipelined, decoder_table=p.decoder_table,
+                                                    port_bits=WORD_BITS,
                                                     stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
@@ -456,14 +457,16 @@ class Core(wiring.Component):
         red_data = Signal(signed(self.reduce_width))
         red_last = Signal()
         m.d.comb += [red_in.payload.data.eq(red_data), red_in.payload.last.eq(red_last)]
-        # a pass's elements reach the reduction unit through a register (the sampler's noisy logit is an addition)
+        # a pass's elements reach the reduction unit through a register; the sampler's noise travels beside its
+        # saturated logit and is added after the register, on the way into the unit
         rs_valid, rs_last, rs_own = Signal(), Signal(), Signal()
         rs_data = Signal.like(red_data)
+        rs_noise = Signal.like(noise)
         rs_square = Signal.like(red_in.payload.square)
         rs_shift = Signal.like(red_in.payload.shift)
         rs_free = ~rs_valid | red_in.ready
         with m.If(rs_valid):
-            m.d.comb += [red_in.valid.eq(1), red_data.eq(rs_data), red_last.eq(rs_last),
+            m.d.comb += [red_in.valid.eq(1), red_data.eq(rs_data + rs_noise), red_last.eq(rs_last),
                          red_in.payload.shift.eq(rs_shift), red_in.payload.square.eq(rs_square),
                          red_in.payload.own_square.eq(rs_own)]
             with m.If(red_in.ready):
@@ -954,9 +957,9 @@ class Core(wiring.Component):
                 with m.If(dp.o.valid & red_needed & rs_free):
                     m.d.sync += [rs_valid.eq(1), rs_last.eq(dp.o.payload.last), rs_shift.eq(ps_red_shift),
                                  rs_square.eq(dp.o.payload.x), rs_own.eq(ps_own_square),
-                                 rs_data.eq(Mux(ps_red == 3,
-                                                saturate(dp.o.payload.product, Y_BITS) + noise,
-                                                Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x)))]
+                                 rs_data.eq(Mux(ps_red == 3, saturate(dp.o.payload.product, Y_BITS),
+                                                Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x))),
+                                 rs_noise.eq(Mux(ps_red == 3, noise, 0))]
                 m.d.comb += [dp.o.ready.eq(~red_needed | rs_free),
                              quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
                              quant.i.payload.p[0].eq(dp.o.payload.product),
