@@ -200,7 +200,8 @@ _micro_engine.hw_module = "mmfree.hw.micro_engine"
 
 
 REGISTRY = [
-    Unit("TritDecoder", "trit_decoder:TritDecoder", [point("2bit", fmt="2bit"), point("base3", fmt="base3")]),
+    Unit("TritDecoder", "trit_decoder:TritDecoder", [point("2bit", fmt="2bit"), point("base3", fmt="base3"),
+                                                     point("base3 logic", families=ECP5, fmt="base3", table="logic")]),
     Unit("TernaryMatVec", "ternary_matvec:TernaryMatVec", [
         point("8x5 trits", rows=8, cols=5),
         point("8x5 base3", rows=8, cols=5, fmt="base3"),

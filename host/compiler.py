@@ -60,9 +60,12 @@ class CoreParams:
         its weight memory: models larger than the weight memory run, at the link's pace.
     pipelined : bool
         Extra register stages on paths that an ECP5 clock above ~60 MHz does not reach otherwise: the weight
-        memory's request and word (read latency 3 instead of 1), the decoders' trit groups, and the fields read from
+        memory's request and word (read latency 4 instead of 1), the decoders' trit groups, and the fields read from
         the image and the reduction unit's input, each through a FIFO of 3 (:mod:`mmfree.hw.stream_fifo`). A matter
         of timing alone: not in INFO, and ignored when cores are compared.
+    decoder_table : {"block", "logic"}
+        Where the base-3 decoders' tables live (:class:`~mmfree.hw.trit_decoder.TritDecoder`): a block RAM each, or
+        LUTs where block RAM is scarcer. A matter of resources alone, like ``pipelined``.
     """
 
     name: str
@@ -75,10 +78,13 @@ class CoreParams:
     program_instructions: int = 32
     weight_stream: bool = False
     pipelined: bool = field(default=False, compare=False)
+    decoder_table: str = field(default="block", compare=False)
 
     def __post_init__(self):
         if self.trit_format not in ("base3", "2bit"):
             raise ValueError(f"trit_format must be 'base3' or '2bit', not {self.trit_format!r}")
+        if self.decoder_table not in ("block", "logic"):
+            raise ValueError(f"decoder_table must be 'block' or 'logic', not {self.decoder_table!r}")
         if self.rows <= 0 or self.rows % 8:
             raise ValueError(f"rows must be a positive multiple of 8 (a row group is whole 64-bit words), "
                              f"not {self.rows}")
@@ -99,10 +105,11 @@ PROGRAM_VERSION = 2
 #: the configurations of the boards' cores
 CORES = {
     "icebreaker": CoreParams("icebreaker"),
-    # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits; 160 of its 208 DP16KD) read two at once (16 rows:
-    # 80 ternary MACs per cycle), deeper state and program
-    "ulx3s-85f": CoreParams("ulx3s-85f", rows=16, weight_words=40960, state_words=2048, program_instructions=64,
-                            pipelined=True),
+    # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits; 160 of its 208 DP16KD) read four at once (32 rows:
+    # 160 ternary MACs per cycle; the 32 decoders' tables in LUTs, as the DP16KD left are too few), deeper state and
+    # program
+    "ulx3s-85f": CoreParams("ulx3s-85f", rows=32, weight_words=40960, state_words=2048, program_instructions=64,
+                            pipelined=True, decoder_table="logic"),
     # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the
     # weights streamed over the link); no board has its memories
     "large": CoreParams("large", max_vector=32768, state_words=32768, acc_bits=20, program_instructions=256,

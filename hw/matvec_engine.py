@@ -66,6 +66,8 @@ class MatvecEngine(wiring.Component):
     stream_depth : int
         Words of the weight stream's FIFO; 0: no weight stream (no ``ws``, ``r_stream``, ``r_ready``,
         ``stream_wait``).
+    decoder_table : {"block", "logic"}
+        Where the base-3 decoders' tables live (:class:`~mmfree.hw.trit_decoder.TritDecoder`'s ``table``).
     port_bits : int or None
         Width of the load and read ports, ``8·rows`` (whole words, the default) or that divided by a power of two
         into parts of whole 16-bit banks: the ports and the commands' ``base`` then address parts, part ``k`` of word
@@ -102,7 +104,7 @@ class MatvecEngine(wiring.Component):
     """
 
     def __init__(self, rows=8, fmt="base3", *, max_len=256, q_depth=256, q_banks=1, weight_depth=16384,
-                 registered_weights=False, stream_depth=0, port_bits=None, impl=None):
+                 registered_weights=False, decoder_table="block", stream_depth=0, port_bits=None, impl=None):
         if not isinstance(rows, int) or isinstance(rows, bool) or rows < 2 or rows % 2:
             raise ValueError(f"rows must be an even int ≥ 2 (a weight word is rows bytes), got {rows!r}")
         if fmt not in ("base3", "2bit"):
@@ -132,7 +134,8 @@ class MatvecEngine(wiring.Component):
         addr = range(weight_depth * parts)
         #: words of a q-buffer bank as addressed
         self.q_bank_words = q_depth if q_banks == 1 else 1 << (q_depth - 1).bit_length()
-        self.array = TernaryMatVec(rows, self.cols, max_len, fmt=fmt, registered_decoders=registered_weights)
+        self.array = TernaryMatVec(rows, self.cols, max_len, fmt=fmt, registered_decoders=registered_weights,
+                                   decoder_table=decoder_table)
         stream_ports = {"ws": In(stream.Signature(8 * rows)), "r_stream": In(1),
                         "stream_wait": Out(1)} if stream_depth else {}
         super().__init__({

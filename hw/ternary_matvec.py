@@ -111,6 +111,9 @@ class TernaryMatVec(wiring.Component):
     registered_decoders : bool
         With ``fmt``: the decoders' groups pass a second register (:class:`~mmfree.hw.trit_decoder.TritDecoder`'s
         ``registered``), so no block RAM's output runs into the adder tree.
+    decoder_table : {"block", "logic"}
+        With ``"base3"``: where each decoder's table lives (:class:`~mmfree.hw.trit_decoder.TritDecoder`'s
+        ``table``).
 
     Attributes
     ----------
@@ -119,7 +122,7 @@ class TernaryMatVec(wiring.Component):
     o : Out(stream.Signature(output_layout(rows, acc_width)))
     """
 
-    def __init__(self, rows=8, cols=5, max_len=4096, *, fmt=None, registered_decoders=False):
+    def __init__(self, rows=8, cols=5, max_len=4096, *, fmt=None, registered_decoders=False, decoder_table="block"):
         if not isinstance(registered_decoders, bool):
             raise TypeError(f"registered_decoders must be a bool, got {registered_decoders!r}")
         check_int("rows", rows, 1)
@@ -134,7 +137,7 @@ class TernaryMatVec(wiring.Component):
                 raise ValueError(f"cols must be a multiple of {TRITS_PER_BYTE[fmt]} (trits per byte of {fmt!r}) "
                                  f"when the weights arrive packed, got {cols}")
         self._rows, self._cols, self._max_len, self._fmt = rows, cols, max_len, fmt
-        self._registered_decoders = registered_decoders
+        self._registered_decoders, self._decoder_table = registered_decoders, decoder_table
         super().__init__({
             "w": In(stream.Signature(weight_layout(rows, cols, fmt))),
             "a": In(stream.Signature(activation_layout(cols))),
@@ -166,7 +169,7 @@ class TernaryMatVec(wiring.Component):
             m.d.comb += self.w.ready.eq(w_ready)
         else:
             per_byte = TRITS_PER_BYTE[self._fmt]
-            decoders = [[TritDecoder(self._fmt, registered=self._registered_decoders)
+            decoders = [[TritDecoder(self._fmt, registered=self._registered_decoders, table=self._decoder_table)
                          for _ in range(cols // per_byte)] for _ in range(rows)]
             for r, row in enumerate(decoders):
                 for j, decoder in enumerate(row):

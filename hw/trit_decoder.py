@@ -16,7 +16,10 @@ from amaranth.lib.wiring import In, Out
 
 from ..host.packing import TRITS_PER_BYTE
 
-__all__ = ["TRITS_PER_BYTE", "trit_group_layout", "decoder_latency", "TritDecoder"]
+__all__ = ["DECODER_TABLES", "TRITS_PER_BYTE", "trit_group_layout", "decoder_latency", "TritDecoder"]
+
+#: where a base-3 decoder's table may live
+DECODER_TABLES = ("block", "logic")
 
 
 def trit_group_layout(trits):
@@ -58,7 +61,8 @@ class TritDecoder(wiring.Component):
     the back-pressure). Yosys maps it on iCE40 to one ``SB_RAM40_4K``, 2 LUT4s and 1 flip-flop. As logic, the same
     table (a ``Switch`` or an asynchronous read port, under ``synth_ice40 -nobram``) takes 123 LUT4s and 12
     flip-flops, and a divide-by-3 chain 54 LUT4s and 48 carry cells, so one EBR of the UP5K's 30 is the cheaper
-    price. The 2-bit decode is logic: 9 LUT4s and 10 flip-flops.
+    price; where block RAM is scarcer than logic (a wide array on the ECP5) ``table="logic"`` puts the ROM in LUTs.
+    The 2-bit decode is logic: 9 LUT4s and 10 flip-flops.
 
     Parameters
     ----------
@@ -68,6 +72,8 @@ class TritDecoder(wiring.Component):
         The decoded group passes a second register (of fabric flip-flops): latency 2 instead of 1. For clocks the
         ROM's read path does not reach: an ECP5 DP16KD's clock-to-output is 5.6 ns, and Yosys does not use its
         output register.
+    table : {"block", "logic"}
+        Where the base-3 table lives: a block RAM, or LUTs (Yosys's ``rom_style``). Ignored for ``"2bit"``.
 
     Attributes
     ----------
@@ -77,14 +83,16 @@ class TritDecoder(wiring.Component):
         Decoded groups, ``n = TRITS_PER_BYTE[fmt]``; trit ``k`` of a group is trit ``k`` of its byte.
     """
 
-    def __init__(self, fmt, *, registered=False):
+    def __init__(self, fmt, *, registered=False, table="block"):
         if not isinstance(registered, bool):
             raise TypeError(f"registered must be a bool, got {registered!r}")
+        if table not in DECODER_TABLES:
+            raise ValueError(f"table must be one of {DECODER_TABLES}, got {table!r}")
         if not isinstance(fmt, str):
             raise TypeError(f"fmt must be a str, got {fmt!r}")
         if fmt not in TRITS_PER_BYTE:
             raise ValueError(f"unknown packing format {fmt!r}; expected one of {list(TRITS_PER_BYTE)}")
-        self._fmt, self._registered = fmt, registered
+        self._fmt, self._registered, self._table = fmt, registered, table
         super().__init__({
             "i": In(stream.Signature(8)),
             "o": Out(stream.Signature(trit_group_layout(TRITS_PER_BYTE[fmt]))),
@@ -118,7 +126,8 @@ class TritDecoder(wiring.Component):
                 ]
         else:
             m.submodules.rom = rom = memory.Memory(shape=trit_group_layout(5), depth=256,
-                                                   init=[_base3_group(byte) for byte in range(256)])
+                                                   init=[_base3_group(byte) for byte in range(256)],
+                                                   attrs={"rom_style": self._table})
             port = rom.read_port()
             m.d.comb += [
                 port.addr.eq(self.i.payload),

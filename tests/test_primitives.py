@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In
 
 from mmfree.host import toolchain
 from mmfree.hw.primitives import ICE40_YOSYS_GUARD, BlockRam, Mac16, SinglePortRam, ebr_blocks, resolve_impl
+from mmfree.hw.trit_decoder import TritDecoder
 from mmfree.sim.benches.primitives import bram_init
 from mmfree.sim.runner import run_bench
 
@@ -186,6 +187,8 @@ def test_ecp5_instances_synthesize(tmp_path):
     assert cells["MULT18X18D"] == 1 and cells["TRELLIS_FF"] == 34, cells  # 32-bit accumulator + load delay
     assert _synth(SinglePortRam(impl="ecp5"), "ecp5", tmp_path)["DP16KD"] == 16
     assert _synth(SinglePortRam(40960, impl="ecp5"), "ecp5", tmp_path)["DP16KD"] == 40   # the ULX3S core's banks
+    assert _synth(TritDecoder("base3"), "ecp5", tmp_path)["DP16KD"] == 1   # the base-3 table in a block RAM …
+    assert "DP16KD" not in _synth(TritDecoder("base3", table="logic"), "ecp5", tmp_path)   # … or in LUTs
     for width, depth in [(16, 1024), (36, 512), (8, 4096)]:
         cells = _synth(BlockRam(width=width, depth=depth, impl="ecp5"), "ecp5", tmp_path)
         blocks = cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0)

@@ -30,3 +30,5 @@ def test_rejects_bad_format():
         TritDecoder("base4")
     with pytest.raises(TypeError, match="registered must be a bool"):
         TritDecoder("base3", registered=1)
+    with pytest.raises(ValueError, match="table must be one of"):
+        TritDecoder("base3", table="spram")
