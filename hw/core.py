@@ -531,21 +531,24 @@ class Core(wiring.Component):
                 m.d.comb += vop.eq(Mux(el_glu_g, VectorOp.GLU_G, VectorOp.GLU_U))
         a_operand = Mux(epilogue == Epilogue.RESIDUAL, mems[Memory.X].r_data.as_signed(),
                         mems[Memory.F].r_data.as_signed())
+        # in a pipelined core the operands (read from vector memory a cycle earlier) reach the vector unit through a
+        # FIFO, so no block RAM's output runs through the unit's first stage
+        vu_in = fed_through_fifo(m, vu.i, name="vu", buffered=p.pipelined)
         m.d.comb += [
-            vu.i.payload.op.eq(vop),
-            vu.i.payload.last.eq(el_last),
-            vu.i.payload.acc.eq(el_acc),
-            vu.i.payload.mant.eq(regs["s"].mant),
-            vu.i.payload.shift.eq(vu_shift),
-            vu.i.payload.a.eq(a_operand),
-            vu.i.payload.b.eq(mems[Memory.STATE].r_data.as_signed()),
+            vu_in.payload.op.eq(vop),
+            vu_in.payload.last.eq(el_last),
+            vu_in.payload.acc.eq(el_acc),
+            vu_in.payload.mant.eq(regs["s"].mant),
+            vu_in.payload.shift.eq(vu_shift),
+            vu_in.payload.a.eq(a_operand),
+            vu_in.payload.b.eq(mems[Memory.STATE].r_data.as_signed()),
             vu.o.ready.eq(1),
         ]
         is_logits = epilogue == Epilogue.LOGITS
         # where accumulators always fit reduce_bits (|acc| ≤ 127 · max_vector, so k = 0), the GATE drain also sums the
         # squares of the accumulators it writes to slot G: o_proj's first norm then needs no pass over G
         sum_g = epilogue == Epilogue.GATE if 127 * H < 1 << (f.reduce_bits - 1) else C(0)
-        el_taken = el_valid & Mux(is_logits, red_in.ready, vu.i.ready & (~sum_g | red_in.ready))
+        el_taken = el_valid & Mux(is_logits, red_in.ready, vu_in.ready & (~sum_g | red_in.ready))
         expected = Mux(epilogue == Epilogue.GLU, bk.rows >> 1, Mux(is_logits, 0, bk.rows))
 
         # -- the sequencer ---------------------------------------------------------------------------------------
@@ -993,7 +996,7 @@ class Core(wiring.Component):
 
         # -- the back end's drain, beside the sequencer ------------------------------------------------------
         with m.If(back_running):
-            self._drain(m, engine, vu, red_in, mems, bk, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
+            self._drain(m, engine, vu, vu_in, red_in, mems, bk, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
                         el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, drain_base, red_data, red_last,
                         track, ~chain_busy, sum_g)
             done = (row == bk.rows) & ~el_valid & (out_count == expected) & ~chain_busy & (~sum_g | red.o.valid)
@@ -1060,7 +1063,7 @@ class Core(wiring.Component):
                             following = Mux(two_norms, _TWO_NORMS, _RSQRT)
                         m.d.sync += chain.eq(following)
 
-    def _drain(self, m, engine, vu, red_in, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
+    def _drain(self, m, engine, vu, vu_in, red_in, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
                el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last, track,
                scaled, sum_g):
         """The drain of a BITLINEAR: row groups from the matvec engine, one accumulator per cycle into a FIFO of
@@ -1105,9 +1108,9 @@ class Core(wiring.Component):
             track(_Src.G, el_acc, el_row == 0)
 
         # with sum_g an element goes into both units in one cycle
-        m.d.comb += vu.i.valid.eq(el_valid & ~is_logits & (~sum_g | red_in.ready))
+        m.d.comb += vu_in.valid.eq(el_valid & ~is_logits & (~sum_g | red_in.ready))
         with m.If(is_logits | sum_g):
-            m.d.comb += [red_in.valid.eq(el_valid & (is_logits | sum_g & vu.i.ready)),
+            m.d.comb += [red_in.valid.eq(el_valid & (is_logits | sum_g & vu_in.ready)),
                          red_data.eq(el_acc), red_last.eq(el_last), red_in.payload.shift.eq(0)]
 
         data = vu.o.payload.data
