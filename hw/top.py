@@ -1,8 +1,9 @@
 """The accelerator's board-independent top: the host link, the command layer and the core.
 
 :class:`AcceleratorTop` wires :class:`~mmfree.hw.link.LinkDevice` → :class:`~mmfree.hw.command_processor.CommandProcessor`
-→ :class:`~mmfree.hw.core.Core` (the requests through a FIFO of 3, :func:`~mmfree.hw.stream_fifo.stream_fifo`), with the link's byte streams either on ports (``link="fast"``: the virtual board
-injects bytes behind the PHY) or behind the :class:`~mmfree.hw.uart.UART` on two pins (``link="uart"``). Both forms
+→ :class:`~mmfree.hw.core.Core` (the requests and the responses through FIFOs of 3,
+:func:`~mmfree.hw.stream_fifo.stream_fifo`), with the link's byte streams either on ports (``link="fast"``: the
+virtual board injects bytes behind the PHY) or behind the :class:`~mmfree.hw.uart.UART` on two pins (``link="uart"``). Both forms
 are what :class:`mmfree.sim.virtual_board.VirtualBoard` runs; board shells (clock, reset, pins) wrap the UART form.
 """
 
@@ -93,10 +94,11 @@ class AcceleratorTop(wiring.Component):
             m.submodules.core = core
 
         # requests reach the command processor through a FIFO, so its decision to take a beat stops there and does
-        # not run on into the link's RX-buffer address
+        # not run on into the link's RX-buffer address; its responses reach the link through another, so the byte it
+        # forms does not run on into the link's TX buffer
         requests = stream_fifo(m, link.request, name="requests")
         wiring.connect(m, requests, commands.request)
-        wiring.connect(m, commands.response, link.response)
+        wiring.connect(m, stream_fifo(m, commands.response, name="responses"), link.response)
         wiring.connect(m, commands.cmd, core.cmd)
         m.d.comb += [
             commands.res.valid.eq(core.res.valid), core.res.ready.eq(commands.res.ready),
