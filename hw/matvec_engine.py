@@ -163,7 +163,9 @@ class MatvecEngine(wiring.Component):
         q_bank = Signal()
         addr = Signal(range(weights.depth))
         col = Signal(16)
-        cols_left = Signal(16)    # col_groups of the command
+        final_col = Signal(16)    # col_groups − 1 of the command
+        last_col = Signal()       # col is the row group's last column group (a register, so the decision to issue
+                                  # the next beat does not wait on a comparison)
         groups_left = Signal(16)  # row groups still to start, the current one included
 
         # beats issued and not yet taken by the array: in the memories' pipeline or in the beat FIFO
@@ -178,7 +180,6 @@ class MatvecEngine(wiring.Component):
         r_memory = self.r_en & ~r_stream & ~(self.w_we & ~running)
         word_ok = Signal(init=1)   # the word of a beat issued now is there (the memory's always is)
         issue = running & (credits != 0) & word_ok & ~r_memory
-        last_col = col == cols_left - 1
 
         # what an issued read carries through the weight memory's latency: a beat, or a read of the read port, and
         # the weight stream's word where it comes from there
@@ -261,14 +262,15 @@ class MatvecEngine(wiring.Component):
         with m.If(issue):
             m.d.sync += addr.eq(addr + 1)
             with m.If(last_col):
-                m.d.sync += [col.eq(0), groups_left.eq(groups_left - 1)]
+                m.d.sync += [col.eq(0), last_col.eq(final_col == 0), groups_left.eq(groups_left - 1)]
                 with m.If(groups_left == 1):
                     m.d.sync += running.eq(0)
             with m.Else():
-                m.d.sync += col.eq(col + 1)
+                m.d.sync += [col.eq(col + 1), last_col.eq(col + 1 == final_col)]
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [running.eq(1), addr.eq(self.cmd.payload.base >> part_bits), col.eq(0),
-                         cols_left.eq(self.cmd.payload.col_groups), groups_left.eq(self.cmd.payload.row_groups),
+                         final_col.eq(self.cmd.payload.col_groups - 1), last_col.eq(self.cmd.payload.col_groups == 1),
+                         groups_left.eq(self.cmd.payload.row_groups),
                          q_bank.eq(self.cmd.payload.q_bank)]
             if self.stream_depth:
                 m.d.sync += streaming.eq(self.cmd.payload.stream)
