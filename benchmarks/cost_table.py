@@ -144,12 +144,12 @@ class Unit:
 ICE40, ECP5 = ("ice40",), ("ecp5",)
 
 
-def _core(*, impl, cycles_per_element=2):
+def _core(*, impl):
     """The core for the iCEBreaker's core parameters and the golden model's formats."""
     from mmfree.host.compiler import CORES
     from mmfree.host.golden import Formats
     from mmfree.hw.core import Core
-    return Core(CORES["icebreaker"], Formats(), cycles_per_element=cycles_per_element, impl=impl)
+    return Core(CORES["icebreaker"], Formats(), impl=impl)
 
 
 _core.hw_module = "mmfree.hw.core"

@@ -115,8 +115,11 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             if early:
                 chain_start = max(b_start + t["chain_first_norm"], quantized) - t["chain_first_norm"]
             issue = max(quantized + n, back_end)
-            drained = 0 if epilogue == Epilogue.LOGITS else 2 * rows   # the drain after the chain
-            back_paths = (issue + words + (drained and 2 * min(rows, core.rows)), chain_start + chain + drained)
+            # the drain after the chain, at the vector unit's rate, and at least as long as the matvec
+            c = core.cycles_per_element
+            drained = 0 if epilogue == Epilogue.LOGITS else c * rows
+            back_paths = (issue + max(words + (drained and c * min(rows, core.rows)), drained),
+                          chain_start + chain + drained)
             back_end = max(back_paths) + t["tail"]
             now = issue
             matvec += words

@@ -183,13 +183,12 @@ class Core(wiring.Component):
     ----------
     params : CoreParams
         ``rows``, ``trit_format``, ``max_vector``, ``state_words``, ``acc_bits``, ``program_instructions``,
+        ``cycles_per_element`` (the vector unit's), ``pipelined``, ``decoder_table``,
         ``weight_words`` (the weight memory's 64-bit image words: 16 K, the SPRAM's, on the UP5K). ``rows`` is 8
         times a power of two: the matvec engine reads ``rows / 8`` image words at once, a matrix's weight words
         starting on a multiple of that (the compiler's layout); a weight stream takes ``rows`` = 8.
     formats : Formats
         The numeric formats (``mmfree.host.golden.Formats``).
-    cycles_per_element : int
-        The vector unit's.
     impl : {"model", "ice40", "ecp5"} or None
 
     Attributes
@@ -222,7 +221,7 @@ class Core(wiring.Component):
         The core waits for a word of the weight stream.
     """
 
-    def __init__(self, params, formats, *, cycles_per_element=2, impl=None):
+    def __init__(self, params, formats, *, impl=None):
         check_impl(impl)
         lanes = params.rows // 8
         if lanes & (lanes - 1) or params.rows % 8:
@@ -234,10 +233,9 @@ class Core(wiring.Component):
             raise ValueError(f"the weight stream carries one image word per cycle: rows must be 8 with "
                              f"weight_stream, not {params.rows}")
         self.params, self.formats, self._impl = params, formats, impl
-        self.cycles_per_element = cycles_per_element
         f = formats
         self.vu = VectorUnit.from_formats(f, acc_bits=params.acc_bits, shift_bits=7,
-                                          cycles_per_element=cycles_per_element, impl=impl)
+                                          cycles_per_element=params.cycles_per_element, impl=impl)
         self.acc_bits = acc_width(params.max_vector)
         self.widths = {_Src.X: f.residual_bits, _Src.V: self.vu.out_bits, _Src.G: self.acc_bits,
                        _Src.F: f.gate_frac + 2}
