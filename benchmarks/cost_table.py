@@ -228,6 +228,7 @@ REGISTRY = [
         point("UP5K c=2 act24", families=ICE40, acc_bits=16, cycles_per_element=2, impl="ice40", act_bits=24,
               act_frac=16),
         point("c=2 ecp5", families=ECP5, acc_bits=16, cycles_per_element=2, impl="ecp5"),
+        point("c=1 ecp5", families=ECP5, acc_bits=16, cycles_per_element=1, impl="ecp5"),
     ]),
     Unit("FieldReader", "field_reader:FieldReader", [point("16 and 20 bit", widths=(16, 20))]),
     Unit("PassDatapath", "pass_datapath:PassDatapath", [point("36 bit", families=ICE40, x_bits=36, impl="ice40"),
