@@ -994,9 +994,9 @@ class Core(wiring.Component):
 
         # -- the back end's drain, beside the sequencer ------------------------------------------------------
         with m.If(back_running):
-            self._drain(m, engine, vu, vu_in, red_in, mems, bk, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
-                        el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, drain_base, red_data, red_last,
-                        track, ~chain_busy, sum_g)
+            self._drain(m, engine, vu, vu_in, red_in, mems, bk, epilogue, beat, beat_valid, lane, ser_row, row,
+                        out_count, el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, drain_base,
+                        red_data, red_last, track, ~chain_busy, sum_g)
             done = (row == bk.rows) & ~el_valid & (out_count == expected) & ~chain_busy & (~sum_g | red.o.valid)
             with m.If(sum_g):
                 m.d.comb += red.o.ready.eq(done)
@@ -1061,13 +1061,14 @@ class Core(wiring.Component):
                             following = Mux(two_norms, _TWO_NORMS, _RSQRT)
                         m.d.sync += chain.eq(following)
 
-    def _drain(self, m, engine, vu, vu_in, red_in, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row, out_count,
-               el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, state_base, red_data, red_last, track,
-               scaled, sum_g):
+    def _drain(self, m, engine, vu, vu_in, red_in, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row,
+               out_count, el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, state_base, red_data,
+               red_last, track, scaled, sum_g):
         """The drain of a BITLINEAR: row groups from the matvec engine, one accumulator per cycle into a FIFO of
         :data:`DRAIN_DEPTH`, from there elements into the vector unit once the output scale is known (``scaled``;
         for the head, into the reduction unit and the logits memory at once), results into vector memory; with
-        ``sum_g`` the elements go into the reduction unit as well, for their sum of squares."""
+        ``sum_g`` the elements go into the reduction unit as well, for their sum of squares. ``vu_in`` is the stream
+        into the vector unit (``vu.i``, or the FIFO in front of it)."""
         rows = self.params.rows
         m.d.comb += engine.o.ready.eq(~beat_valid)
         with m.If(engine.o.valid & ~beat_valid):

@@ -7,12 +7,12 @@ one beat in a FIFO, from which a :class:`~mmfree.hw.ternary_matvec.TernaryMatVec
 ``j = col_groups − 1``; the activations wait in a register while the array decodes the weights); the array offers
 each row group's accumulators on ``o``. Reads are issued against credits, one per free FIFO entry, so the decision
 to read depends on registers of the engine alone, never on the array's or its consumer's ``ready``: one beat per
-cycle while ``o`` is taken, with the weight memory's read latency (1, or 3 with ``registered_weights``) hidden. A
+cycle while ``o`` is taken, with the weight memory's read latency (1, or 4 with ``registered_weights``) hidden. A
 command is taken when the previous one has issued its last read.
 
 While no command runs, the load port writes the weight memory (words, or with ``port_bits`` parts of words: a core
-whose image is in 64-bit words and whose words are wider loads and reads them as they are in the image). The q buffer's load port (words of ``C``
-int8, low column first) writes at any time: with two banks (``q_banks``) a command reads the bank it names while the
+whose image is in 64-bit words and whose words are wider loads and reads them as they are in the image). The q
+buffer's load port (words of ``C`` int8, low column first) writes at any time: with two banks (``q_banks``) a command reads the bank it names while the
 other is loaded. The read port reads the weight memory at any time too, before the command's reads: the word comes
 on ``r_data`` with ``r_valid``, the weight memory's read latency after ``r_en``. The sequencer and the link use
 these ports.
@@ -117,7 +117,9 @@ class MatvecEngine(wiring.Component):
             raise ValueError(f"stream_depth must be 0 (no stream) or an int ≥ 2, got {stream_depth!r}")
         word_bits = 8 * rows
         port_bits = word_bits if port_bits is None else port_bits
-        parts = word_bits // port_bits if isinstance(port_bits, int) and port_bits > 0 else 0
+        if not isinstance(port_bits, int) or isinstance(port_bits, bool):
+            raise TypeError(f"port_bits must be an int or None, got {port_bits!r}")
+        parts = word_bits // port_bits if port_bits > 0 else 0
         if port_bits % 16 or parts * port_bits != word_bits or parts & (parts - 1):
             raise ValueError(f"port_bits must be the word's {word_bits} bits divided by a power of two into whole "
                              f"16-bit banks, got {port_bits!r}")

@@ -44,5 +44,7 @@ def test_rejects_bad_parameters():
         MatvecEngine(16, port_bits=48)
     with pytest.raises(ValueError, match="port_bits must be"):
         MatvecEngine(8, port_bits=8)
+    with pytest.raises(TypeError, match="port_bits must be an int"):
+        MatvecEngine(16, port_bits="64")
     with pytest.raises(ValueError, match="whole words"):
         MatvecEngine(16, port_bits=64, stream_depth=16)
