@@ -5,7 +5,7 @@ the virtual board's per-instruction trace says where the cycles go.
 The cycles are the device's own (TOKEN cycle counts) on ``sim://<board>``, the board's gateware simulated cycle by
 cycle; tokens/s are the configured clock over them, not a run on hardware. The clock, Fmax and utilization come from
 a build: the report given, else ``build/<board>/build-report.json`` (``mmfree build`` writes it), else the manifest of
-the bitstream the package ships for the board; without one, the board's nominal clock. A clock is only a figure to
+the bitstream the package ships for the board; without one, the board's configured clock. A clock is only a figure to
 trust where the build meets it with its margin.
 """
 
@@ -63,7 +63,7 @@ def bench(board_name, model, tokens=16, report_path=None, progress=True):
                 stats = acc.stats
         instructions = _per_instruction(read_trace(trace, program), len(program.instructions))
     cycles = stats.cycles / stats.tokens
-    # the build's clock where there is a build (a bitstream may run the core below the board's nominal clock)
+    # the build's clock where there is a build (an exploratory build may run the core at another clock)
     clk, macs = build.get("clock_hz", board.clk_hz), model.config.ternary_weights
     bounds = roofline(program, clk, board.baud)
     streamed = program.pass_length > 0

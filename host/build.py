@@ -645,11 +645,21 @@ def release(result, root=BITSTREAMS):
     Raises
     ------
     ValueError
-        The build misses its clock with the required margin.
+        The build misses its clock with the required margin, or it is not the board's configured design (its core,
+        formats and clock in ``sim/boards.py``, which the virtual board, ``mmfree bench`` and ``mmfree estimate``
+        take for the shipped bitstream's).
     """
     if not result.report["meets_margin"]:
         raise ValueError(f"not released: Fmax {result.report['fmax']} MHz is below {MARGIN:.2f} × the "
                          f"{result.report['clock_mhz']:g} MHz clock")
+    manifest, board = result.manifest, _target(result.manifest["board"]).board
+    configured = {"core": dataclasses.asdict(board.core), "formats": dataclasses.asdict(board.formats),
+                  "clk_hz": board.clk_hz}
+    differs = [name for name, value in configured.items() if manifest[name] != value]
+    if differs:
+        raise ValueError(f"not released: the build's {' and '.join(differs)} differ from the {board.name} board's "
+                         f"configured design (sim/boards.py: {board.clk_hz / 1e6:g} MHz, {board.core}); configure "
+                         f"the board there first, so that the virtual board, bench and estimate match the bitstream")
     folder = Path(root) / result.manifest["board"]
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(result.bitstream, folder / result.bitstream.name)

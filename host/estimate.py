@@ -3,10 +3,11 @@
 The timing model is the sequential core's schedule (docs/core.md, ``hw/core.py``), instruction by instruction: a
 BITLINEAR fetches and decodes, runs its passes at one cycle per element (the first norm's sum over another slot,
 ``max|p|`` with the sum of squares, the second norm's sum unless it reuses the last one's, the quantization, FORGET's
-copy), ``QUANT`` on the scalar unit where no pass hides it, then its matvec (one weight word per cycle plus one
-hand-off per row group) beside the scale chain, whose end the drain waits for (two cycles per element through the
-vector unit). Its constants (:data:`TIMING`) are calibrated on the demo model's per-instruction trace and checked on
-another shape (docs/core.md); :data:`SPREAD` is the range given around the sum. The core's benches measure the real
+copy), ``QUANT`` on the scalar unit where no pass hides it, then its matvec (one column group's ``rows/8`` weight
+words per cycle plus one hand-off per row group) beside the scale chain, whose end the drain waits for
+(``CoreParams.cycles_per_element`` cycles per element through the vector unit, and no shorter than the matvec).
+Its constants (:data:`TIMING`) are calibrated on the demo model's per-instruction trace and checked on another shape
+(docs/core.md); :data:`SPREAD` is the range given around the sum. The core's benches measure the real
 figure; this one says early whether a model and a core can meet a target.
 
 :func:`roofline` sets the estimate beside the bounds no schedule can beat: the ternary lanes (rows × columns per

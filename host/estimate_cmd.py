@@ -11,7 +11,7 @@ __all__ = ["add_arguments", "budget", "estimate", "run"]
 
 #: how every figure of the report was made
 METHOD = ("ESTIMATE: cycles from the compiled program and the timing model of host/estimate.py (the core as built, "
-          "docs/core.md: its passes at one cycle per element, one weight word per cycle, the scale chain beside the "
+          "docs/core.md: its passes at one cycle per element, one column group per cycle, the scale chain beside the "
           "matvec; constants calibrated on the demo model's trace, −0.9 % on another shape; ±3 %); bounds from the "
           "core's lanes, weight-memory width and the UART's payload rate; "
           "resources from the UP5K budget of docs/cost.json (measured units, estimated sequencer and glue). Not "
@@ -50,18 +50,6 @@ def _resources(board):
             "source": f"docs/cost.json ({data['date']}), packaged as host/data/cost_budget.json"}
 
 
-def _clock(board_name, board):
-    """The clock (Hz) a board's core runs at, and where that comes from: its shipped bitstream's manifest where the
-    package has one (a bitstream may run the core below the board's nominal clock), else the board's nominal
-    clock."""
-    from .build import BITSTREAMS
-
-    path = BITSTREAMS / board_name / "manifest.json"
-    if path.is_file():
-        return json.loads(path.read_text())["clk_hz"], f"the shipped bitstream's, bitstreams/{board_name}/manifest.json"
-    return board.clk_hz, "the board's nominal clock: no bitstream is shipped for it"
-
-
 def estimate(board_name, model):
     """The report of ``model`` (:class:`~mmfree.host.model.Model`) on ``board_name``: a JSON-serialisable dict.
 
@@ -81,10 +69,10 @@ def estimate(board_name, model):
     if board_name not in BOARDS:
         raise ValueError(f"unknown board {board_name!r}; the boards are {', '.join(sorted(BOARDS))}")
     board = BOARDS[board_name]
-    clk_hz, clock_source = _clock(board_name, board)
+    clk_hz = board.clk_hz   # the board's configured clock: a shipped bitstream's (mmfree.host.build.release)
     c = model.config
     report = {"label": "ESTIMATE", "method": METHOD, "board": board_name, "clock_hz": clk_hz,
-              "clock_source": clock_source, "baud": board.baud, "model": {"vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
+              "baud": board.baud, "model": {"vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
                                             "num_layers": c.num_layers, "intermediate_size": c.intermediate_size,
                                             "ternary_weights": c.ternary_weights}}
     try:
@@ -116,7 +104,7 @@ def estimate(board_name, model):
 
 def _print(report):
     c, clk = report["model"], report["clock_hz"]
-    print(f"{report['board']} at {clk / 1e6:g} MHz ({report['clock_source']}), UART {report['baud']:,} baud; "
+    print(f"{report['board']} at {clk / 1e6:g} MHz (its configured clock), UART {report['baud']:,} baud; "
           f"model V={c['vocab_size']} "
           f"H={c['hidden_size']} L={c['num_layers']} I={c['intermediate_size']}, {c['ternary_weights']:,} ternary "
           "weights")

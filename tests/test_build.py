@@ -18,8 +18,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from mmfree.host import toolchain
-from mmfree.host.build import (BITSTREAMS, FAMILIES, TARGETS, BuildError, build, check_manifests, fit_summary,
-                               parse_report, plan_hash, rtlil_hash, run_plan, shell_plan, target_pll)
+from mmfree.host.build import (BITSTREAMS, FAMILIES, TARGETS, BuildError, BuildResult, build, check_manifests,
+                               fit_summary, parse_report, plan_hash, release, rtlil_hash, run_plan, shell_plan,
+                               target_pll)
 from mmfree.host.cli import main
 from mmfree.hw.shell import BoardShell, CodeBlinker, pll_config
 from mmfree.hw.top import AcceleratorTop
@@ -241,6 +242,33 @@ def test_check_manifests(tmp_path, monkeypatch):
     manifest.update(rtlil_sha256=bytes(range(32)).hex(), bitstream_sha256=hashlib.sha256(b"bits").hexdigest())
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert check_manifests(tmp_path) == [(path, True, f"up to date ({bytes(range(8)).hex()}…)")]
+
+
+def test_release_ships_only_the_boards_configured_design_meeting_its_clock(tmp_path):
+    build_dir = tmp_path / "build"
+    build_dir.mkdir()
+    (build_dir / "top.bit").write_bytes(b"bits")
+    board = TARGETS["ulx3s-85f"].board
+    manifest = {"board": "ulx3s-85f", "core": dataclasses.asdict(board.core),
+                "formats": dataclasses.asdict(board.formats), "clk_hz": board.clk_hz}
+
+    def result(meets=True, **changes):
+        written = {**manifest, **changes}
+        (build_dir / "manifest.json").write_text(json.dumps(written))
+        return BuildResult({"meets_margin": meets, "fmax": 70.0, "clock_mhz": written["clk_hz"] / 1e6}, written,
+                           build_dir / "top.bit", build_dir)
+
+    shipped = tmp_path / "bitstreams"
+    with pytest.raises(ValueError, match="Fmax 70.0 MHz is below 1.10 × the 65 MHz clock"):
+        release(result(meets=False), shipped)
+    with pytest.raises(ValueError, match="the build's clk_hz differ from the ulx3s-85f board's configured design"):
+        release(result(clk_hz=70_000_000), shipped)
+    with pytest.raises(ValueError, match="the build's core differ"):
+        release(result(core={**manifest["core"], "rows": 16}), shipped)
+    assert not shipped.exists()
+    folder = release(result(), shipped)
+    assert (folder / "top.bit").read_bytes() == b"bits"
+    assert json.loads((folder / "manifest.json").read_text()) == manifest
 
 
 def test_shipped_bitstreams_match_the_gateware():
