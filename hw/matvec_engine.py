@@ -12,10 +12,10 @@ command is taken when the previous one has issued its last read.
 
 While no command runs, the load port writes the weight memory (words, or with ``port_bits`` parts of words: a core
 whose image is in 64-bit words and whose words are wider loads and reads them as they are in the image). The q
-buffer's load port (words of ``C`` int8, low column first) writes at any time: with two banks (``q_banks``) a command reads the bank it names while the
-other is loaded. The read port reads the weight memory at any time too, before the command's reads: the word comes
-on ``r_data`` with ``r_valid``, the weight memory's read latency after ``r_en``. The sequencer and the link use
-these ports.
+buffer's load port (words of ``C`` int8, low column first) writes at any time: with two banks (``q_banks``) a command
+reads the bank it names while the other is loaded. The read port reads the weight memory at any time too, before the
+command's reads: the word comes on ``r_data`` with ``r_valid``, the weight memory's read latency after ``r_en``. The
+sequencer and the link use these ports.
 
 With a weight stream (``stream_depth`` > 0), words pushed on ``ws`` queue in a FIFO, and a command with ``stream``
 set takes its words from the FIFO in order instead of the weight memory (``base`` is then ignored); the read port

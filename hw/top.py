@@ -3,8 +3,9 @@
 :class:`AcceleratorTop` wires :class:`~mmfree.hw.link.LinkDevice` → :class:`~mmfree.hw.command_processor.CommandProcessor`
 → :class:`~mmfree.hw.core.Core` (the requests and the responses through FIFOs of 3,
 :func:`~mmfree.hw.stream_fifo.stream_fifo`), with the link's byte streams either on ports (``link="fast"``: the
-virtual board injects bytes behind the PHY) or behind the :class:`~mmfree.hw.uart.UART` on two pins (``link="uart"``). Both forms
-are what :class:`mmfree.sim.virtual_board.VirtualBoard` runs; board shells (clock, reset, pins) wrap the UART form.
+virtual board injects bytes behind the PHY) or behind the :class:`~mmfree.hw.uart.UART` on two pins
+(``link="uart"``). Both forms are what :class:`mmfree.sim.virtual_board.VirtualBoard` runs; board shells (clock,
+reset, pins) wrap the UART form.
 """
 
 from amaranth import *
