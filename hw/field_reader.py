@@ -1,14 +1,25 @@
-"""Integer vectors from the weight image: consecutive fields packed low bits first in 64-bit words.
+"""Integer vectors from the weight image: fields packed low bits first in 64-bit words, one or two per beat.
 
 The compiler packs every vector of the image (norm constants, ``1 − lb``, embedding rows and exponents) as integers of
 a fixed width, low bits first, from a word boundary (:func:`mmfree.host.compiler.pack_words`); a field may straddle
-two words. The reader streams such a vector: given its first word, a field width (one of ``widths``, chosen per
-vector) and whether the fields are signed, it reads words through a memory read port of any latency (the word comes
-back with ``mem_valid``, as from :class:`~mmfree.hw.matvec_engine.MatvecEngine`'s) into a two-word window, with at
-most two words in the window or on their way, and offers a field per cycle while the window holds one. A read is
-issued only while ``mem_ready``; with ``exact_reads`` the reader reads exactly the vector's ``⌈count · width / 64⌉``
-words (a weight stream, whose words must not be taken ahead), else it may read a word beyond the vector's last. A
-vector starts once every word read for the one before has come back.
+two words. The reader streams such a vector: given its first word, its number of fields, a field width (one of
+``widths``, chosen per vector) and whether the fields are signed, it reads words through a memory read port of any
+latency (the word comes back with ``mem_valid``, as from :class:`~mmfree.hw.matvec_engine.MatvecEngine`'s) into a
+window of ``2 · lanes`` words, and offers a beat per cycle while the window holds its fields: one field, or with
+``lanes = 2`` and the vector's ``pair`` two consecutive ones.
+
+Reads run ahead: a read is issued while the window and the words on their way leave a slot free, or in the cycle a
+beat that uses up the window's first word is taken (so ``mem_en`` depends on the ready of the reader's output, the
+FIFO's with ``buffered``). With ``lanes = 2`` this sustains a beat of two 16-bit fields per cycle from a memory that
+answers 6 cycles after ``mem_en``: 64 such fields take 40 cycles, the start's handshake and the last beat included
+(42 with ``buffered``). A read is issued only while ``mem_ready``; with ``exact_reads`` the reader reads exactly the
+vector's ``⌈count · width / 64⌉`` words (a weight stream, whose words must not be taken ahead), else it may read up
+to ``2 · lanes`` words beyond the vector's last. A vector starts once every word read for the one before has come
+back.
+
+Timing: the window's next state (whether its first word is used up, where an arriving word goes) and ``o.valid``
+follow from registers and the handshake alone; the beat's end bit, and whether it lies in the first word, are
+computed a beat ahead.
 """
 
 from amaranth import *
@@ -21,15 +32,19 @@ from .stream_fifo import stream_fifo
 __all__ = ["FieldReader"]
 
 WORD_BITS = 64
+PTR_BITS = 6    # log2(WORD_BITS)
 
 
 class FieldReader(wiring.Component):
-    """Streams ``count`` fields of a packed vector.
+    """Streams the ``count`` fields of a packed vector, one or two per beat.
 
     Parameters
     ----------
     widths : tuple of int
-        The field widths a vector may have (each 1 … 64); ``start.payload.width`` selects one by index.
+        The field widths a vector may have (each 1 … 64, with ``lanes = 2`` 1 … 32); ``start.payload.width``
+        selects one by index.
+    lanes : int
+        Fields a beat can carry: 1 or 2.
     addr_bits : int
         Word-address width of the memory.
     count_bits : int
@@ -37,126 +52,154 @@ class FieldReader(wiring.Component):
     exact_reads : bool
         Read no word beyond the vector's last.
     buffered : bool
-        The fields leave through a FIFO of 3 (see the module notes).
+        The beats leave through a FIFO of 3 (:func:`~mmfree.hw.stream_fifo.stream_fifo`): two cycles more latency,
+        and ``o.ready`` reaches no logic of the reader.
 
     Attributes
     ----------
     start : In(stream)
-        ``{addr, count, width, signed}``: the vector's first word, its number of fields, the index of its width in
-        ``widths`` and whether its fields are two's complement. Taken while the reader is idle.
+        ``{addr, count, width, signed}``, with ``lanes = 2`` also ``pair``: the vector's first word, its number of
+        fields, the index of its width in ``widths``, whether its fields are two's complement, and whether a beat
+        carries two of them. Taken while the reader is idle and no read of its is on its way.
     o : Out(stream)
-        ``{data: signed(max(widths) + 1), last}``: each field, sign- or zero-extended.
+        ``{data, last}``: ``data`` an array of ``lanes`` fields of ``signed(max(widths) + 1)``, each sign- or
+        zero-extended. With ``pair``, field ``2j`` in lane 0 and ``2j + 1`` in lane 1 (a 0 in lane 1 of the final beat
+        of an odd count); without, field ``j`` in lane 0 and a 0 in lane 1. ``last`` marks the beat with the vector's
+        final field.
     busy : Out(1)
+        A vector is being streamed.
     mem_addr, mem_en : Out; mem_data, mem_valid : In
-        The memory read port: the words of the cycles with ``mem_en`` come back in order on ``mem_data``, each in a
-        cycle with ``mem_valid``. ``mem_valid`` while no read of the reader's is on its way is another reader's and
-        is ignored.
+        The memory read port: the words of the cycles with ``mem_en`` come back in order on ``mem_data`` (64 bits),
+        each in a cycle with ``mem_valid``. ``mem_valid`` while no read of the reader's is on its way is another
+        reader's and is ignored.
     mem_ready : In(1)
         A read may be issued (1 when not driven).
     mem_stalled : Out(1)
         A read is wanted but ``mem_ready`` is low.
     """
 
-    def __init__(self, widths, *, addr_bits=14, count_bits=16, exact_reads=False, buffered=False):
+    def __init__(self, widths, *, lanes=1, addr_bits=14, count_bits=16, exact_reads=False, buffered=False):
         if not isinstance(widths, tuple) or not widths:
             raise TypeError(f"widths must be a non-empty tuple of ints, got {widths!r}")
+        check_int("lanes", lanes, 1, 2)
+        most = WORD_BITS // lanes   # so that a beat's fields lie in two words
         for width in widths:
             check_int("width", width, 1)
-            if width > WORD_BITS:
-                raise ValueError(f"a field is at most {WORD_BITS} bits, got {width}")
+            if width > most:
+                raise ValueError(f"a field is at most {most} bits with lanes = {lanes}, got {width}")
         check_int("addr_bits", addr_bits, 1)
         check_int("count_bits", count_bits, 1)
-        if not isinstance(buffered, bool):
-            raise TypeError(f"buffered must be a bool, got {buffered!r}")
-        self.widths, self.exact_reads, self.buffered = widths, exact_reads, buffered
+        for name, flag in [("exact_reads", exact_reads), ("buffered", buffered)]:
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        self.widths, self.lanes, self.exact_reads, self.buffered = widths, lanes, exact_reads, buffered
+        start = {"addr": addr_bits, "count": count_bits, "width": range(len(widths)), "signed": 1}
         super().__init__({
             "mem_ready": In(1, init=1), "mem_stalled": Out(1),
-            "start": In(stream.Signature(data.StructLayout({
-                "addr": addr_bits, "count": count_bits, "width": range(len(widths)), "signed": 1}))),
-            "o": Out(stream.Signature(data.StructLayout({"data": signed(max(widths) + 1), "last": 1}))),
+            "start": In(stream.Signature(data.StructLayout({**start, **({"pair": 1} if lanes == 2 else {})}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(max(widths) + 1), lanes), "last": 1}))),
             "busy": Out(1),
             "mem_addr": Out(addr_bits), "mem_en": Out(1), "mem_data": In(WORD_BITS), "mem_valid": In(1),
         })
 
+    def _per_width(self, m, sel, value, shape):
+        """A signal of ``shape``: ``value(w)`` for the width ``w`` of index ``sel`` in ``widths``."""
+        result = Signal(shape)
+        with m.Switch(sel):
+            for index, width in enumerate(self.widths):
+                with m.Case(index):
+                    m.d.comb += result.eq(value(width))
+        return result
+
     def elaborate(self, platform):
         m = Module()
-        top = max(self.widths)
-        window = Signal(2 * WORD_BITS)
-        words = Signal(range(3))           # words in the window
-        flying = Signal(range(3))          # words read and not yet back
-        pending = Signal()                 # a word of ours arrives on mem_data this cycle
-        ptr = Signal(range(WORD_BITS))     # bit offset of the next field in the window's first word
-        left = Signal.like(self.start.payload.count)
+        depth = 2 * self.lanes                            # the window's words
+        window = Signal(data.ArrayLayout(WORD_BITS, depth))
+        full = Signal(depth)         # thermometer code: slot i of the window holds a word
+        asked = Signal(depth)        # thermometer code: slot i holds a word or one read for it is on its way
+        ptr = Signal(PTR_BITS)       # the beat's first bit in the window's first word
+        end = Signal(PTR_BITS + 1)   # ptr + the beat's bits (1 … 127); from 64 on, the beat uses up the first word
+        fits = Signal()              # end ≤ 64: the beat lies in the window's first word
+        left = Signal.like(self.start.payload.count)      # fields not yet offered
         width_sel = Signal.like(self.start.payload.width)
         is_signed = Signal()
+        pair = Signal()
         addr = Signal.like(self.mem_addr)
         running = Signal()
+        payload = self.start.payload
+        begin = self.start.valid & self.start.ready
 
-        width = Signal(range(WORD_BITS + 1))
-        with m.Switch(width_sel):
-            for index, w in enumerate(self.widths):
-                with m.Case(index):
-                    m.d.comb += width.eq(w)
-        raw = Signal(top)
-        m.d.comb += raw.eq(window >> ptr)
-        field = Signal(top + 1)
-        with m.Switch(width_sel):
-            for index, w in enumerate(self.widths):
-                with m.Case(index):
-                    sign = is_signed & raw[w - 1]
-                    m.d.comb += field.eq(Cat(raw[:w], sign.replicate(top + 1 - w)))
-        # a field is in the window when its last bit is: ptr + width ≤ 64 · words
-        ready_field = Mux(words == 2, 1, (words == 1) & (ptr + width <= WORD_BITS))
-        out = self.o.signature.create(path=("out",))  # the reader's fields, into o or into the FIFO
+        # the beat: the bits from ptr on of the window's first two words, a field per lane
+        two = pair & (left != 1)                          # the beat carries two fields
+        out = self.o.signature.create(path=("out",))      # the reader's beats, into o or into the FIFO
         wiring.connect(m, wiring.flipped(self.o), stream_fifo(m, out, name="out_fifo") if self.buffered else out)
+        raw = Signal(self.lanes * max(self.widths))
+        m.d.comb += raw.eq(Cat(window[0], window[1]) >> ptr)
+        for lane in range(self.lanes):
+            def lane_field(w, lane=lane):    # the lane's field of w bits, sign- or zero-extended
+                part = raw[lane * w:(lane + 1) * w]
+                return Mux(is_signed, part.as_signed(), part)
+            field = self._per_width(m, width_sel, lane_field, self.o.payload.data[lane].shape())
+            m.d.comb += out.payload.data[lane].eq(Mux(two, field, 0) if lane else field)
         m.d.comb += [
-            out.valid.eq(running & ready_field),
-            out.payload.data.eq(field),
-            out.payload.last.eq(left == 1),
-            self.start.ready.eq(~running & (flying == 0)),
+            out.valid.eq(running & (full[1] | full[0] & fits)),
+            out.payload.last.eq((left == 1) | pair & (left == 2)),
+            self.start.ready.eq(~running & (asked == full)),
             self.busy.eq(running),
         ]
 
-        # a read is issued while the window (counting the words on their way) has room and fields (exactly: words)
-        # remain
-        want = running & ((words + flying) < 2)
+        # the window: taking a beat that ends at or beyond bit 64 uses up its first word, and the others move down;
+        # an arriving word goes into the first slot left without one
+        take = out.valid & out.ready
+        drop = take & end[PTR_BITS]
+        kept = Signal(depth)
+        m.d.comb += kept.eq(Mux(drop, full[1:], full))    # the words that stay
+        arrival = Cat(C(1, 1), kept)[:depth] & ~kept      # one-hot: the slot of an arriving word
+        pending = self.mem_valid & (asked != full)         # a word of ours arrives on mem_data
+        for slot in range(depth):
+            with m.If(pending & arrival[slot]):
+                m.d.sync += window[slot].eq(self.mem_data)
+            if slot + 1 < depth:
+                with m.Elif(drop):
+                    m.d.sync += window[slot].eq(window[slot + 1])
+        m.d.sync += full.eq(Mux(pending, Cat(C(1, 1), kept), kept))
+
+        # a read is issued while a slot of the window is neither full nor asked for, or one is freed now, and (with
+        # exact_reads) words of the vector remain unread
+        want = running & (~asked[-1] | drop)
         if self.exact_reads:
-            unread = Signal(self.start.payload.count.shape().width + 7)   # the vector's words not yet read
+            unread = Signal(len(left) + 1)
             want &= unread != 0
-            with m.If(self.mem_en):
+            bits = self._per_width(m, payload.width, lambda w: payload.count * w + WORD_BITS - 1,
+                                   len(left) + PTR_BITS + 1)
+            with m.If(begin):
+                m.d.sync += unread.eq(bits >> PTR_BITS)
+            with m.Elif(self.mem_en):
                 m.d.sync += unread.eq(unread - 1)
-            with m.If(self.start.valid & self.start.ready):
-                bits = Signal.like(unread)
-                with m.Switch(self.start.payload.width):
-                    for index, w in enumerate(self.widths):
-                        with m.Case(index):
-                            m.d.comb += bits.eq(self.start.payload.count * w + WORD_BITS - 1)
-                m.d.sync += unread.eq(bits >> 6)
         m.d.comb += [self.mem_en.eq(want & self.mem_ready), self.mem_stalled.eq(want & ~self.mem_ready),
                      self.mem_addr.eq(addr)]
-        m.d.comb += pending.eq(self.mem_valid & (flying != 0))
-        m.d.sync += flying.eq(flying + self.mem_en - pending)
+        asked_kept = Mux(drop, asked[1:], asked)
+        m.d.sync += asked.eq(Mux(self.mem_en, Cat(C(1, 1), asked_kept), asked_kept))
         with m.If(self.mem_en):
             m.d.sync += addr.eq(addr + 1)
 
-        take = out.valid & out.ready
-        next_ptr = ptr + Mux(take, width, 0)
-        drop = next_ptr >= WORD_BITS       # the first word is used up
-        kept = Mux(drop, window[WORD_BITS:], window)
-        kept_words = words - drop
-        with m.If(pending):
-            m.d.sync += window.eq(Mux(kept_words == 0, Cat(self.mem_data, C(0, WORD_BITS)),
-                                      Cat(kept[:WORD_BITS], self.mem_data)))
-        with m.Else():
-            m.d.sync += window.eq(kept)
-        m.d.sync += [words.eq(kept_words + pending), ptr.eq(Mux(drop, next_ptr - WORD_BITS, next_ptr))]
+        # a beat ahead: the next beat starts where this one ends, and carries two fields if more than 3 are left now
+        width = self._per_width(m, width_sel, lambda w: w, range(WORD_BITS + 1))
+        upcoming = Signal.like(end)    # the next beat's end
+        m.d.comb += upcoming.eq(end[:PTR_BITS] + Mux(pair & (left > 3), width << 1, width))
         with m.If(take):
-            m.d.sync += left.eq(left - 1)
-            with m.If(left == 1):
+            m.d.sync += [ptr.eq(end[:PTR_BITS]), end.eq(upcoming), left.eq(left - Mux(two, 2, 1)),
+                         fits.eq(~upcoming[PTR_BITS] | (upcoming == WORD_BITS))]
+            with m.If(out.payload.last):
                 m.d.sync += running.eq(0)
 
-        with m.If(self.start.valid & self.start.ready):
-            payload = self.start.payload
+        start_pair = payload.pair if self.lanes == 2 else C(0)
+        first_two = start_pair & (payload.count > 1)
+        first_bits = self._per_width(m, payload.width, lambda w: Mux(first_two, 2 * w, w), end.shape())
+        with m.If(begin):
             m.d.sync += [addr.eq(payload.addr), left.eq(payload.count), width_sel.eq(payload.width),
-                         is_signed.eq(payload.signed), running.eq(payload.count != 0), words.eq(0), ptr.eq(0)]
+                         is_signed.eq(payload.signed), pair.eq(start_pair),
+                         running.eq(payload.count != 0), full.eq(0), asked.eq(0), ptr.eq(0), end.eq(first_bits),
+                         fits.eq(1)]
         return m

@@ -1,0 +1,63 @@
+# amaranth: UnusedElaboratable=no
+
+"""The field reader against ``pack_words``, in Verilator; and its constructor's checks."""
+
+import pytest
+from amaranth import signed
+from amaranth.lib import data
+
+from mmfree.hw.field_reader import FieldReader
+from mmfree.sim.runner import run_bench
+
+BENCH = "mmfree.sim.benches.field_reader"
+
+CONFIGS = {
+    # name: (the reader's arguments, the memory's read latency)
+    # the core's formats, two fields per beat, through the weight memory's latency (and its throughput)
+    "pairs": ({"widths": (16, 20), "lanes": 2}, 6),
+    "pairs_exact_buffered": ({"widths": (16, 20, 7, 32), "lanes": 2, "exact_reads": True, "buffered": True}, 1),
+    "pairs_exact": ({"widths": (16, 3, 31), "lanes": 2, "exact_reads": True}, 6),
+    "single": ({"widths": (16, 20, 63, 1)}, 1),
+    "single_exact_buffered": ({"widths": (16, 20, 33, 63), "exact_reads": True, "buffered": True}, 6),
+}
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+def test_bench(config, tmp_path):
+    reader, latency = CONFIGS[config]
+    run_bench(FieldReader(**reader), name="field_reader", test_module=BENCH, params={**reader, "latency": latency},
+              run_dir=tmp_path)
+
+
+def test_interface():
+    for lanes, start in [(1, ["addr", "count", "width", "signed"]), (2, ["addr", "count", "width", "signed", "pair"])]:
+        reader = FieldReader((16, 20), lanes=lanes)
+        assert [name for name, _ in reader.start.payload.shape()] == start
+        assert reader.o.payload.shape() == data.StructLayout({"data": data.ArrayLayout(signed(21), lanes), "last": 1})
+
+
+def test_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="lanes"):
+        FieldReader((16,), lanes=3)
+    with pytest.raises(ValueError, match="lanes"):
+        FieldReader((16,), lanes=0)
+    with pytest.raises(TypeError, match="lanes"):
+        FieldReader((16,), lanes=2.0)
+    with pytest.raises(ValueError, match="at most 32 bits with lanes = 2"):
+        FieldReader((16, 33), lanes=2)
+    with pytest.raises(ValueError, match="at most 64 bits"):
+        FieldReader((65,))
+    with pytest.raises(ValueError, match="width"):
+        FieldReader((0,))
+    with pytest.raises(TypeError, match="widths"):
+        FieldReader([16])
+    with pytest.raises(TypeError, match="widths"):
+        FieldReader(())
+    with pytest.raises(ValueError, match="addr_bits"):
+        FieldReader((16,), addr_bits=0)
+    with pytest.raises(ValueError, match="count_bits"):
+        FieldReader((16,), count_bits=0)
+    with pytest.raises(TypeError, match="exact_reads"):
+        FieldReader((16,), exact_reads=1)
+    with pytest.raises(TypeError, match="buffered"):
+        FieldReader((16,), buffered=1)
