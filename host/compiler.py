@@ -69,6 +69,10 @@ class CoreParams:
     decoder_table : {"block", "logic"}
         Where the base-3 decoders' tables live (:class:`~mmfree.hw.trit_decoder.TritDecoder`): a block RAM each, or
         LUTs where block RAM is scarcer. A matter of resources alone, like ``pipelined``.
+    pass_lanes : {1, 2}
+        Elements per cycle of the passes over slots (a BITLINEAR's norms and quantization): 2 takes a second pass
+        datapath lane, reduction unit and quantizer lane, and vector memories of two-element words. Like
+        ``pipelined``, a matter of speed alone.
     """
 
     name: str
@@ -83,12 +87,15 @@ class CoreParams:
     pipelined: bool = field(default=False, compare=False)
     decoder_table: str = field(default="block", compare=False)
     cycles_per_element: int = field(default=2, compare=False)
+    pass_lanes: int = field(default=1, compare=False)
 
     def __post_init__(self):
         if self.trit_format not in ("base3", "2bit"):
             raise ValueError(f"trit_format must be 'base3' or '2bit', not {self.trit_format!r}")
         if not isinstance(self.cycles_per_element, int) or self.cycles_per_element < 1:
             raise ValueError(f"cycles_per_element must be an int ≥ 1, not {self.cycles_per_element!r}")
+        if self.pass_lanes not in (1, 2):
+            raise ValueError(f"pass_lanes must be 1 or 2, not {self.pass_lanes!r}")
         if self.decoder_table not in ("block", "logic"):
             raise ValueError(f"decoder_table must be 'block' or 'logic', not {self.decoder_table!r}")
         if self.rows <= 0 or self.rows % 8:
@@ -113,9 +120,9 @@ CORES = {
     "icebreaker": CoreParams("icebreaker"),
     # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits; 160 of its 208 DP16KD) read four at once (32 rows:
     # 160 ternary MACs per cycle; the 32 decoders' tables in LUTs, as the DP16KD left are too few), deeper state and
-    # program, and a vector unit of one element per cycle on its plentiful multipliers
+    # program, a vector unit of one element per cycle and passes of two on its plentiful multipliers
     "ulx3s-85f": CoreParams("ulx3s-85f", rows=32, weight_words=40960, state_words=2048, program_instructions=64,
-                            pipelined=True, decoder_table="logic", cycles_per_element=1),
+                            pipelined=True, decoder_table="logic", cycles_per_element=1, pass_lanes=2),
     # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the
     # weights streamed over the link); no board has its memories
     "large": CoreParams("large", max_vector=32768, state_words=32768, acc_bits=20, program_instructions=256,

@@ -1,11 +1,12 @@
 """Cycles per token of a compiled program on the core as built: an ESTIMATE, before any simulation.
 
 The timing model is the sequential core's schedule (docs/core.md, ``hw/core.py``), instruction by instruction: a
-BITLINEAR fetches and decodes, runs its passes at one cycle per element (the first norm's sum over another slot,
-``max|p|`` with the sum of squares, the second norm's sum unless it reuses the last one's, the quantization, FORGET's
-copy), ``QUANT`` on the scalar unit where no pass hides it, then its matvec (one column group's ``rows/8`` weight
-words per cycle plus one hand-off per row group) beside the scale chain, whose end the drain waits for
-(``CoreParams.cycles_per_element`` cycles per element through the vector unit, and no shorter than the matvec).
+BITLINEAR fetches and decodes, runs its passes (the first norm's sum over another slot, ``max|p|`` with the sum of
+squares, the second norm's sum unless it reuses the last one's, the quantization: ``CoreParams.pass_lanes`` elements
+per cycle; FORGET's copy: one), ``QUANT`` on the scalar unit where no pass hides it, then its matvec (one column
+group's ``rows/8`` weight words per cycle plus one hand-off per row group) beside the scale chain, whose end the
+drain waits for (``CoreParams.cycles_per_element`` cycles per element through the vector unit, and no shorter than
+the matvec).
 Its constants (:data:`TIMING`) are calibrated on the demo model's per-instruction trace and checked on another shape
 (docs/core.md); :data:`SPREAD` is the range given around the sum. The core's benches measure the real
 figure; this one says early whether a model and a core can meet a target.
@@ -66,9 +67,10 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
     Returns
     -------
     dict
-        ``matvec`` (weight words plus one hand-off per row group), ``passes`` (one cycle per element of every
-        pass), ``embed``, ``scale`` (the rest: fetch and decode, the passes' fill, ``QUANT`` and the scale chain
-        where they are not hidden, the drain's tail, the matvec's cycles lent to field reads beside it),
+        ``matvec`` (weight words plus one hand-off per row group), ``passes`` (one cycle per beat of every pass:
+        ``pass_lanes`` elements of a pass over slots, one of FORGET's copy), ``embed``, ``scale`` (the rest: fetch
+        and decode, the passes' fill, ``QUANT`` and the scale chain where they are not hidden, the drain's tail, the
+        matvec's cycles lent to field reads beside it),
         ``instructions`` (``[pc, cycles]`` per instruction, from its start to the next one's), ``total`` (low, high:
         the sum −/+ ``spread``) and ``bound`` (trits ÷ lanes).
     """
@@ -92,13 +94,14 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
         starts.append(now)
         if opcode is Opcode.BITLINEAR:
             n, rows, epilogue = f["cols"], f["rows"], f["epilogue"]
+            beats = -(-n // core.pass_lanes)   # of each pass over slots
             two = bool(f["has_pre"])
             first_other = two and f["first"] != f["src"]
             first_pass = first_other and not (g_sums and f["first"] == Slot.G)
             reused = two and not first_other and sums == (f["src"], f["pre"], n)
             words = -(-rows // core.rows) * (-(-n // core.cols) + 1)
-            before = (n if first_pass else 0) + n + (n if two and not reused else 0)   # passes F, B, D
-            quant = max(0, t["quant"] - (n if two and not reused else 0))               # what pass D does not hide
+            before = (beats if first_pass else 0) + beats + (beats if two and not reused else 0)   # passes F, B, D
+            quant = max(0, t["quant"] - (beats if two and not reused else 0))                   # what D does not hide
             aux = rows if epilogue == Epilogue.FORGET else 0
             chain = t["chain_reused"] if reused else t["chain_two_norms"] if two else t["chain_one_norm"]
             fills = t["pass_fill"] * (1 + first_pass + (two and not reused) + 1)
@@ -107,7 +110,7 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             quantized = held + t["instruction"] + fills + before + quant   # the back end is due
             # with the first norm over another slot its part of the chain runs beside pass B when the back end is idle
             early = first_other and beside is None
-            b_start = held + t["instruction"] + t["pass_fill"] * (1 + first_pass) + (n if first_pass else 0)
+            b_start = held + t["instruction"] + t["pass_fill"] * (1 + first_pass) + (beats if first_pass else 0)
             # passes beside a matvec take its weight memory for their field words (16-bit, four a word)
             if beside:
                 lent = {"passes": (2 + (two and not reused)) * -(-n // 4), "aux": -(-aux // 4)}[beside]
@@ -115,7 +118,7 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             chain_start = max(quantized, back_end)
             if early:
                 chain_start = max(b_start + t["chain_first_norm"], quantized) - t["chain_first_norm"]
-            issue = max(quantized + n, back_end)
+            issue = max(quantized + beats, back_end)
             # the drain after the chain, at the vector unit's rate, and at least as long as the matvec
             c = core.cycles_per_element
             drained = 0 if epilogue == Epilogue.LOGITS else c * rows
@@ -124,7 +127,7 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             back_end = max(back_paths) + t["tail"]
             now = issue
             matvec += words
-            passes += before + n + aux
+            passes += before + beats + aux
             trits += rows * n
             if two and not reused and not first_other:
                 sums = (f["src"], f["pre"], n)

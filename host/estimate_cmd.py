@@ -11,9 +11,9 @@ __all__ = ["add_arguments", "budget", "estimate", "run"]
 
 #: how every figure of the report was made
 METHOD = ("ESTIMATE: cycles from the compiled program and the timing model of host/estimate.py (the core as built, "
-          "docs/core.md: its passes at one cycle per element, one column group per cycle, the scale chain beside the "
-          "matvec; constants calibrated on the demo model's trace, −0.9 % on another shape; ±3 %); bounds from the "
-          "core's lanes, weight-memory width and the UART's payload rate; "
+          "docs/core.md: its passes at pass_lanes elements per cycle, one column group per cycle, the scale chain "
+          "beside the matvec; constants calibrated on the demo model's trace, −0.9 % on another shape; ±3 %); bounds "
+          "from the core's lanes, weight-memory width and the UART's payload rate; "
           "resources from the UP5K budget of docs/cost.json (measured units, estimated sequencer and glue). Not "
           "measured on a board.")
 

@@ -13,17 +13,18 @@ i_proj's passes beside f_proj's matvec (FORGET's drain uses slot F and the state
 and FORGET's copy into slot F beside the other drains. The q buffer has two banks for that; the passes' field reads
 take the weight memory from the matvec a cycle at a time.
 
-- *passes* stream a vector (a slot of vector memory, or a vector of the weight image) one element at a time through
-  a shared datapath: an optional floor shift (or, for the quantizer's products, the rounded cut ``w`` of
-  ``Arithmetic.quantize``), a product with a second operand (1, ``2^e`` or a vector of the image) made on one
-  ``Mac16`` over 15-bit limbs, an optional rounding or floor shift, into the reduction unit, the quantizer (whose
-  int8 outputs are packed into the q buffer) or a slot. Per BITLINEAR, in this order: when the first norm is over
-  another slot, that slot's sum of squares; ``max|w ⊙ c|`` with ``Σ (v ≫ k)²`` (the reduction unit squares the
-  element while it takes the maximum of the product); for a projection with two norms ``Σ u²`` of
-  ``u = ((v ≫ k) · pre) ≫ pre_shift`` (while ``QUANT`` makes the quantizer's constants on the scalar unit); the
-  quantization of ``w ⊙ c``. A FORGET epilogue's BITLINEAR first copies the layer's ``1 − lb`` into slot F.
-  Every pass over slots X and V takes one cycle per element. The shifts ``k`` need no pass: every write of slots
-  X, V and G keeps the vector's ``max|x|``.
+- *passes* stream a vector (a slot of vector memory, or a vector of the weight image) through a shared datapath, one
+  element per beat, or over slots ``CoreParams.pass_lanes`` (lanes of the datapath, reduction units summed at the end,
+  quantizer lanes, vector memories of that many elements to a word): an optional floor shift (or, for the quantizer's
+  products, the rounded cut ``w`` of ``Arithmetic.quantize``), a product with a second operand (1, ``2^e`` or a vector
+  of the image) made on one ``Mac16`` over 15-bit limbs, an optional rounding or floor shift, into the reduction unit,
+  the quantizer (whose int8 outputs are packed into the q buffer) or a slot. Per BITLINEAR, in this order: when the
+  first norm is over another slot, that slot's sum of squares; ``max|w ⊙ c|`` with ``Σ (v ≫ k)²`` (the reduction unit
+  squares the element while it takes the maximum of the product); for a projection with two norms ``Σ u²`` of ``u =
+  ((v ≫ k) · pre) ≫ pre_shift`` (while ``QUANT`` makes the quantizer's constants on the scalar unit); the quantization
+  of ``w ⊙ c``. A FORGET epilogue's BITLINEAR first copies the layer's ``1 − lb`` into slot F. Every pass over slots X
+  and V takes one cycle per beat. The shifts ``k`` need no pass: every write of slots X, V and G keeps the vector's
+  ``max|x|``.
 - the *scale chain*: a fixed sequence of scalar-unit operations (``SCALE_CHAIN``) from those sums to the output scale,
   in the golden model's order of rounding (``Arithmetic.bitlinear``), started when ``QUANT`` has ended (every sum
   is known by then) and the back end is idle, and run beside the quantization and the matvec; where the first norm
@@ -42,8 +43,9 @@ embedding row's exponent word, then its row (EMBED), or the matrix (BITLINEAR). 
 waits for a word the FIFO does not have.
 
 Vector memory: slots X (residual, ``residual_bits``), V (the vector unit's result width), G (accumulators), F
-(``1 − lb`` / ``1 − f``), the recurrent state (``state_bits`` × ``state_words``, layer ``l`` at ``l · H``) and the
-logits (accumulators), each a :class:`~mmfree.hw.primitives.BlockRam`.
+(``1 − lb`` / ``1 − f``), each a :class:`~mmfree.hw.vector_memory.VectorMemory` of ``pass_lanes`` elements to a
+word, the recurrent state (``state_bits`` × ``state_words``, layer ``l`` at ``l · H``) and the logits
+(accumulators), each a :class:`~mmfree.hw.primitives.BlockRam`.
 """
 
 from amaranth import *
@@ -65,6 +67,7 @@ from .scalar_unit import ScalarOp, ScalarUnit
 from .sigmoid import saturate
 from .stream_fifo import fed_through_fifo
 from .ternary_matvec import acc_width
+from .vector_memory import VectorMemory
 from .vector_unit import VectorOp, VectorUnit
 from .weight_memory import read_latency
 
@@ -183,7 +186,7 @@ class Core(wiring.Component):
     ----------
     params : CoreParams
         ``rows``, ``trit_format``, ``max_vector``, ``state_words``, ``acc_bits``, ``program_instructions``,
-        ``cycles_per_element`` (the vector unit's), ``pipelined``, ``decoder_table``,
+        ``cycles_per_element`` (the vector unit's), ``pass_lanes``, ``pipelined``, ``decoder_table``,
         ``weight_words`` (the weight memory's 64-bit image words: 16 K, the SPRAM's, on the UP5K). ``rows`` is 8
         times a power of two: the matvec engine reads ``rows / 8`` image words at once, a matrix's weight words
         starting on a multiple of that (the compiler's layout); a weight stream takes ``rows`` = 8.
@@ -267,6 +270,7 @@ class Core(wiring.Component):
         p, f = self.params, self.formats
         impl = self._impl
         H = p.max_vector
+        lanes = p.pass_lanes
 
         # -- units and memories ------------------------------------------------------------------------------
         m.submodules.engine = engine = MatvecEngine(p.rows, p.trit_format, max_len=H, q_depth=-(-H // 5) + 1,
@@ -276,9 +280,13 @@ class Core(wiring.Component):
                                                     stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
         m.submodules.vu = vu = self.vu
-        m.submodules.reduce = red = ReductionUnit(self.reduce_width, max_len=max(H, 2), reduce_bits=f.reduce_bits,
-                                                  square_input=True, impl=impl)
-        m.submodules.quant = quant = Quantizer(self.reduce_width, 1, quant_bits=f.quant_bits,
+        # the reduction unit; with two pass lanes a second one takes lane 1's elements of the passes over slots
+        reductions = [ReductionUnit(self.reduce_width, max_len=max(H, 2), reduce_bits=f.reduce_bits, square_input=True,
+                                    impl=impl) for _ in range(lanes)]
+        red = reductions[0]
+        for lane, unit in enumerate(reductions):
+            m.submodules[f"reduce{lane or ''}"] = unit
+        m.submodules.quant = quant = Quantizer(self.reduce_width, lanes, quant_bits=f.quant_bits,
                                                recip_bits=f.recip_bits)
         m.submodules.scalar = scalar_unit = ScalarUnit(bits=f.scalar_bits, exp_bits=16,
                                                        int_width=max(self.reduce_width, red.sum_bits),
@@ -289,18 +297,16 @@ class Core(wiring.Component):
         offer = stream.Signature(scalar_unit.i.payload.shape()).create(path=("scalar_offer",))
         m.d.sync += [scalar_unit.i.valid.eq(offer.valid & ~scalar_unit.o.valid),
                      scalar_unit.i.payload.eq(offer.payload)]
-        m.submodules.fields = fields = FieldReader((16, f.embed_bits), addr_bits=len(self.w_addr),
+        m.submodules.fields = fields = FieldReader((16, f.embed_bits), lanes=lanes, addr_bits=len(self.w_addr),
                                                    exact_reads=p.weight_stream, buffered=p.pipelined)
-        m.submodules.datapath = dp = PassDatapath(self.elem_bits, impl=impl)
+        m.submodules.datapath = dp = PassDatapath(self.elem_bits, lanes=lanes, impl=impl)
         # in a pipelined core a pass's elements reach the datapath through a FIFO, so the decision to fetch the next
         # (the vector memories' read enables) does not wait on the datapath's ready
         dp_in = fed_through_fifo(m, dp.i, name="dp", buffered=p.pipelined)
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {
-            Memory.X: BlockRam(width=self.widths[_Src.X], depth=H, impl=impl),
-            Memory.V: BlockRam(width=self.widths[_Src.V], depth=H, impl=impl),
-            Memory.G: BlockRam(width=self.widths[_Src.G], depth=H, impl=impl),
-            Memory.F: BlockRam(width=self.widths[_Src.F], depth=H, impl=impl),
+            **{_SLOT_MEMORY[slot]: VectorMemory(width=self.widths[slot], depth=H, lanes=lanes, impl=impl)
+               for slot in _SLOT_MEMORY},
             Memory.STATE: BlockRam(width=f.state_bits, depth=p.state_words, impl=impl),
             Memory.LOGITS: BlockRam(width=self.acc_bits, depth=H, impl=impl),
         }
@@ -406,7 +412,9 @@ class Core(wiring.Component):
         ps_red_shift = Signal(8)
         ps_quant = Signal()
         ps_write = Signal(2)           # 0: none, 1: the product into slot X (saturated), 2: the element into slot F
-        ps_count = Signal(range(max(H, p.state_words) + 1))
+        ps_count = Signal(range(max(H, p.state_words) + 1))   # beats
+        ps_wide = Signal()             # a pass over slots, ``lanes`` elements per beat
+        ps_odd = Signal()              # … of an odd length: the last beat's lane 1 is padding, zero
         ps_t = Signal.like(ps_count)
         t_out = Signal.like(ps_count)     # elements that left the datapath
         # a pass's element for a slot, held a cycle: EMBED's for slot X (``pw_slot`` 1), a copy for slot F (2)
@@ -436,8 +444,8 @@ class Core(wiring.Component):
             m.submodules.noise = table = BlockRam(width=16, depth=1 << TABLE_BITS, init=noise_table, impl=impl)
             m.d.comb += [table.r_addr.eq(lfsr[:TABLE_BITS]), table.r_en.eq(1), noise.eq(table.r_data)]
         m.d.comb += dp_in.payload.last.eq(dp_last)
-        fetched = Signal()                # an element's read was issued: its operands are on dp_in
-        field = Signal.like(fields.o.payload.data)
+        fetched = Signal()                # a beat's read was issued: its operands are on dp_in
+        field = Signal(fields.o.payload.data.shape())
         ps_limbs = Signal.like(dp.limbs)
         m.d.comb += [dp.pre.eq(ps_pre), dp.post.eq(ps_post), dp.round.eq(ps_round), dp.pre_round.eq(ps_pre_round),
                      dp.limbs.eq(ps_limbs)]
@@ -449,46 +457,76 @@ class Core(wiring.Component):
             return Mux(slot == Slot.X, slot_limbs[Slot.X], Mux(slot == Slot.V, slot_limbs[Slot.V], slot_limbs[Slot.G]))
 
 
-        # the reduction unit's input: from passes, or the head's accumulators in the drain (in a pipelined core through
-        # a FIFO, so the choice between them stops there and does not run into the unit's compare and shifter)
-        red_in = fed_through_fifo(m, red.i, name="red", buffered=p.pipelined)
+        # the reduction units' inputs: from passes, or the head's accumulators in the drain (in a pipelined core
+        # through a FIFO, so the choice between them stops there and does not run into the unit's compare and shifter)
+        red_ins = [fed_through_fifo(m, unit.i, name=f"red{lane or ''}", buffered=p.pipelined)
+                   for lane, unit in enumerate(reductions)]
+        red_in = red_ins[0]
         red_data = Signal(signed(self.reduce_width))
         red_last = Signal()
         m.d.comb += [red_in.payload.data.eq(red_data), red_in.payload.last.eq(red_last)]
-        # a pass's elements reach the reduction unit through a register; the sampler's noise travels beside its
-        # saturated logit and is added after the register, on the way into the unit
-        rs_valid, rs_last, rs_own = Signal(), Signal(), Signal()
-        rs_data = Signal.like(red_data)
+        # a pass's beats reach the reduction units through a register; the sampler's noise travels beside its
+        # saturated logit and is added after the register, on the way into the unit. A wide pass's beat goes into
+        # every unit in the same cycle; another's into the first.
+        rs_valid, rs_last, rs_own, rs_wide = Signal(), Signal(), Signal(), Signal()
+        rs_data = [Signal.like(red_data, name=f"rs_data{lane}") for lane in range(lanes)]
+        rs_square = [Signal.like(red_in.payload.square, name=f"rs_square{lane}") for lane in range(lanes)]
         rs_noise = Signal.like(noise)
-        rs_square = Signal.like(red_in.payload.square)
         rs_shift = Signal.like(red_in.payload.shift)
-        rs_free = ~rs_valid | red_in.ready
+        all_ready = Cat(port.ready for port in red_ins).all()
+        rs_taken = rs_valid & Mux(rs_wide, all_ready, red_in.ready)
+        rs_free = ~rs_valid | rs_taken
         with m.If(rs_valid):
-            m.d.comb += [red_in.valid.eq(1), red_data.eq(rs_data + rs_noise), red_last.eq(rs_last),
-                         red_in.payload.shift.eq(rs_shift), red_in.payload.square.eq(rs_square),
-                         red_in.payload.own_square.eq(rs_own)]
-            with m.If(red_in.ready):
-                m.d.sync += rs_valid.eq(0)
+            m.d.comb += [red_data.eq(rs_data[0] + rs_noise), red_last.eq(rs_last)]
+            for lane, port in enumerate(red_ins):
+                others = Cat(other.ready for other in red_ins if other is not port).all()
+                m.d.comb += [port.valid.eq(Mux(rs_wide, others, lane == 0)), port.payload.shift.eq(rs_shift),
+                             port.payload.square.eq(rs_square[lane]), port.payload.own_square.eq(rs_own)]
+                if lane:
+                    m.d.comb += [port.payload.data.eq(rs_data[lane]), port.payload.last.eq(rs_last)]
+        with m.If(rs_taken):
+            m.d.sync += rs_valid.eq(0)
+        # a wide pass's result: every unit's, taken together (the largest max|x|, the sum of Σ x²)
+        sums_valid = Cat(unit.o.valid for unit in reductions).all()
+        sums_max = red.o.payload.max_abs
+        sums_sq = red.o.payload.sum_sq
+        for unit in reductions[1:]:
+            sums_max = Mux(unit.o.payload.max_abs > sums_max, unit.o.payload.max_abs, sums_max)
+            sums_sq = sums_sq + unit.o.payload.sum_sq
 
-        # the quantizer's int8 outputs, packed into q-buffer words
-        qword = Signal(8 * cols)
+        def take_sums():
+            m.d.comb += [unit.o.ready.eq(sums_valid) for unit in reductions]
+
+        # the quantizer's int8 outputs, packed into q-buffer words of ``cols`` bytes: a beat's bytes go in at ``qbyte``,
+        # those beyond the word into the next one; a complete word is written from ``q_out`` a cycle later (with two
+        # lanes, a last beat that completes a word and carries a byte has that byte written a cycle after that)
+        qword = Signal(8 * cols)   # bytes 0 … qbyte − 1 of the word being filled
         qbyte = Signal(range(cols))
         qaddr = Signal(range(engine.q_bank_words))
+        q_out = Signal(8 * cols)
         q_done = Signal()
-        m.d.comb += [quant.o.ready.eq(1), engine.q_data.eq(qword), engine.q_addr.eq(Cat(qaddr, q_bank))]
-        q_next = Signal(8 * cols)
+        q_odd = Signal()           # the vector's length is odd: with two lanes, the last beat's second byte is padding
+        q_flush = Signal()         # the last beat's carried byte is due
+        m.d.comb += [quant.o.ready.eq(1), engine.q_data.eq(q_out), engine.q_addr.eq(Cat(qaddr, q_bank))]
+        filled = Signal(8 * (cols + lanes - 1))
         with m.Switch(qbyte):
             for k in range(cols):
                 with m.Case(k):
-                    m.d.comb += q_next.eq(Cat(qword[:8 * k], quant.o.payload.q[0], C(0, 8 * (cols - k - 1))))
+                    m.d.comb += filled.eq(Cat(qword[:8 * k], quant.o.payload.q))
+        complete = qbyte >= cols - lanes
+        carried = (qbyte == cols - 1) & ~q_odd if lanes == 2 else C(0)   # a last beat's byte beyond its word
         write_q = Signal()
         m.d.sync += write_q.eq(0)
         with m.If(quant.o.valid):
-            m.d.sync += qword.eq(q_next)
-            with m.If((qbyte == cols - 1) | quant.o.payload.last):
-                m.d.sync += [write_q.eq(1), qbyte.eq(0), q_done.eq(quant.o.payload.last)]
+            with m.If(complete | quant.o.payload.last):
+                m.d.sync += [write_q.eq(1), q_out.eq(filled[:8 * cols]), qword.eq(filled[8 * cols:]),
+                             qbyte.eq(qbyte + lanes - cols)]
+                with m.If(quant.o.payload.last):
+                    m.d.sync += [qbyte.eq(0), q_flush.eq(carried), q_done.eq(~carried)]
             with m.Else():
-                m.d.sync += qbyte.eq(qbyte + 1)
+                m.d.sync += [qword.eq(filled), qbyte.eq(qbyte + lanes)]
+        with m.If(q_flush):
+            m.d.sync += [write_q.eq(1), q_out.eq(qword), q_flush.eq(0), q_done.eq(1)]
         m.d.comb += engine.q_we.eq(write_q)
         with m.If(write_q):
             m.d.sync += qaddr.eq(qaddr + 1)
@@ -598,8 +636,15 @@ class Core(wiring.Component):
                              quant_cmd_recip.eq(scalar_unit.o.payload.recip), quant_busy.eq(0)]
 
         def start_pass(src, count, *, limbs, factor_=_Factor.ONE, pow_=0, pre=0, pre_round=0, post=0, round_=0,
-                       red_sel=0, own_square=0, red_shift=0, quant_=0, write=0, back):
-            m.d.sync += [ps_src.eq(src), ps_count.eq(count), ps_t.eq(0), t_out.eq(0), fetched.eq(0), ps_limbs.eq(limbs),
+                       red_sel=0, own_square=0, red_shift=0, quant_=0, write=0, wide=False, back):
+            """Start a pass of ``count`` elements; a ``wide`` one (over slots; its fields, if any, read in pairs)
+            takes ``lanes`` elements per beat."""
+            if wide and lanes > 1:
+                m.d.sync += [ps_count.eq((count + 1) >> 1), ps_odd.eq(count[0])]
+            else:
+                m.d.sync += ps_count.eq(count)
+            m.d.sync += [ps_src.eq(src), ps_wide.eq(wide and lanes > 1), ps_t.eq(0), t_out.eq(0), fetched.eq(0),
+                         ps_limbs.eq(limbs),
                          ps_factor.eq(factor_), ps_pow.eq(pow_), ps_pre_round.eq(pre_round),
                          ps_own_square.eq(own_square),
                          ps_pre.eq(pre), ps_post.eq(post), ps_round.eq(round_), ps_red.eq(red_sel),
@@ -607,10 +652,12 @@ class Core(wiring.Component):
                          ret.eq(PASS_RETURNS.index(back))]
             m.next = "PASS"
 
-        def start_fields(addr, count, wide=0, is_signed=1, streamed=0):
+        def start_fields(addr, count, wide=0, is_signed=1, streamed=0, pair=False):
             m.d.comb += [fields.start.valid.eq(1), fields.start.payload.addr.eq(addr),
                          fields.start.payload.count.eq(count), fields.start.payload.width.eq(wide),
                          fields.start.payload.signed.eq(is_signed)]
+            if lanes > 1:
+                m.d.comb += fields.start.payload.pair.eq(pair)
             with m.If(fields.start.ready):
                 m.d.sync += fields_stream.eq(streamed)
 
@@ -756,7 +803,7 @@ class Core(wiring.Component):
                 m.d.comb += fields.o.ready.eq(1)
                 with m.If(fields.o.valid & fields.o.payload.last):
                     e = Signal(signed(18))
-                    m.d.comb += e.eq(fields.o.payload.data + residual_frac)
+                    m.d.comb += e.eq(fields.o.payload.data[0] + residual_frac)
                     m.d.sync += [ps_pow.eq(Mux(e > 0, e, 0)), ps_post.eq(Mux(e < 0, -e, 0))]
                     m.next = "EMBED_START"
 
@@ -804,18 +851,18 @@ class Core(wiring.Component):
                     m.next = "BL_B"
 
             with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut, and Σ (v ≫ k)²
-                start_fields(bl.consts, bl.cols)
+                start_fields(bl.consts, bl.cols, pair=True)
                 with m.If(fields.start.ready):
                     with m.If(first_other & back_idle & ~chain_busy):   # the chain's first norm beside the passes
                         start_back(0)
                         m.d.sync += chain_hold.eq(1)
                     start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
-                               red_sel=2, own_square=1, back="BL_B_DONE")
+                               red_sel=2, own_square=1, wide=True, back="BL_B_DONE")
 
             with m.State("BL_B_DONE"):
-                m.d.comb += red.o.ready.eq(1)
-                with m.If(red.o.valid):
-                    m.d.sync += [max_p.eq(red.o.payload.max_abs), sum_v.eq(red.o.payload.sum_sq), quant_busy.eq(1),
+                take_sums()
+                with m.If(sums_valid):
+                    m.d.sync += [max_p.eq(sums_max), sum_v.eq(sums_sq), quant_busy.eq(1),
                                  reused.eq(two_norms & reuse_u)]
                     with m.If(two_norms & ~reuse_u):
                         m.next = "BL_D"
@@ -833,36 +880,37 @@ class Core(wiring.Component):
                     m.next = "BL_C"
 
             with m.State("BL_C"):      # q into the q buffer
-                start_fields(bl.consts, bl.cols)
+                start_fields(bl.consts, bl.cols, pair=True)
                 with m.If(fields.start.ready):
+                    m.d.sync += q_odd.eq(bl.cols[0] if lanes == 2 else 0)
                     start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
-                               quant_=1, back="BL_C_DONE")
+                               quant_=1, wide=True, back="BL_C_DONE")
 
             with m.State("BL_C_DONE"):
                 with m.If(q_done):
                     m.next = "BL_MATVEC"
 
             with m.State("BL_D"):      # Σ u², u = ((v ≫ k) · pre) ≫ pre_shift
-                start_fields(bl.pre, bl.cols)
+                start_fields(bl.pre, bl.cols, pair=True)
                 with m.If(fields.start.ready):
                     start_pass(slot_src(bl.src), bl.cols, limbs=limbs_for(f.reduce_bits), factor_=_Factor.FIELD,
-                               pre=k_v, post=bl.pre_shift, red_sel=2, back="BL_D_DONE")
+                               pre=k_v, post=bl.pre_shift, red_sel=2, wide=True, back="BL_D_DONE")
 
             with m.State("BL_D_DONE"):
-                m.d.comb += red.o.ready.eq(1)
-                with m.If(red.o.valid):
-                    m.d.sync += [sum_u.eq(red.o.payload.sum_sq), sums_ok.eq(~first_other), sums_src.eq(bl.src),
+                take_sums()
+                with m.If(sums_valid):
+                    m.d.sync += [sum_u.eq(sums_sq), sums_ok.eq(~first_other), sums_src.eq(bl.src),
                                  sums_pre.eq(bl.pre), sums_cols.eq(bl.cols)]
                     m.next = "BL_QCMD"
 
             with m.State("BL_F"):      # the first norm's slot: its sum of squares
                 start_pass(slot_src(bl.first), bl.cols, limbs=limbs_of(bl.first), red_sel=1, red_shift=k_f,
-                           back="BL_F_DONE")
+                           wide=True, back="BL_F_DONE")
 
             with m.State("BL_F_DONE"):
-                m.d.comb += red.o.ready.eq(1)
-                with m.If(red.o.valid):
-                    m.d.sync += [sum_f.eq(red.o.payload.sum_sq), sum_g_ok.eq(0)]
+                take_sums()
+                with m.If(sums_valid):
+                    m.d.sync += [sum_f.eq(sums_sq), sum_g_ok.eq(0)]
                     m.next = "BL_B"
 
             with m.State("BL_MATVEC"):   # once the back end has taken this BITLINEAR: its matvec
@@ -920,30 +968,35 @@ class Core(wiring.Component):
 
             # -- a pass: elements streamed through the pass datapath into its sinks ------------------------------
             with m.State("PASS"):
-                # fetch: a slot read (latency 1) and, where the pass needs one, a field, then dp_in
-                slot_data = Signal(signed(self.elem_bits))
+                # fetch: a slot read (latency 1; a wide pass's ``lanes`` elements from one word) and, where the pass
+                # needs one, a field (a wide pass's: ``lanes``), then dp_in
+                slot_data = Signal(data.ArrayLayout(signed(self.elem_bits), lanes))
                 with m.Switch(ps_src):
                     for slot, memory in _SLOT_MEMORY.items():
                         with m.Case(slot):
-                            m.d.comb += slot_data.eq(mems[memory].r_data.as_signed())
+                            m.d.comb += [slot_data[lane].eq(mems[memory].r_lanes[lane].as_signed())
+                                         for lane in range(lanes)]
                     with m.Case(_Src.FIELD):
-                        m.d.comb += slot_data.eq(field)
+                        m.d.comb += slot_data[0].eq(field[0])
                     with m.Case(_Src.REG):
-                        m.d.comb += slot_data.eq(sample_x)
+                        m.d.comb += slot_data[0].eq(sample_x)
                 with m.Switch(ps_factor):
                     with m.Case(_Factor.ONE):
-                        m.d.comb += dp_in.payload.y.eq(1)
+                        m.d.comb += [dp_in.payload.y[lane].eq(1) for lane in range(lanes)]
                     with m.Case(_Factor.FIELD):
-                        m.d.comb += dp_in.payload.y.eq(field)
+                        m.d.comb += [dp_in.payload.y[lane].eq(field[lane]) for lane in range(lanes)]
                     with m.Case(_Factor.POW2):
-                        m.d.comb += dp_in.payload.y.eq(C(1, 16) << ps_pow)
+                        m.d.comb += dp_in.payload.y[0].eq(C(1, 16) << ps_pow)
                     with m.Case(_Factor.LOGITS):
-                        m.d.comb += dp_in.payload.y.eq(mems[Memory.LOGITS].r_data.as_signed())
-                m.d.comb += [dp_in.valid.eq(fetched), dp_in.payload.x.eq(slot_data)]
+                        m.d.comb += dp_in.payload.y[0].eq(mems[Memory.LOGITS].r_data.as_signed())
+                padding = dp_last & ps_odd   # the last beat of a wide pass of odd length: lane 1 beyond the vector
+                m.d.comb += [dp_in.valid.eq(fetched), dp_in.payload.x[0].eq(slot_data[0])]
+                m.d.comb += [dp_in.payload.x[lane].eq(Mux(padding, 0, slot_data[lane])) for lane in range(1, lanes)]
                 need_field = (ps_src == _Src.FIELD) | (ps_factor == _Factor.FIELD)
                 issue = (ps_t != ps_count) & (~fetched | dp_in.ready) & (~need_field | fields.o.valid)
                 for slot, memory in _SLOT_MEMORY.items():
-                    m.d.comb += [mems[memory].r_addr.eq(ps_t), mems[memory].r_en.eq(issue & (ps_src == slot))]
+                    m.d.comb += [mems[memory].r_addr.eq(ps_t << exact_log2(lanes)),
+                                 mems[memory].r_en.eq(issue & (ps_src == slot))]
                 m.d.comb += [mems[Memory.LOGITS].r_addr.eq(ps_t),
                              mems[Memory.LOGITS].r_en.eq(issue & (ps_factor == _Factor.LOGITS))]
                 m.d.comb += fields.o.ready.eq(issue & need_field)
@@ -953,19 +1006,22 @@ class Core(wiring.Component):
                 with m.Elif(dp_in.ready):
                     m.d.sync += fetched.eq(0)
 
-                # the sinks: the reduction unit, the quantizer, a slot
+                # the sinks: the reduction units, the quantizer, a slot
                 red_needed = ps_red != 0
+                result = dp.o.payload
                 with m.If(dp.o.valid & red_needed & rs_free):
-                    m.d.sync += [rs_valid.eq(1), rs_last.eq(dp.o.payload.last), rs_shift.eq(ps_red_shift),
-                                 rs_square.eq(dp.o.payload.x), rs_own.eq(ps_own_square),
-                                 rs_data.eq(Mux(ps_red == 3, saturate(dp.o.payload.product, Y_BITS),
-                                                Mux(ps_red == 2, dp.o.payload.product, dp.o.payload.x))),
+                    m.d.sync += [rs_valid.eq(1), rs_last.eq(result.last), rs_shift.eq(ps_red_shift),
+                                 rs_own.eq(ps_own_square), rs_wide.eq(ps_wide),
+                                 rs_data[0].eq(Mux(ps_red == 3, saturate(result.product[0], Y_BITS),
+                                                   Mux(ps_red == 2, result.product[0], result.x[0]))),
                                  rs_noise.eq(Mux(ps_red == 3, noise, 0))]
+                    m.d.sync += [rs_square[lane].eq(result.x[lane]) for lane in range(lanes)]
+                    m.d.sync += [rs_data[lane].eq(Mux(ps_red == 2, result.product[lane], result.x[lane]))
+                                 for lane in range(1, lanes)]
                 m.d.comb += [dp.o.ready.eq(~red_needed | rs_free),
                              quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
-                             quant.i.payload.p[0].eq(dp.o.payload.product),
-                             quant.i.payload.last.eq(dp.o.payload.last)]
-                out = dp.o.payload.product
+                             quant.i.payload.last.eq(result.last)]
+                m.d.comb += [quant.i.payload.p[lane].eq(result.product[lane]) for lane in range(lanes)]
                 with m.If(dp.o.valid & dp.o.ready):
                     m.d.sync += t_out.eq(t_out + 1)
                     with m.If(ps_red == 3):
@@ -973,10 +1029,10 @@ class Core(wiring.Component):
                     m.d.sync += [pw_slot.eq(ps_write), pw_addr.eq(t_out), pw_first.eq(t_out == 0)]
                     with m.Switch(ps_write):
                         with m.Case(1):   # saturated
-                            m.d.sync += pw_value.eq(saturate(out, f.residual_bits))
+                            m.d.sync += pw_value.eq(saturate(result.product[0], f.residual_bits))
                         with m.Case(2):   # a copy: the element itself (no product), one cycle per element
-                            m.d.sync += pw_value.eq(dp.o.payload.x)
-                    with m.If(dp.o.payload.last):
+                            m.d.sync += pw_value.eq(result.x[0])
+                    with m.If(result.last):
                         m.next = "PASS_RETURN"
 
             with m.State("PASS_RETURN"):

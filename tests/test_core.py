@@ -50,3 +50,12 @@ def test_ulx3s_core_samples_like_the_golden_sampler(tmp_path):
     """The pipelined core's sampler (its noise table in logic, k through registers) against the golden sampler."""
     program = compile_model(resolve_model("demo"), CORES["ulx3s-85f"])
     run_program(program, [ord(c) - 32 for c in "JULIET"], tmp_path, temperature=0.7, seed=2024)
+
+
+def test_two_pass_lanes_on_odd_lengths(tmp_path):
+    """The ULX3S core's passes of two elements per beat on vectors whose last beat is not a plain pair: I = 83 (odd:
+    the last beat's second lane is padding) and H = 46 (the last beat completes a q-buffer word of five and carries
+    its second byte into the next)."""
+    model = random_model(ModelConfig(vocab_size=37, hidden_size=46, num_layers=1, intermediate_size=83), seed=11)
+    program = compile_model(model, replace(CORES["ulx3s-85f"], name="test"))
+    run_program(program, [3, 36, 0], tmp_path)
