@@ -83,9 +83,10 @@ DRAIN_DEPTH = 128
 
 def debug_latency(params, memory):
     """Cycles from an address on the debug port to its element on ``d_data``: the memory's read latency (the weight
-    image's: the weight memory's), in a pipelined core a register for each memory's word, and the port's output
-    register."""
-    return (read_latency(params.pipelined) if memory == Memory.IMAGE else 1) + params.pipelined + 1
+    image's: the weight memory's, after a register for the request in a pipelined core), in a pipelined core a
+    register for each memory's word, and the port's output register."""
+    image = memory == Memory.IMAGE
+    return (read_latency(params.pipelined) + params.pipelined if image else 1) + params.pipelined + 1
 
 
 class CoreCommand(enum.Enum, shape=2):
@@ -211,7 +212,7 @@ class Core(wiring.Component):
     d_sel, d_addr : In; d_data : Out
         Debug read port (:class:`Memory`, element or word index), while idle: ``d_data`` holds the element
         :func:`debug_latency` cycles after the address (2, the weight image's 2; in a pipelined core 3, the
-        weight image's 6) while the address holds.
+        weight image's 7) while the address holds.
     logit_mant, logit_exp : Out
         The head's output scale after the last RUN.
     v_mant, v_exp, g_mant, g_exp : Out
@@ -696,13 +697,26 @@ class Core(wiring.Component):
                   ~(first_other & (bl.first == Slot.F)))
         aux_beside = beside_back & ~drain_uses_f & (bl.epilogue == Epilogue.FORGET)
 
+        # the debug port's reads of the weight image, while idle; in a pipelined core from registers, so that the
+        # sequencer's state does not run into the matvec engine's choice between a read and the matvec
+        image_read = Signal()
+        image_addr = Signal.like(self.d_addr)
+        if p.pipelined:
+            m.d.sync += image_read.eq(0)
+        with m.If(image_read):
+            m.d.comb += [engine.r_addr.eq(image_addr), engine.r_en.eq(1)]
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 for mem in (*mems.values(), program):
                     m.d.comb += [mem.r_addr.eq(self.d_addr), mem.r_en.eq(1)]
                 # (these reads are back before the field reader's first: a run fetches its first instruction first)
-                m.d.comb += [engine.r_addr.eq(self.d_addr), engine.r_en.eq(self.d_sel == Memory.IMAGE)]
+                reading_image = self.d_sel == Memory.IMAGE
+                if p.pipelined:
+                    m.d.sync += [image_read.eq(reading_image & ~self.cmd.valid), image_addr.eq(self.d_addr)]
+                else:
+                    m.d.comb += [image_read.eq(reading_image), image_addr.eq(self.d_addr)]
                 with m.If(self.cmd.valid):
                     command = self.cmd.payload
                     m.d.sync += [token.eq(command.token), error.eq(CoreError.NONE), pc.eq(0),
