@@ -13,6 +13,10 @@ CONFIGS = {
     "default": {},
     # small formats: exponent overflow and every rounding case are common
     "small": {"bits": 8, "exp_bits": 8, "int_width": 24, "recip_bits": 7},
+    # the ECP5's datapath: integers wider than X (13 bits below it)
+    "fast": {"fast": True},
+    # fast, small: integers narrower than X, the widest reciprocal
+    "small fast": {"bits": 8, "exp_bits": 8, "int_width": 16, "recip_bits": 18, "fast": True},
 }
 
 
@@ -46,6 +50,8 @@ def test_layouts():
     ({"exp_bits": False}, TypeError, "exp_bits must be an int"),
     ({"int_width": 0}, ValueError, "int_width must be between 1 and 128"),
     ({"int_width": "48"}, TypeError, "int_width must be an int"),
+    ({"fast": 1}, TypeError, "fast must be a bool, got 1"),
+    ({"fast": "yes"}, TypeError, "fast must be a bool"),
 ])
 def test_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

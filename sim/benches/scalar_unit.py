@@ -9,10 +9,10 @@ and carries, exponent differences around the addition's cut-off, exponents at th
 of ``2^(2·bits) − 1`` and of the widest integers, ``QUANT`` of integers whose rounding to ``bits`` bits ties or
 carries. Commands arrive with random gaps (junk on the payload while not
 valid), results are taken with random back-pressure, and the stream rules are checked on every cycle; the latency
-of each op is checked against the documented one.
+of each op is checked against the documented one, of the unit's mode (``fast`` or not).
 
 Parameters (:func:`mmfree.sim.benches.params`): the unit's constructor arguments (``bits``, ``exp_bits``,
-``int_width``, ``recip_bits``) and ``ops`` (random commands, default 3000).
+``int_width``, ``recip_bits``, ``fast``) and ``ops`` (random commands, default 3000).
 """
 
 import math
@@ -285,28 +285,33 @@ async def random_commands(dut):
         await run(dut, commands[start:start + size], p_gap=p_gap, p_stall=p_stall)
 
 
-def documented_latency(op, a, b, integer, power, *, bits=BITS, int_width=IW):
+def documented_latency(op, a, b, integer, power, *, bits=BITS, int_width=IW, recip_bits=UNIT.recip_bits,
+                       fast=UNIT.fast):
     """Cycles from a command's offer (unit idle, o empty) to o.valid, as the module documents them."""
     width = 2 * bits + 3
+    n, c = (4, 1) if fast else (1, 2)  # the most places X shifts a cycle, the cycles of a division step
 
     def z(value):  # places the normalizer shifts
         return width - value.bit_length()
 
+    def i(integer):  # places the normalizer shifts the integer operand
+        return (int_width if fast else int_width + width) - integer.bit_length()
+
     if op not in list(ScalarOp) or op == ScalarOp.SCALE:
         return 2
     if op == ScalarOp.FROM_INT:
-        return int_width + width - integer.bit_length() + 4 if integer else 2
+        return i(integer) // n + 4 if integer else 2
     if op == ScalarOp.QUANT:
-        return int_width + width - integer.bit_length() + 4 + 2 * (UNIT.recip_bits + 1) if integer else 2
+        return i(integer) // n + 4 + c * (recip_bits + 1) if integer else 2
     if op == ScalarOp.MUL:
         product = a[0] * b[0]
-        return 5 + z(product) if product else 2
+        return z(product) // n + 5 if product else 2
     if op == ScalarOp.ADD:
         delta = abs(a[1] - b[1])
         if not a[0] or not b[0] or delta > bits + 1:
             return 2
         high, low = (a, b) if a[1] >= b[1] else (b, a)
-        return delta + 5 + z(2 * ((high[0] << delta) + low[0]))
+        return delta // n + z(2 * ((high[0] << delta) + low[0])) // n + 5
     value, power = (a[0], a[1]) if op == ScalarOp.RSQRT else (integer, power)
     if value == 0:
         return 2
@@ -315,7 +320,7 @@ def documented_latency(op, a, b, integer, power, *, bits=BITS, int_width=IW):
     shift += shift & 1
     r = math.isqrt((1 << (4 * bits)) // ((value << odd) >> shift))
     scanned = 0 if op == ScalarOp.RSQRT else int_width - (shift - odd if shift else 0)
-    return 8 * bits + 9 + z(r) + scanned
+    return c * (4 * bits + 2) + z(r) // n + 5 + scanned
 
 
 @cocotb.test(**TIMEOUT)
