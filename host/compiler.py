@@ -73,6 +73,10 @@ class CoreParams:
         Elements per cycle of the passes over slots (a BITLINEAR's norms and quantization): 2 takes a second pass
         datapath lane, reduction unit and quantizer lane, and vector memories of two-element words. Like
         ``pipelined``, a matter of speed alone.
+    fast_scalar : bool
+        The scalar unit normalizes four bits per cycle and divides a quotient bit per cycle
+        (:class:`~mmfree.hw.scalar_unit.ScalarUnit` ``fast``): a BITLINEAR's scale chain in ~160 cycles instead of ~400,
+        for ~350 LUT4 more on the ECP5, where its carry chains allow it. A matter of speed alone.
     """
 
     name: str
@@ -88,6 +92,7 @@ class CoreParams:
     decoder_table: str = field(default="block", compare=False)
     cycles_per_element: int = field(default=2, compare=False)
     pass_lanes: int = field(default=1, compare=False)
+    fast_scalar: bool = field(default=False, compare=False)
 
     def __post_init__(self):
         if self.trit_format not in ("base3", "2bit"):
@@ -120,9 +125,11 @@ CORES = {
     "icebreaker": CoreParams("icebreaker"),
     # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits; 160 of its 208 DP16KD) read four at once (32 rows:
     # 160 ternary MACs per cycle; the 32 decoders' tables in LUTs, as the DP16KD left are too few), deeper state and
-    # program, a vector unit of one element per cycle and passes of two on its plentiful multipliers
+    # program, a vector unit of one element per cycle, passes of two and the fast scalar unit on its plentiful
+    # multipliers and LUTs
     "ulx3s-85f": CoreParams("ulx3s-85f", rows=32, weight_words=40960, state_words=2048, program_instructions=64,
-                            pipelined=True, decoder_table="logic", cycles_per_element=1, pass_lanes=2),
+                            pipelined=True, decoder_table="logic", cycles_per_element=1, pass_lanes=2,
+                            fast_scalar=True),
     # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the
     # weights streamed over the link); no board has its memories
     "large": CoreParams("large", max_vector=32768, state_words=32768, acc_bits=20, program_instructions=256,

@@ -21,7 +21,7 @@ from .compiler import matrix_word_count
 from .isa import Epilogue, Opcode, Slot, decode
 from .protocol import frame_size
 
-__all__ = ["PIPELINED_TIMING", "SPREAD", "TIMING", "UART_BITS_PER_BYTE", "estimate_cycles", "link_payload_rate",
+__all__ = ["FAST_SCALAR_TIMING", "PIPELINED_TIMING", "SPREAD", "TIMING", "UART_BITS_PER_BYTE", "estimate_cycles", "link_payload_rate",
            "roofline"]
 
 #: bits on the wire per byte on a UART at 8N1: start, 8 data, stop
@@ -36,9 +36,14 @@ TIMING = {"instruction": 20, "pass_fill": 15, "quant": 85, "chain_two_norms": 40
           "config": 7}
 
 #: the pipelined core's constants (``CoreParams.pipelined``: the ULX3S core's register stages and FIFOs lengthen every
-#: pass's fill, the fetch and the drain's tail), fitted to the demo model's measurement on that core (22,168 cycles
-#: per token: −0.5 %) and checked on its weight-filling random model (47,386: −1.5 %)
-PIPELINED_TIMING = dict(TIMING, pass_fill=29, instruction=44, tail=40)
+#: pass's fill, the fetch and the drain's tail); ``pass_fill`` fitted to the demo model's measurement on that core with
+#: two pass lanes (12,650 cycles per token: +0.5 %) and checked on its weight-filling random model (17,492: −1.2 %)
+PIPELINED_TIMING = dict(TIMING, pass_fill=17, instruction=44, tail=40)
+
+#: with the fast scalar unit (``CoreParams.fast_scalar``), ``QUANT`` and the scale chain's parts: :data:`TIMING`'s
+#: scaled by the ratio of the unit's cycles per operation in the two modes (hw/scalar_unit.py's table), not fitted
+FAST_SCALAR_TIMING = {"quant": 27, "chain_two_norms": 160, "chain_one_norm": 95, "chain_reused": 20,
+                      "chain_first_norm": 40}
 
 #: the estimate's range around the sum: −/+ this fraction (its checks on two other shapes: −0.7 %, −0.6 %)
 SPREAD = 0.03
@@ -62,7 +67,7 @@ def _beside(back, front):
 
 def estimate_cycles(program, timing=None, spread=SPREAD):
     """ESTIMATE of cycles per token on the core as built (``timing``: :data:`TIMING`, or :data:`PIPELINED_TIMING`
-    for a pipelined core, unless given).
+    for a pipelined core, with :data:`FAST_SCALAR_TIMING` for a fast scalar unit, unless given).
 
     Returns
     -------
@@ -75,7 +80,9 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
         the sum −/+ ``spread``) and ``bound`` (trits ÷ lanes).
     """
     core = program.core
-    t = timing if timing is not None else PIPELINED_TIMING if core.pipelined else TIMING
+    t = timing
+    if t is None:
+        t = dict(PIPELINED_TIMING if core.pipelined else TIMING, **(FAST_SCALAR_TIMING if core.fast_scalar else {}))
     # accumulators always within reduce_bits: GATE's drain sums slot G's squares, o_proj runs no pass over G
     g_summed = 127 * core.max_vector < 1 << (program.formats.reduce_bits - 1)
     matvec = passes = embed = trits = 0

@@ -187,7 +187,7 @@ class Core(wiring.Component):
     ----------
     params : CoreParams
         ``rows``, ``trit_format``, ``max_vector``, ``state_words``, ``acc_bits``, ``program_instructions``,
-        ``cycles_per_element`` (the vector unit's), ``pass_lanes``, ``pipelined``, ``decoder_table``,
+        ``cycles_per_element`` (the vector unit's), ``pass_lanes``, ``fast_scalar``, ``pipelined``, ``decoder_table``,
         ``weight_words`` (the weight memory's 64-bit image words: 16 K, the SPRAM's, on the UP5K). ``rows`` is 8
         times a power of two: the matvec engine reads ``rows / 8`` image words at once, a matrix's weight words
         starting on a multiple of that (the compiler's layout); a weight stream takes ``rows`` = 8.
@@ -291,7 +291,7 @@ class Core(wiring.Component):
                                                recip_bits=f.recip_bits)
         m.submodules.scalar = scalar_unit = ScalarUnit(bits=f.scalar_bits, exp_bits=16,
                                                        int_width=max(self.reduce_width, red.sum_bits),
-                                                       recip_bits=f.recip_bits, impl=impl)
+                                                       recip_bits=f.recip_bits, fast=p.fast_scalar, impl=impl)
         # the sequencer's command for the scalar unit (offered until its result comes) reaches the unit through
         # registers, so the choice among the scale chain, QUANT and the sampler does not run into the unit's logic;
         # the copy stops with the result, which the sequencer takes in the same cycle
