@@ -367,11 +367,11 @@ def shell_plan(target, top, pll, *, seed=1):
     -------
     amaranth.build.run.BuildPlan
     """
-    from ..hw.primitives import ice40_build_overrides
+    from ..hw.primitives import build_overrides
     from ..hw.shell import BoardShell
 
     platform = target.platform_class()()
-    overrides = ice40_build_overrides(platform) if target.family == "ice40" else {}
+    overrides = build_overrides(platform, target.family)
     nextpnr = f"--freq {pll.out_hz / 1e6:g} --timing-allow-fail --report report.json --seed {seed}"
     return platform.prepare(BoardShell(top, pll, target.leds), name="top", emit_src=False, nextpnr_opts=nextpnr,
                             **overrides)

@@ -21,7 +21,7 @@ simulation (the bench runner randomises every memory whose initial contents are 
 iCE40 cells (``SB_MAC16``, ``SB_SPRAM256KA``, ``SB_RAM40_4K``), which follow Lattice's technology library.
 
 iCE40 builds that map multipliers to DSPs (``synth_ice40 -dsp``) must apply :data:`ICE40_YOSYS_GUARD`
-(:func:`ice40_build_overrides` does, for an Amaranth platform), or Yosys rewrites the instantiated ``SB_MAC16``.
+(:func:`build_overrides` does, for an Amaranth platform), or Yosys rewrites the instantiated ``SB_MAC16``.
 """
 
 import math
@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from .checks import check_int
 
-__all__ = ["IMPLS", "ICE40_YOSYS_GUARD", "check_impl", "resolve_impl", "ice40_build_overrides", "ebr_blocks",
+__all__ = ["IMPLS", "ICE40_YOSYS_GUARD", "YOSYS_HIDE_VIEW_FIELDS", "check_impl", "resolve_impl", "build_overrides", "ebr_blocks",
            "Mac16", "SinglePortRam", "BlockRam"]
 
 #: the implementations a wrapper elaborates to
@@ -106,7 +106,7 @@ _SB_MAC16_PARAMETERS = [
 #: (seen with Yosys 0.70). The guard renames ``SB_MAC16`` cells to a black box before synthesis (all of them are
 #: instances then: inference comes later) and back after it. Keys: ``verilog`` (the black box, a file to read
 #: before the design), ``script_after_read`` and ``script_after_synth`` (Yosys commands; Amaranth's iCE40 platform
-#: has overrides of these names). :func:`ice40_build_overrides` packages it for ``platform.prepare``.
+#: has overrides of these names). :func:`build_overrides` packages it for ``platform.prepare``.
 ICE40_YOSYS_GUARD = {
     "verilog": "(* blackbox *)\nmodule MMFREE_SB_MAC16 (\n"
                "  input CLK, CE, input [15:0] C, A, B, D,\n"
@@ -120,16 +120,26 @@ ICE40_YOSYS_GUARD = {
 }
 
 
-def ice40_build_overrides(platform):
-    """Build options for an iCE40 design with these primitives: ``synth_ice40 -dsp`` and the SB_MAC16 guard.
+#: Yosys commands to run on an Amaranth design after reading it. A ``lib.data`` view leaves wires named ``name[0]``,
+#: ``name[1]``, … beside its own wire ``name``; ABC9 names the bits of ``name`` the same way when it maps them back,
+#: and Yosys asserts (``count_id(wire->name) == 0``, YosysHQ/yosys#4349; seen in ``synth_ecp5`` of the ULX3S core
+#: with Yosys 0.64 and 0.69). Hiding those names (as ``$``-names) leaves the netlist as it is.
+YOSYS_HIDE_VIEW_FIELDS = "rename -hide w:*]"
 
-    Adds the guard's black box to ``platform`` (``add_file``) and returns the overrides for
-    ``platform.prepare(design, **overrides)`` (or ``build``).
+
+def build_overrides(platform, family):
+    """Build options for a design with these primitives on ``family`` (``"ice40"`` or ``"ecp5"``): the view fields'
+    names hidden (:data:`YOSYS_HIDE_VIEW_FIELDS`); on iCE40 also ``synth_ice40 -dsp`` and the SB_MAC16 guard, whose
+    black box it adds to ``platform`` (``add_file``).
+
+    Returns the overrides for ``platform.prepare(design, **overrides)`` (or ``build``).
     """
+    if family != "ice40":
+        return {"script_after_read": YOSYS_HIDE_VIEW_FIELDS}
     platform.add_file("mmfree_sb_mac16_bb.v", ICE40_YOSYS_GUARD["verilog"])
     return {
         "synth_opts": "-dsp",
-        "script_after_read": ICE40_YOSYS_GUARD["script_after_read"],
+        "script_after_read": f"{YOSYS_HIDE_VIEW_FIELDS}\n{ICE40_YOSYS_GUARD['script_after_read']}",
         "script_after_synth": ICE40_YOSYS_GUARD["script_after_synth"],
     }
 
@@ -162,7 +172,7 @@ class Mac16(wiring.Component):
     1``, input and pipeline registers on ``CLK0``/``CE0``), the accumulator a 32-bit adder in logic.
 
     Synthesis with ``synth_ice40 -dsp`` (which the other units' multipliers need) must use
-    :data:`ICE40_YOSYS_GUARD` (:func:`ice40_build_overrides`): Yosys's DSP packer otherwise rewrites this cell and
+    :data:`ICE40_YOSYS_GUARD` (:func:`build_overrides`): Yosys's DSP packer otherwise rewrites this cell and
     disconnects its clock.
 
     Parameters
