@@ -506,7 +506,6 @@ class Core(wiring.Component):
         qaddr = Signal(range(engine.q_bank_words))
         q_out = Signal(8 * cols)
         q_done = Signal()
-        q_odd = Signal()           # the vector's length is odd: with two lanes, the last beat's second byte is padding
         q_flush = Signal()         # the last beat's carried byte is due
         m.d.comb += [quant.o.ready.eq(1), engine.q_data.eq(q_out), engine.q_addr.eq(Cat(qaddr, q_bank))]
         filled = Signal(8 * (cols + lanes - 1))
@@ -515,7 +514,8 @@ class Core(wiring.Component):
                 with m.Case(k):
                     m.d.comb += filled.eq(Cat(qword[:8 * k], quant.o.payload.q))
         complete = qbyte >= cols - lanes
-        carried = (qbyte == cols - 1) & ~q_odd if lanes == 2 else C(0)   # a last beat's byte beyond its word
+        # a last beat's byte beyond its word (of an odd vector, the pass's, that byte is padding)
+        carried = (qbyte == cols - 1) & ~ps_odd if lanes == 2 else C(0)
         write_q = Signal()
         m.d.sync += write_q.eq(0)
         with m.If(quant.o.valid):
@@ -896,7 +896,6 @@ class Core(wiring.Component):
             with m.State("BL_C"):      # q into the q buffer
                 start_fields(bl.consts, bl.cols, pair=True)
                 with m.If(fields.start.ready):
-                    m.d.sync += q_odd.eq(bl.cols[0] if lanes == 2 else 0)
                     start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
                                quant_=1, wide=True, back="BL_C_DONE")
 
