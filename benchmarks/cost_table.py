@@ -219,7 +219,8 @@ REGISTRY = [
                                                point("5 lanes", lanes=5)]),
     Unit("ReductionUnit", "reduction:ReductionUnit", [point("width 48", width=48),
                                                        point("width 32 squares", width=32, square_input=True)]),
-    Unit("ScalarUnit", "scalar_unit:ScalarUnit", [point("default"), point("int 39", int_width=39)]),
+    Unit("ScalarUnit", "scalar_unit:ScalarUnit", [point("default"), point("int 39", int_width=39),
+                                                  point("fast", families=ECP5, fast=True)]),
     Unit("SigmoidUnit", "sigmoid:SigmoidUnit", [point("default")]),
     Unit("VectorUnit", "vector_unit:VectorUnit", [
         point("UP5K c=1", families=ICE40, acc_bits=16, cycles_per_element=1, impl="ice40"),
@@ -257,6 +258,9 @@ REGISTRY = [
         point("32x256 ice40", families=ICE40, impl="ice40", width=32, depth=256),
         point("16x1024 ice40", families=ICE40, impl="ice40", width=16, depth=1024),
         point("16x1024 ecp5", families=ECP5, impl="ecp5", width=16, depth=1024),
+    ]),
+    Unit("VectorMemory", "vector_memory:VectorMemory", [
+        point("32x256 2 lanes ecp5", families=ECP5, impl="ecp5", width=32, depth=256, lanes=2),
     ]),
 ]
 
