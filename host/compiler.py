@@ -76,7 +76,7 @@ class CoreParams:
     fast_scalar : bool
         The scalar unit normalizes four bits per cycle and divides a quotient bit per cycle
         (:class:`~mmfree.hw.scalar_unit.ScalarUnit` ``fast``): a BITLINEAR's scale chain in ~160 cycles instead of ~400,
-        for ~350 LUT4 more on the ECP5, where its carry chains allow it. A matter of speed alone.
+        for ~420 LUT4 more on the ECP5, where its carry chains allow it. A matter of speed alone.
     """
 
     name: str
