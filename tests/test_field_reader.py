@@ -36,28 +36,20 @@ def test_interface():
         assert reader.o.payload.shape() == data.StructLayout({"data": data.ArrayLayout(signed(21), lanes), "last": 1})
 
 
-def test_rejects_bad_parameters():
-    with pytest.raises(ValueError, match="lanes"):
-        FieldReader((16,), lanes=3)
-    with pytest.raises(ValueError, match="lanes"):
-        FieldReader((16,), lanes=0)
-    with pytest.raises(TypeError, match="lanes"):
-        FieldReader((16,), lanes=2.0)
-    with pytest.raises(ValueError, match="at most 32 bits with lanes = 2"):
-        FieldReader((16, 33), lanes=2)
-    with pytest.raises(ValueError, match="at most 64 bits"):
-        FieldReader((65,))
-    with pytest.raises(ValueError, match="width"):
-        FieldReader((0,))
-    with pytest.raises(TypeError, match="widths"):
-        FieldReader([16])
-    with pytest.raises(TypeError, match="widths"):
-        FieldReader(())
-    with pytest.raises(ValueError, match="addr_bits"):
-        FieldReader((16,), addr_bits=0)
-    with pytest.raises(ValueError, match="count_bits"):
-        FieldReader((16,), count_bits=0)
-    with pytest.raises(TypeError, match="exact_reads"):
-        FieldReader((16,), exact_reads=1)
-    with pytest.raises(TypeError, match="buffered"):
-        FieldReader((16,), buffered=1)
+@pytest.mark.parametrize("args, kwargs, error, match", [
+    ((16,), {"lanes": 3}, ValueError, "lanes"),
+    ((16,), {"lanes": 0}, ValueError, "lanes"),
+    ((16,), {"lanes": 2.0}, TypeError, "lanes"),
+    ((16, 33), {"lanes": 2}, ValueError, "at most 32 bits with lanes = 2"),
+    ((65,), {}, ValueError, "at most 64 bits"),
+    ((0,), {}, ValueError, "width"),
+    ([16], {}, TypeError, "widths"),
+    ((), {}, TypeError, "widths"),
+    ((16,), {"addr_bits": 0}, ValueError, "addr_bits"),
+    ((16,), {"count_bits": 0}, ValueError, "count_bits"),
+    ((16,), {"exact_reads": 1}, TypeError, "exact_reads"),
+    ((16,), {"buffered": 1}, TypeError, "buffered"),
+])
+def test_rejects_bad_parameters(args, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        FieldReader(args, **kwargs)
