@@ -109,16 +109,25 @@ def _per_instruction(trace, length):
 
 
 def _build(board_name, board, report_path):
-    """What a build says of its clock, timing and utilization: the report given, else ``build/<board>``'s, else the
-    manifest of the bitstream the package ships; or why there is none."""
+    """What a build says of its clock, timing and utilization: the report given, else ``build/<board>``'s (unless its
+    manifest is of another core than the virtual board's: a build left from older gateware), else the manifest of
+    the bitstream the package ships; or why there is none."""
     from .build import BITSTREAMS
 
-    path = Path(report_path) if report_path else Path("build") / board_name / "build-report.json"
+    local = Path("build") / board_name / "build-report.json"
+    path = Path(report_path) if report_path else local
+    skipped = None
+    manifest = local.with_name("manifest.json")
+    if not report_path and local.is_file() and manifest.is_file():
+        if json.loads(manifest.read_text()).get("core") != dataclasses.asdict(board.core):
+            skipped = f"{local.parent} holds a build of another core than the virtual board's: not used"
+            path = BITSTREAMS / board_name / "manifest.json"
     if not path.is_file():
         if report_path:
             raise FileNotFoundError(f"no build report at {path}")
         if not (BITSTREAMS / board_name / "manifest.json").is_file():
-            return {"report": None, "note": f"no build report at {path}: run mmfree build --board {board_name}"}
+            missing = f"no build report at {path}: run mmfree build --board {board_name}"
+            return {"report": None, "note": skipped or missing}
         path = BITSTREAMS / board_name / "manifest.json"
     report = json.loads(path.read_text())
     if "rtlil_sha256" in report:   # a bitstream's manifest
@@ -133,7 +142,8 @@ def _build(board_name, board, report_path):
         raise ValueError(f"{path} is a build of {report.get('board')}, not of {board_name}")
     return {"report": str(path), "clock_hz": clock_hz, "fmax_mhz": fmax, "margin": report["margin"],
             "meets_margin": report["meets_margin"],
-            "utilization": {name: entry["percent"] for name, entry in report["utilization"].items()}}
+            "utilization": {name: entry["percent"] for name, entry in report["utilization"].items()},
+            **({"note": skipped} if skipped else {})}
 
 
 def run(args):
@@ -148,7 +158,7 @@ def run(args):
         verdict = "meets" if b["meets_margin"] else "MISSES"
         print(f"build {b['report']}: Fmax {b['fmax_mhz']:.1f} MHz, {verdict} the clock with its 10 % margin "
               f"({b['margin']:+.0%}); at Fmax {m['tokens_per_s_at_fmax']:,.0f} tokens/s")
-    else:
+    if "note" in b:
         print(b["note"])
     print("bounds (cycles per token, tokens/s at the clock):")
     for name, bound in result["bounds"].items():

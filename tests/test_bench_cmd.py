@@ -58,7 +58,7 @@ def test_a_report_of_another_board_is_refused_before_simulating(demo, tmp_path):
 
 def test_the_clock_comes_from_the_build(tmp_path, monkeypatch):
     """A bitstream built at another clock (``mmfree build --clock-mhz``) is benched at that clock; without a build
-    directory, the shipped bitstream's manifest says it."""
+    directory, or with one of another core, the shipped bitstream's manifest says it."""
     from mmfree.host.bench_cmd import _build
     from mmfree.host.build import BITSTREAMS
     from mmfree.sim.boards import BOARDS
@@ -75,6 +75,14 @@ def test_the_clock_comes_from_the_build(tmp_path, monkeypatch):
     assert shipped["meets_margin"]
     given = _build("ulx3s-85f", board, BITSTREAMS / "ulx3s-85f" / "manifest.json")   # a manifest named
     assert given["clock_hz"] == manifest["clk_hz"] and given["fmax_mhz"] == manifest["fmax_mhz"]
+    local = tmp_path / "build" / "ulx3s-85f"   # a build left from a core other than the board's: not used
+    local.mkdir(parents=True)
+    (local / "build-report.json").write_text(report.read_text())
+    (local / "manifest.json").write_text(json.dumps({**manifest, "core": {**manifest["core"], "rows": 8}}))
+    skipped = _build("ulx3s-85f", board, None)
+    assert skipped["fmax_mhz"] == manifest["fmax_mhz"] and "another core" in skipped["note"]
+    (local / "manifest.json").write_text(json.dumps(manifest))   # … and of the board's core: used
+    assert _build("ulx3s-85f", board, None)["clock_hz"] == 45e6
     neither = tmp_path / "neither.json"
     neither.write_text(json.dumps({"board": "ulx3s-85f"}))
     with pytest.raises(ValueError, match="neither a build report"):
