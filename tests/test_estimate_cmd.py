@@ -66,13 +66,17 @@ def test_clock_is_the_boards_which_is_the_shipped_bitstreams(demo):
 
 
 def test_a_pipelined_core_gets_its_own_constants(demo):
-    from mmfree.host.estimate import PIPELINED_TIMING, TIMING
+    """The ULX3S core's: the pipelined core's, with the fast scalar unit's chain and QUANT."""
+    from mmfree.host.estimate import FAST_SCALAR_TIMING, PIPELINED_TIMING, TIMING
 
     program = compile_model(demo, CORES["ulx3s-85f"])
-    assert program.core.pipelined
-    assert estimate_cycles(program) == estimate_cycles(program, PIPELINED_TIMING) != estimate_cycles(program, TIMING)
+    assert program.core.pipelined and program.core.fast_scalar
+    ulx3s = dict(PIPELINED_TIMING, **FAST_SCALAR_TIMING)
+    assert estimate_cycles(program) == estimate_cycles(program, ulx3s)
+    others = [estimate_cycles(program, timing) for timing in (PIPELINED_TIMING, TIMING)]
+    assert all(estimate_cycles(program) != other for other in others)
     low, high = estimate("ulx3s-85f", demo)["cycles_per_token"]["range"]
-    assert [low, high] == list(estimate_cycles(program, PIPELINED_TIMING)["total"])
+    assert [low, high] == list(estimate_cycles(program, ulx3s)["total"])
 
 
 def test_resources_say_the_planned_core_exceeds_the_up5k(demo):
