@@ -66,7 +66,7 @@ from amaranth.lib.wiring import In
 
 from mmfree.host import toolchain
 from mmfree.host.build import MARGIN, nextpnr_error, overflowing_cell, read_report, run_logged, tool_versions
-from mmfree.hw.primitives import ICE40_YOSYS_GUARD
+from mmfree.hw.primitives import ICE40_YOSYS_GUARD, YOSYS_HIDE_VIEW_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,8 @@ FAMILIES = {
     "ice40": {
         "device": "iCE40UP5K-SG48",
         # the guard keeps instantiated SB_MAC16s intact through -dsp (see mmfree.hw.primitives)
-        "yosys": "read_verilog guard_bb.v; read_rtlil top.il; " + ICE40_YOSYS_GUARD["script_after_read"]
+        "yosys": f"read_verilog guard_bb.v; read_rtlil top.il; {YOSYS_HIDE_VIEW_FIELDS}; "
+                 + ICE40_YOSYS_GUARD["script_after_read"]
                  + "; synth_ice40 -dsp -top {top}; " + ICE40_YOSYS_GUARD["script_after_synth"] + "; write_json {json}",
         "nextpnr": ["NEXTPNR_ICE40", "--up5k", "--package", "sg48", "--pcf-allow-unconstrained"],
         # report key → column
@@ -85,7 +86,7 @@ FAMILIES = {
     },
     "ecp5": {
         "device": "LFE5U-85F-CABGA381",
-        "yosys": "read_rtlil top.il; synth_ecp5 -top {top}; write_json {json}",
+        "yosys": f"read_rtlil top.il; {YOSYS_HIDE_VIEW_FIELDS}; " + "synth_ecp5 -top {top}; write_json {json}",
         "nextpnr": ["NEXTPNR_ECP5", "--85k", "--package", "CABGA381", "--lpf-allow-unconstrained"],
         "resources": {"TRELLIS_COMB": "LUT4", "TRELLIS_FF": "FF", "DP16KD": "DP16KD", "MULT18X18D": "MULT18X18D"},
         "logic": "LUT4",

@@ -22,7 +22,7 @@ from mmfree.host import toolchain
 from mmfree.host.build import run_logged
 from mmfree.host.compiler import CORES
 from mmfree.host.golden import Formats
-from mmfree.hw.primitives import ICE40_YOSYS_GUARD
+from mmfree.hw.primitives import ICE40_YOSYS_GUARD, YOSYS_HIDE_VIEW_FIELDS
 from mmfree.hw.top import AcceleratorTop
 from mmfree.hw.trit_decoder import TritDecoder
 
@@ -32,7 +32,7 @@ def synthesize(elaboratable, top, script, work):
     (work / "top.il").write_text(rtlil.convert(elaboratable, name=top))
     (work / "guard_bb.v").write_text(ICE40_YOSYS_GUARD["verilog"])
     yosys = toolchain.yowasp_env("YOSYS")["YOSYS"]
-    run_logged([yosys, "-q", "-p", f"read_verilog guard_bb.v; read_rtlil top.il; "
+    run_logged([yosys, "-q", "-p", f"read_verilog guard_bb.v; read_rtlil top.il; {YOSYS_HIDE_VIEW_FIELDS}; "
                 f"{ICE40_YOSYS_GUARD['script_after_read']}; {script.format(top=top)}; "
                 f"tee -q -o stat.json stat -json"], work, work / "yosys.log")
     return json.loads((work / "stat.json").read_text())["modules"]

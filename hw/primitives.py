@@ -32,8 +32,8 @@ from amaranth.lib.wiring import In, Out
 
 from .checks import check_int
 
-__all__ = ["IMPLS", "ICE40_YOSYS_GUARD", "YOSYS_HIDE_VIEW_FIELDS", "check_impl", "resolve_impl", "build_overrides", "ebr_blocks",
-           "Mac16", "SinglePortRam", "BlockRam"]
+__all__ = ["IMPLS", "ICE40_YOSYS_GUARD", "YOSYS_HIDE_VIEW_FIELDS", "check_impl", "resolve_impl", "build_overrides",
+           "ebr_blocks", "Mac16", "SinglePortRam", "BlockRam"]
 
 #: the implementations a wrapper elaborates to
 IMPLS = ("model", "ice40", "ecp5")
