@@ -117,9 +117,10 @@ def _build(board_name, board, report_path):
     local = Path("build") / board_name / "build-report.json"
     path = Path(report_path) if report_path else local
     skipped = None
+    board_core = dataclasses.asdict(board.core)
     manifest = local.with_name("manifest.json")
     if not report_path and local.is_file() and manifest.is_file():
-        if json.loads(manifest.read_text()).get("core") != dataclasses.asdict(board.core):
+        if json.loads(manifest.read_text()).get("core") != board_core:
             skipped = f"{local.parent} holds a build of another core than the virtual board's: not used"
             path = BITSTREAMS / board_name / "manifest.json"
     if not path.is_file():
@@ -131,7 +132,7 @@ def _build(board_name, board, report_path):
         path = BITSTREAMS / board_name / "manifest.json"
     report = json.loads(path.read_text())
     if "rtlil_sha256" in report:   # a bitstream's manifest
-        if report["core"] != dataclasses.asdict(board.core):
+        if report["core"] != board_core:
             raise ValueError(f"{path} is a build of the core {report['core']}, not the virtual board's {board.core}")
         clock_hz, fmax = report["clk_hz"], report["fmax_mhz"]
     elif "fmax" in report:     # a build report

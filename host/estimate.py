@@ -21,8 +21,8 @@ from .compiler import matrix_word_count
 from .isa import Epilogue, Opcode, Slot, decode
 from .protocol import frame_size
 
-__all__ = ["FAST_SCALAR_TIMING", "PIPELINED_TIMING", "SPREAD", "TIMING", "UART_BITS_PER_BYTE", "estimate_cycles", "link_payload_rate",
-           "roofline"]
+__all__ = ["FAST_SCALAR_TIMING", "PIPELINED_TIMING", "SPREAD", "TIMING", "UART_BITS_PER_BYTE", "estimate_cycles",
+           "link_payload_rate", "roofline"]
 
 #: bits on the wire per byte on a UART at 8N1: start, 8 data, stop
 UART_BITS_PER_BYTE = 10
