@@ -65,7 +65,7 @@ from .quantizer import Quantizer
 from .reduction import ReductionUnit
 from .scalar_unit import ScalarOp, ScalarUnit
 from .sigmoid import saturate
-from .stream_fifo import fed_through_fifo
+from .stream_fifo import fed_through_fifo, stream_fifo
 from .ternary_matvec import acc_width
 from .vector_memory import VectorMemory
 from .vector_unit import VectorOp, VectorUnit
@@ -304,6 +304,9 @@ class Core(wiring.Component):
         # in a pipelined core a pass's elements reach the datapath through a FIFO, so the decision to fetch the next
         # (the vector memories' read enables) does not wait on the datapath's ready
         dp_in = fed_through_fifo(m, dp.i, name="dp", buffered=p.pipelined)
+        # … and its results leave through one, so that the sinks' ready (the reduction units') does not reach the
+        # datapath's stall, which every lane's pipeline registers and multipliers take
+        dp_out = stream_fifo(m, dp.o, name="dp_out") if p.pipelined else dp.o
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {
             **{_SLOT_MEMORY[slot]: VectorMemory(width=self.widths[slot], depth=H, lanes=lanes, impl=impl)
@@ -487,16 +490,27 @@ class Core(wiring.Component):
                     m.d.comb += [port.payload.data.eq(rs_data[lane]), port.payload.last.eq(rs_last)]
         with m.If(rs_taken):
             m.d.sync += rs_valid.eq(0)
-        # a wide pass's result: every unit's, taken together (the largest max|x|, the sum of Σ x²)
-        sums_valid = Cat(unit.o.valid for unit in reductions).all()
+        # a wide pass's result: every unit's, taken together (the largest max|x|, the sum of Σ x²); with several
+        # units, combined in registers a cycle after all of them offer theirs (a comparator and an adder tree too long
+        # for the clock beside the sequencer's use of the result)
+        offered = Cat(unit.o.valid for unit in reductions).all()
+        sums_taken = Signal()
         sums_max = red.o.payload.max_abs
         sums_sq = red.o.payload.sum_sq
-        for unit in reductions[1:]:
-            sums_max = Mux(unit.o.payload.max_abs > sums_max, unit.o.payload.max_abs, sums_max)
-            sums_sq = sums_sq + unit.o.payload.sum_sq
+        sums_valid = offered
+        if lanes > 1:
+            def tree(values, combine):
+                while len(values) > 1:
+                    values = [combine(a, b) for a, b in zip(values[::2], values[1::2])]
+                return values[0]
+            combined_max = tree([unit.o.payload.max_abs for unit in reductions], lambda a, b: Mux(b > a, b, a))
+            combined_sq = tree([unit.o.payload.sum_sq for unit in reductions], lambda a, b: a + b)
+            sums_max, sums_sq, seen = Signal.like(combined_max), Signal.like(combined_sq), Signal()
+            m.d.sync += [sums_max.eq(combined_max), sums_sq.eq(combined_sq), seen.eq(offered & ~sums_taken)]
+            sums_valid = offered & seen
 
         def take_sums():
-            m.d.comb += [unit.o.ready.eq(sums_valid) for unit in reductions]
+            m.d.comb += [unit.o.ready.eq(sums_valid) for unit in reductions] + [sums_taken.eq(sums_valid)]
 
         # the quantizer's int8 outputs, packed into q-buffer words of ``cols`` bytes: a beat's bytes go in at ``qbyte``,
         # those beyond the word into the next one; a complete word is written from ``q_out`` a cycle later (a last
@@ -1025,8 +1039,8 @@ class Core(wiring.Component):
 
                 # the sinks: the reduction units, the quantizer, a slot
                 red_needed = ps_red != 0
-                result = dp.o.payload
-                with m.If(dp.o.valid & red_needed & rs_free):
+                result = dp_out.payload
+                with m.If(dp_out.valid & red_needed & rs_free):
                     m.d.sync += [rs_valid.eq(1), rs_last.eq(result.last), rs_shift.eq(ps_red_shift),
                                  rs_own.eq(ps_own_square), rs_wide.eq(ps_wide),
                                  rs_data[0].eq(Mux(ps_red == 3, saturate(result.product[0], Y_BITS),
@@ -1035,11 +1049,11 @@ class Core(wiring.Component):
                     m.d.sync += [rs_square[lane].eq(result.x[lane]) for lane in range(lanes)]
                     m.d.sync += [rs_data[lane].eq(Mux(ps_red == 2, result.product[lane], result.x[lane]))
                                  for lane in range(1, lanes)]
-                m.d.comb += [dp.o.ready.eq(~red_needed | rs_free),
-                             quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
+                m.d.comb += [dp_out.ready.eq(~red_needed | rs_free),
+                             quant.i.valid.eq(dp_out.valid & ps_quant & dp_out.ready),
                              quant.i.payload.last.eq(result.last)]
                 m.d.comb += [quant.i.payload.p[lane].eq(result.product[lane]) for lane in range(lanes)]
-                with m.If(dp.o.valid & dp.o.ready):
+                with m.If(dp_out.valid & dp_out.ready):
                     m.d.sync += t_out.eq(t_out + 1)
                     with m.If(ps_red == 3):
                         m.d.sync += lfsr.eq(lfsr_next)
