@@ -115,6 +115,7 @@ def _build(board_name, board, report_path):
     from .build import BITSTREAMS
 
     local = Path("build") / board_name / "build-report.json"
+    shipped = BITSTREAMS / board_name / "manifest.json"
     path = Path(report_path) if report_path else local
     skipped = None
     board_core = dataclasses.asdict(board.core)
@@ -122,14 +123,14 @@ def _build(board_name, board, report_path):
     if not report_path and local.is_file() and manifest.is_file():
         if json.loads(manifest.read_text()).get("core") != board_core:
             skipped = f"{local.parent} holds a build of another core than the virtual board's: not used"
-            path = BITSTREAMS / board_name / "manifest.json"
+            path = shipped
     if not path.is_file():
         if report_path:
             raise FileNotFoundError(f"no build report at {path}")
-        if not (BITSTREAMS / board_name / "manifest.json").is_file():
+        if not shipped.is_file():
             missing = f"no build report at {path}: run mmfree build --board {board_name}"
             return {"report": None, "note": skipped or missing}
-        path = BITSTREAMS / board_name / "manifest.json"
+        path = shipped
     report = json.loads(path.read_text())
     if "rtlil_sha256" in report:   # a bitstream's manifest
         if report["core"] != board_core:
