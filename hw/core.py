@@ -65,7 +65,7 @@ from .quantizer import Quantizer
 from .reduction import ReductionUnit
 from .scalar_unit import ScalarOp, ScalarUnit
 from .sigmoid import saturate
-from .stream_fifo import fed_through_fifo
+from .stream_fifo import fed_through_fifo, stream_fifo
 from .ternary_matvec import acc_width
 from .vector_memory import VectorMemory
 from .vector_unit import VectorOp, VectorUnit
@@ -304,6 +304,9 @@ class Core(wiring.Component):
         # in a pipelined core a pass's elements reach the datapath through a FIFO, so the decision to fetch the next
         # (the vector memories' read enables) does not wait on the datapath's ready
         dp_in = fed_through_fifo(m, dp.i, name="dp", buffered=p.pipelined)
+        # … and its results leave through one, so that the sinks' ready (the reduction units') does not reach the
+        # datapath's stall, which every lane's pipeline registers and multipliers take
+        dp_out = stream_fifo(m, dp.o, name="dp_out") if p.pipelined else dp.o
         m.submodules.program = program = BlockRam(width=WORD_BITS, depth=self.program_words, impl=impl)
         mems = {
             **{_SLOT_MEMORY[slot]: VectorMemory(width=self.widths[slot], depth=H, lanes=lanes, impl=impl)
@@ -415,7 +418,7 @@ class Core(wiring.Component):
         ps_write = Signal(2)           # 0: none, 1: the product into slot X (saturated), 2: the element into slot F
         ps_count = Signal(range(max(H, p.state_words) + 1))   # beats
         ps_wide = Signal()             # a pass over slots, ``lanes`` elements per beat
-        ps_odd = Signal()              # … of an odd length: the last beat's lane 1 is padding, zero
+        ps_pad = Signal(range(lanes))  # … its last beat's lanes beyond the vector (the highest ones, zero)
         ps_t = Signal.like(ps_count)
         t_out = Signal.like(ps_count)     # elements that left the datapath
         # a pass's element for a slot, held a cycle: EMBED's for slot X (``pw_slot`` 1), a copy for slot F (2)
@@ -487,26 +490,37 @@ class Core(wiring.Component):
                     m.d.comb += [port.payload.data.eq(rs_data[lane]), port.payload.last.eq(rs_last)]
         with m.If(rs_taken):
             m.d.sync += rs_valid.eq(0)
-        # a wide pass's result: every unit's, taken together (the largest max|x|, the sum of Σ x²)
-        sums_valid = Cat(unit.o.valid for unit in reductions).all()
+        # a wide pass's result: every unit's, taken together (the largest max|x|, the sum of Σ x²); with several
+        # units, combined in registers a cycle after all of them offer theirs (a comparator and an adder tree too long
+        # for the clock beside the sequencer's use of the result)
+        offered = Cat(unit.o.valid for unit in reductions).all()
+        sums_taken = Signal()
         sums_max = red.o.payload.max_abs
         sums_sq = red.o.payload.sum_sq
-        for unit in reductions[1:]:
-            sums_max = Mux(unit.o.payload.max_abs > sums_max, unit.o.payload.max_abs, sums_max)
-            sums_sq = sums_sq + unit.o.payload.sum_sq
+        sums_valid = offered
+        if lanes > 1:
+            def tree(values, combine):
+                while len(values) > 1:
+                    values = [combine(a, b) for a, b in zip(values[::2], values[1::2])]
+                return values[0]
+            combined_max = tree([unit.o.payload.max_abs for unit in reductions], lambda a, b: Mux(b > a, b, a))
+            combined_sq = tree([unit.o.payload.sum_sq for unit in reductions], lambda a, b: a + b)
+            sums_max, sums_sq, seen = Signal.like(combined_max), Signal.like(combined_sq), Signal()
+            m.d.sync += [sums_max.eq(combined_max), sums_sq.eq(combined_sq), seen.eq(offered & ~sums_taken)]
+            sums_valid = offered & seen
 
         def take_sums():
-            m.d.comb += [unit.o.ready.eq(sums_valid) for unit in reductions]
+            m.d.comb += [unit.o.ready.eq(sums_valid) for unit in reductions] + [sums_taken.eq(sums_valid)]
 
         # the quantizer's int8 outputs, packed into q-buffer words of ``cols`` bytes: a beat's bytes go in at ``qbyte``,
-        # those beyond the word into the next one; a complete word is written from ``q_out`` a cycle later (with two
-        # lanes, a last beat that completes a word and carries a byte has that byte written a cycle after that)
+        # those beyond the word into the next one; a complete word is written from ``q_out`` a cycle later (a last
+        # beat that completes a word and carries bytes beyond it has them written a cycle after that)
         qword = Signal(8 * cols)   # bytes 0 … qbyte − 1 of the word being filled
         qbyte = Signal(range(cols))
         qaddr = Signal(range(engine.q_bank_words))
         q_out = Signal(8 * cols)
         q_done = Signal()
-        q_flush = Signal()         # the last beat's carried byte is due
+        q_flush = Signal()         # the last beat's carried bytes are due
         m.d.comb += [quant.o.ready.eq(1), engine.q_data.eq(q_out), engine.q_addr.eq(Cat(qaddr, q_bank))]
         filled = Signal(8 * (cols + lanes - 1))
         with m.Switch(qbyte):
@@ -514,8 +528,8 @@ class Core(wiring.Component):
                 with m.Case(k):
                     m.d.comb += filled.eq(Cat(qword[:8 * k], quant.o.payload.q))
         complete = qbyte >= cols - lanes
-        # a last beat's byte beyond its word (of an odd vector, the pass's, that byte is padding)
-        carried = (qbyte == cols - 1) & ~ps_odd if lanes == 2 else C(0)
+        # a last beat's bytes beyond its word, padding lanes not counted
+        carried = qbyte + lanes - ps_pad > cols if lanes > 1 else C(0)
         write_q = Signal()
         m.d.sync += write_q.eq(0)
         with m.If(quant.o.valid):
@@ -638,10 +652,11 @@ class Core(wiring.Component):
 
         def start_pass(src, count, *, limbs, factor_=_Factor.ONE, pow_=0, pre=0, pre_round=0, post=0, round_=0,
                        red_sel=0, own_square=0, red_shift=0, quant_=0, write=0, wide=False, back):
-            """Start a pass of ``count`` elements; a ``wide`` one (over slots; its fields, if any, read in pairs)
+            """Start a pass of ``count`` elements; a ``wide`` one (over slots; its fields, if any, read ``wide`` too)
             takes ``lanes`` elements per beat."""
             if wide and lanes > 1:
-                m.d.sync += [ps_count.eq((count + 1) >> 1), ps_odd.eq(count[0])]
+                shift = exact_log2(lanes)
+                m.d.sync += [ps_count.eq((count + lanes - 1) >> shift), ps_pad.eq((-count)[:shift])]
             else:
                 m.d.sync += ps_count.eq(count)
             m.d.sync += [ps_src.eq(src), ps_wide.eq(wide and lanes > 1), ps_t.eq(0), t_out.eq(0), fetched.eq(0),
@@ -653,12 +668,14 @@ class Core(wiring.Component):
                          ret.eq(PASS_RETURNS.index(back))]
             m.next = "PASS"
 
-        def start_fields(addr, count, wide=0, is_signed=1, streamed=0, pair=False):
+        def start_fields(addr, count, width=0, is_signed=1, streamed=0, wide=False):
+            """Start the field reader on a vector of ``count`` fields of ``widths[width]`` bits at word ``addr``; a
+            ``wide`` one ``lanes`` fields per beat."""
             m.d.comb += [fields.start.valid.eq(1), fields.start.payload.addr.eq(addr),
-                         fields.start.payload.count.eq(count), fields.start.payload.width.eq(wide),
+                         fields.start.payload.count.eq(count), fields.start.payload.width.eq(width),
                          fields.start.payload.signed.eq(is_signed)]
             if lanes > 1:
-                m.d.comb += fields.start.payload.pair.eq(pair)
+                m.d.comb += fields.start.payload.wide.eq(wide)
             with m.If(fields.start.ready):
                 m.d.sync += fields_stream.eq(streamed)
 
@@ -822,7 +839,7 @@ class Core(wiring.Component):
                     m.next = "EMBED_START"
 
             with m.State("EMBED_START"):
-                start_fields(row_addr, emb.length, wide=1, streamed=emb.stream)
+                start_fields(row_addr, emb.length, width=1, streamed=emb.stream)
                 with m.If(fields.start.ready):
                     start_pass(_Src.FIELD, emb.length, limbs=limbs_for(f.embed_bits), factor_=_Factor.POW2,
                                pow_=ps_pow, post=ps_post, round_=1, write=1, back="EMBED_DONE")
@@ -865,7 +882,7 @@ class Core(wiring.Component):
                     m.next = "BL_B"
 
             with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut, and Σ (v ≫ k)²
-                start_fields(bl.consts, bl.cols, pair=True)
+                start_fields(bl.consts, bl.cols, wide=True)
                 with m.If(fields.start.ready):
                     with m.If(first_other & back_idle & ~chain_busy):   # the chain's first norm beside the passes
                         start_back(0)
@@ -894,7 +911,7 @@ class Core(wiring.Component):
                     m.next = "BL_C"
 
             with m.State("BL_C"):      # q into the q buffer
-                start_fields(bl.consts, bl.cols, pair=True)
+                start_fields(bl.consts, bl.cols, wide=True)
                 with m.If(fields.start.ready):
                     start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
                                quant_=1, wide=True, back="BL_C_DONE")
@@ -904,7 +921,7 @@ class Core(wiring.Component):
                     m.next = "BL_MATVEC"
 
             with m.State("BL_D"):      # Σ u², u = ((v ≫ k) · pre) ≫ pre_shift
-                start_fields(bl.pre, bl.cols, pair=True)
+                start_fields(bl.pre, bl.cols, wide=True)
                 with m.If(fields.start.ready):
                     start_pass(slot_src(bl.src), bl.cols, limbs=limbs_for(f.reduce_bits), factor_=_Factor.FIELD,
                                pre=k_v, post=bl.pre_shift, red_sel=2, wide=True, back="BL_D_DONE")
@@ -1002,9 +1019,10 @@ class Core(wiring.Component):
                         m.d.comb += dp_in.payload.y[0].eq(C(1, 16) << ps_pow)
                     with m.Case(_Factor.LOGITS):
                         m.d.comb += dp_in.payload.y[0].eq(mems[Memory.LOGITS].r_data.as_signed())
-                padding = dp_last & ps_odd   # the last beat of a wide pass of odd length: lane 1 beyond the vector
+                # the last beat of a wide pass: its lanes beyond the vector are zero
                 m.d.comb += [dp_in.valid.eq(fetched), dp_in.payload.x[0].eq(slot_data[0])]
-                m.d.comb += [dp_in.payload.x[lane].eq(Mux(padding, 0, slot_data[lane])) for lane in range(1, lanes)]
+                m.d.comb += [dp_in.payload.x[lane].eq(Mux(dp_last & (ps_pad >= lanes - lane), 0, slot_data[lane]))
+                             for lane in range(1, lanes)]
                 need_field = (ps_src == _Src.FIELD) | (ps_factor == _Factor.FIELD)
                 issue = (ps_t != ps_count) & (~fetched | dp_in.ready) & (~need_field | fields.o.valid)
                 for slot, memory in _SLOT_MEMORY.items():
@@ -1021,8 +1039,8 @@ class Core(wiring.Component):
 
                 # the sinks: the reduction units, the quantizer, a slot
                 red_needed = ps_red != 0
-                result = dp.o.payload
-                with m.If(dp.o.valid & red_needed & rs_free):
+                result = dp_out.payload
+                with m.If(dp_out.valid & red_needed & rs_free):
                     m.d.sync += [rs_valid.eq(1), rs_last.eq(result.last), rs_shift.eq(ps_red_shift),
                                  rs_own.eq(ps_own_square), rs_wide.eq(ps_wide),
                                  rs_data[0].eq(Mux(ps_red == 3, saturate(result.product[0], Y_BITS),
@@ -1031,11 +1049,11 @@ class Core(wiring.Component):
                     m.d.sync += [rs_square[lane].eq(result.x[lane]) for lane in range(lanes)]
                     m.d.sync += [rs_data[lane].eq(Mux(ps_red == 2, result.product[lane], result.x[lane]))
                                  for lane in range(1, lanes)]
-                m.d.comb += [dp.o.ready.eq(~red_needed | rs_free),
-                             quant.i.valid.eq(dp.o.valid & ps_quant & dp.o.ready),
+                m.d.comb += [dp_out.ready.eq(~red_needed | rs_free),
+                             quant.i.valid.eq(dp_out.valid & ps_quant & dp_out.ready),
                              quant.i.payload.last.eq(result.last)]
                 m.d.comb += [quant.i.payload.p[lane].eq(result.product[lane]) for lane in range(lanes)]
-                with m.If(dp.o.valid & dp.o.ready):
+                with m.If(dp_out.valid & dp_out.ready):
                     m.d.sync += t_out.eq(t_out + 1)
                     with m.If(ps_red == 3):
                         m.d.sync += lfsr.eq(lfsr_next)

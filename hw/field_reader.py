@@ -1,4 +1,4 @@
-"""Integer vectors from the weight image: fields packed low bits first in 64-bit words, one or two per beat.
+"""Integer vectors from the weight image: fields packed low bits first in 64-bit words, up to 1, 2 or 4 per beat.
 
 The compiler packs every vector of the image (norm constants, ``1 − lb``, embedding rows and exponents) as integers of
 a fixed width, low bits first, from a word boundary (:func:`mmfree.host.compiler.pack_words`); a field may straddle
@@ -6,20 +6,21 @@ two words. The reader streams such a vector: given its first word, its number of
 ``widths``, chosen per vector) and whether the fields are signed, it reads words through a memory read port of any
 latency (the word comes back with ``mem_valid``, as from :class:`~mmfree.hw.matvec_engine.MatvecEngine`'s) into a
 window of ``2 · lanes`` words, and offers a beat per cycle while the window holds its fields: one field, or with
-``lanes = 2`` and the vector's ``pair`` two consecutive ones.
+``lanes`` of 2 or 4 and the vector's ``wide`` up to ``lanes`` consecutive ones.
 
 Reads run ahead: a read is issued while the window and the words on their way leave a slot free, or in the cycle a
 beat that uses up the window's first word is taken (so ``mem_en`` depends on the ready of the reader's output, the
-FIFO's with ``buffered``). With ``lanes = 2`` this sustains a beat of two 16-bit fields per cycle from a memory that
-answers 6 cycles after ``mem_en``: 64 such fields take 40 cycles, the start's handshake and the last beat included
-(42 with ``buffered``). A read is issued only while ``mem_ready``; with ``exact_reads`` the reader reads exactly the
+FIFO's with ``buffered``). This sustains a beat of ``lanes`` 16-bit fields per cycle with ``wide`` (a word every
+cycle with ``lanes = 4``) from a memory that answers 6 cycles after ``mem_en``: 64 such fields take 40 cycles with
+``lanes = 2`` and 24 with ``lanes = 4``, the start's handshake and the last beat included (2 more with
+``buffered``). A read is issued only while ``mem_ready``; with ``exact_reads`` the reader reads exactly the
 vector's ``⌈count · width / 64⌉`` words (a weight stream, whose words must not be taken ahead), else it may read up
 to ``2 · lanes`` words beyond the vector's last. A vector starts once every word read for the one before has come
 back.
 
 Timing: the window's next state (whether its first word is used up, where an arriving word goes) and ``o.valid``
 follow from registers and the handshake alone; the beat's end bit, and whether it lies in the first word, are
-computed a beat ahead.
+computed a beat ahead, from the fields left (the final beat's bits exact: ``width`` times the fields it carries).
 """
 
 from amaranth import *
@@ -36,15 +37,15 @@ PTR_BITS = 6    # log2(WORD_BITS)
 
 
 class FieldReader(wiring.Component):
-    """Streams the ``count`` fields of a packed vector, one or two per beat.
+    """Streams the ``count`` fields of a packed vector, up to ``lanes`` per beat.
 
     Parameters
     ----------
     widths : tuple of int
-        The field widths a vector may have (each 1 … 64, with ``lanes = 2`` 1 … 32); ``start.payload.width``
-        selects one by index.
+        The field widths a vector may have, in bits (each 1 … 64); ``start.payload.width`` selects one by index.
+        A ``wide`` vector's is at most ``64 // lanes`` (32 or 16), so that a beat's fields lie in two words.
     lanes : int
-        Fields a beat can carry: 1 or 2.
+        Fields a beat can carry: 1, 2 or 4.
     addr_bits : int
         Word-address width of the memory.
     count_bits : int
@@ -58,14 +59,14 @@ class FieldReader(wiring.Component):
     Attributes
     ----------
     start : In(stream)
-        ``{addr, count, width, signed}``, with ``lanes = 2`` also ``pair``: the vector's first word, its number of
-        fields, the index of its width in ``widths``, whether its fields are two's complement, and whether a beat
-        carries two of them. Taken while the reader is idle and no read of its is on its way.
+        ``{addr, count, width, signed}``, with ``lanes`` of 2 or 4 also ``wide``: the vector's first word, its
+        number of fields, the index of its width in ``widths``, whether its fields are two's complement, and whether
+        a beat carries ``lanes`` of them. Taken while the reader is idle and no read of its is on its way.
     o : Out(stream)
         ``{data, last}``: ``data`` an array of ``lanes`` fields of ``signed(max(widths) + 1)``, each sign- or
-        zero-extended. With ``pair``, field ``2j`` in lane 0 and ``2j + 1`` in lane 1 (a 0 in lane 1 of the final beat
-        of an odd count); without, field ``j`` in lane 0 and a 0 in lane 1. ``last`` marks the beat with the vector's
-        final field.
+        zero-extended. With ``wide``, field ``lanes · j + k`` in lane ``k`` (the final beat carries the
+        ``count mod lanes`` fields left, or ``lanes``, and 0 in the lanes beyond them); without, field ``j`` in lane 0
+        and 0 in the others. ``last`` marks the beat with the vector's final field.
     busy : Out(1)
         A vector is being streamed.
     mem_addr, mem_en : Out; mem_data, mem_valid : In
@@ -81,12 +82,13 @@ class FieldReader(wiring.Component):
     def __init__(self, widths, *, lanes=1, addr_bits=14, count_bits=16, exact_reads=False, buffered=False):
         if not isinstance(widths, tuple) or not widths:
             raise TypeError(f"widths must be a non-empty tuple of ints, got {widths!r}")
-        check_int("lanes", lanes, 1, 2)
-        most = WORD_BITS // lanes   # so that a beat's fields lie in two words
+        check_int("lanes", lanes)
+        if lanes not in (1, 2, 4):
+            raise ValueError(f"lanes must be 1, 2 or 4, got {lanes}")
         for width in widths:
             check_int("width", width, 1)
-            if width > most:
-                raise ValueError(f"a field is at most {most} bits with lanes = {lanes}, got {width}")
+            if width > WORD_BITS:
+                raise ValueError(f"a field is at most {WORD_BITS} bits, got {width}")
         check_int("addr_bits", addr_bits, 1)
         check_int("count_bits", count_bits, 1)
         for name, flag in [("exact_reads", exact_reads), ("buffered", buffered)]:
@@ -96,7 +98,7 @@ class FieldReader(wiring.Component):
         start = {"addr": addr_bits, "count": count_bits, "width": range(len(widths)), "signed": 1}
         super().__init__({
             "mem_ready": In(1, init=1), "mem_stalled": Out(1),
-            "start": In(stream.Signature(data.StructLayout({**start, **({"pair": 1} if lanes == 2 else {})}))),
+            "start": In(stream.Signature(data.StructLayout({**start, **({"wide": 1} if lanes > 1 else {})}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(max(widths) + 1), lanes), "last": 1}))),
             "busy": Out(1),
@@ -112,9 +114,23 @@ class FieldReader(wiring.Component):
                     m.d.comb += result.eq(value(width))
         return result
 
+    def _wide(self, width):
+        """Whether a vector of ``width``-bit fields may be read ``wide``."""
+        return self.lanes > 1 and width <= WORD_BITS // self.lanes
+
+    def _beat_bits(self, m, sel, wide, many, rest):
+        """A signal: the bits of a beat of fields of the width of index ``sel`` in ``widths``; with ``wide``, of
+        ``lanes`` fields if ``many``, else of ``rest`` (1 … lanes − 1); without, of one."""
+        def bits(w):
+            if not self._wide(w):
+                return C(w)
+            return Mux(wide, Mux(many, self.lanes * w, Array(k * w for k in range(self.lanes))[rest]), w)
+        return self._per_width(m, sel, bits, range(WORD_BITS + 1))
+
     def elaborate(self, platform):
         m = Module()
         depth = 2 * self.lanes                            # the window's words
+        log_lanes = self.lanes.bit_length() - 1           # lanes = 2 ** log_lanes
         window = Signal(data.ArrayLayout(WORD_BITS, depth))
         full = Signal(depth)         # thermometer code: slot i of the window holds a word
         asked = Signal(depth)        # thermometer code: slot i holds a word or one read for it is on its way
@@ -124,27 +140,31 @@ class FieldReader(wiring.Component):
         left = Signal.like(self.start.payload.count)      # fields not yet offered
         width_sel = Signal.like(self.start.payload.width)
         is_signed = Signal()
-        pair = Signal()
+        wide = Signal()
         addr = Signal.like(self.mem_addr)
         running = Signal()
         payload = self.start.payload
         begin = self.start.valid & self.start.ready
 
-        # the beat: the bits from ptr on of the window's first two words, a field per lane
-        two = pair & (left != 1)                          # the beat carries two fields
+        # the beat: the bits from ptr on of the window's first two words, a field per lane; with wide, lane k carries
+        # one unless only 1 … k fields are left
+        only = Signal(self.lanes)    # only[j]: j + 1 fields are left
+        m.d.comb += only.eq(Cat(left == j + 1 for j in range(self.lanes)))
         out = self.o.signature.create(path=("out",))      # the reader's beats, into o or into the FIFO
         wiring.connect(m, wiring.flipped(self.o), stream_fifo(m, out, name="out_fifo") if self.buffered else out)
-        raw = Signal(self.lanes * max(self.widths))
+        raw = Signal(max(self.lanes * w if self._wide(w) else w for w in self.widths))
         m.d.comb += raw.eq(Cat(window[0], window[1]) >> ptr)
         for lane in range(self.lanes):
             def lane_field(w, lane=lane):    # the lane's field of w bits, sign- or zero-extended
+                if lane and not self._wide(w):
+                    return C(0)
                 part = raw[lane * w:(lane + 1) * w]
                 return Mux(is_signed, part.as_signed(), part)
             field = self._per_width(m, width_sel, lane_field, self.o.payload.data[lane].shape())
-            m.d.comb += out.payload.data[lane].eq(Mux(two, field, 0) if lane else field)
+            m.d.comb += out.payload.data[lane].eq(Mux(wide & ~only[:lane].any(), field, 0) if lane else field)
         m.d.comb += [
             out.valid.eq(running & (full[1] | full[0] & fits)),
-            out.payload.last.eq((left == 1) | pair & (left == 2)),
+            out.payload.last.eq(only[0] | wide & only[1:].any()),
             self.start.ready.eq(~running & (asked == full)),
             self.busy.eq(running),
         ]
@@ -184,22 +204,23 @@ class FieldReader(wiring.Component):
         with m.If(self.mem_en):
             m.d.sync += addr.eq(addr + 1)
 
-        # a beat ahead: the next beat starts where this one ends, and carries two fields if more than 3 are left now
-        width = self._per_width(m, width_sel, lambda w: w, range(WORD_BITS + 1))
+        # a beat ahead: the next beat starts where this one ends; with wide, it carries lanes fields if at least
+        # 2 · lanes are left now, else the rest, left mod lanes (left is not used past the final beat)
         upcoming = Signal.like(end)    # the next beat's end
-        m.d.comb += upcoming.eq(end[:PTR_BITS] + Mux(pair & (left > 3), width << 1, width))
+        m.d.comb += upcoming.eq(end[:PTR_BITS] + self._beat_bits(m, width_sel, wide, left[log_lanes + 1:] != 0,
+                                                                 left[:log_lanes]))
         with m.If(take):
-            m.d.sync += [ptr.eq(end[:PTR_BITS]), end.eq(upcoming), left.eq(left - Mux(two, 2, 1)),
+            m.d.sync += [ptr.eq(end[:PTR_BITS]), end.eq(upcoming), left.eq(left - Mux(wide, self.lanes, 1)),
                          fits.eq(~upcoming[PTR_BITS] | (upcoming == WORD_BITS))]
             with m.If(out.payload.last):
                 m.d.sync += running.eq(0)
 
-        start_pair = payload.pair if self.lanes == 2 else C(0)
-        first_two = start_pair & (payload.count > 1)
-        first_bits = self._per_width(m, payload.width, lambda w: Mux(first_two, 2 * w, w), end.shape())
+        start_wide = payload.wide if self.lanes > 1 else C(0)
+        first_bits = self._beat_bits(m, payload.width, start_wide, payload.count[log_lanes:] != 0,
+                                     payload.count[:log_lanes])
         with m.If(begin):
             m.d.sync += [addr.eq(payload.addr), left.eq(payload.count), width_sel.eq(payload.width),
-                         is_signed.eq(payload.signed), pair.eq(start_pair),
+                         is_signed.eq(payload.signed), wide.eq(start_wide),
                          running.eq(payload.count != 0), full.eq(0), asked.eq(0), ptr.eq(0), end.eq(first_bits),
                          fits.eq(1)]
         return m

@@ -7,6 +7,8 @@
 - :class:`BlockRam`: a simple dual-port RAM (one write port, one read port, one clock), any width and depth. iCE40:
   ``SB_RAM40_4K`` instances, tiled at the best aspect ratio; ECP5: a :class:`~amaranth.lib.memory.Memory` that
   Yosys maps to ``DP16KD``/``PDPW16KD`` with no logic around it. :func:`ebr_blocks` counts the blocks.
+- :func:`replica`: a register that synthesis keeps apart from its twins (a copy of a widely loaded register near a
+  group of its loads). ECP5: ``FD1S3AX`` cells; elsewhere a plain register.
 
 Which implementation a wrapper elaborates to is its ``impl`` argument, or, when that is ``None``, the platform it
 is elaborated for: no platform (simulation) → ``"model"``, an iCE40 platform (``SiliconBluePlatform``) → ``"ice40"``,
@@ -33,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 from .checks import check_int
 
 __all__ = ["IMPLS", "ICE40_YOSYS_GUARD", "YOSYS_HIDE_VIEW_FIELDS", "check_impl", "resolve_impl", "build_overrides",
-           "ebr_blocks", "Mac16", "SinglePortRam", "BlockRam"]
+           "ebr_blocks", "replica", "Mac16", "SinglePortRam", "BlockRam"]
 
 #: the implementations a wrapper elaborates to
 IMPLS = ("model", "ice40", "ecp5")
@@ -142,6 +144,38 @@ def build_overrides(platform, family):
         "script_after_read": f"{YOSYS_HIDE_VIEW_FIELDS}\n{ICE40_YOSYS_GUARD['script_after_read']}",
         "script_after_synth": ICE40_YOSYS_GUARD["script_after_synth"],
     }
+
+
+def replica(m, value, *, name, impl=None, platform=None):
+    """``value`` a cycle later, in a register of its own that Yosys does not merge with its twins.
+
+    Copies of a register, each beside a group of its loads, shorten routes that one register driving all of them
+    would stretch across the die. Yosys's ``opt_merge`` folds identical flip-flops back into one; it leaves vendor
+    cells alone, so on the ECP5 each bit is an ``FD1S3AX`` (a D flip-flop without enable or reset, 0 at
+    configuration). Elsewhere, and in simulation, the copy is a plain register without reset, like those cells.
+
+    Parameters
+    ----------
+    m : Module
+    value : Value
+    name : str
+        The register's name.
+    impl, platform
+        As for the other primitives (:func:`resolve_impl`).
+
+    Returns
+    -------
+    Signal
+        Of ``len(value)`` bits, in the ``sync`` domain.
+    """
+    held = Signal(len(value), name=name, reset_less=True)
+    if resolve_impl(check_impl(impl), platform, "replica") != "ecp5":
+        m.d.sync += held.eq(value)
+        return held
+    for bit in range(len(value)):
+        m.submodules[f"{name}_{bit}"] = Instance("FD1S3AX", p_GSR="DISABLED", i_D=value[bit], i_CK=ClockSignal(),
+                                                 o_Q=held[bit])
+    return held
 
 
 # --- Mac16 -----------------------------------------------------------------------------------------------------------

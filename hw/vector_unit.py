@@ -139,9 +139,10 @@ class _DelayLines:
 
     Each line is a :class:`~mmfree.hw.primitives.BlockRam` used as a circular buffer indexed by a count of the
     pipeline's periods (one element slot each): the element at stage ``b`` during period ``n`` writes address ``n``;
-    its read is issued at stage ``t − 1``, ``k = ⌊(t − 1)/c⌋ − ⌊b/c⌋`` periods later, from address ``count − k``,
-    and the RAM's output register holds it from stage ``t`` on for ``c`` stages. Reads and writes of one cycle
-    never share an address (``t ≥ b + 2``), bubbles write junk that nobody reads as valid.
+    its read is issued at stage ``t − 2``, ``k = ⌊(t − 2)/c⌋ − ⌊b/c⌋`` periods later, from address ``count − k``; the
+    RAM's output register holds it from stage ``t − 1`` on, and a register of the pipeline's from stage ``t`` for
+    ``c`` stages (no logic after a block RAM's output, whose clock-to-output is most of an ECP5 cycle). Reads and
+    writes of one cycle never share an address (``t ≥ b + 3``), bubbles write junk that nobody reads as valid.
     """
 
     def __init__(self, m, pipe, *, impl):
@@ -154,19 +155,19 @@ class _DelayLines:
         """``signal`` (tracked) as seen at ``stage``, through a line; the result is tracked at ``stage``."""
         pipe = self.pipe
         born = pipe.stage_of(signal)
-        assert stage >= born + 2, f"{signal.name}: a line needs at least two stages"
+        assert stage >= born + 3, f"{signal.name}: a line needs at least three stages"
+        read = stage - 1   # where the RAM's output holds the element
         ram = BlockRam(width=len(signal), depth=1 << len(self.count), impl=self.impl)
         self.m.submodules[f"{signal.name}_line"] = ram
         self.m.d.comb += [
             ram.w_addr.eq(self.count),
             ram.w_data.eq(signal),
             ram.w_en.eq(pipe.en & pipe.present(born)),
-            ram.r_addr.eq(self.count - ((stage - 1) // pipe.period - born // pipe.period)),
-            ram.r_en.eq(pipe.en & pipe.present(stage - 1)),
+            ram.r_addr.eq(self.count - ((read - 1) // pipe.period - born // pipe.period)),
+            ram.r_en.eq(pipe.en & pipe.present(read - 1)),
         ]
-        out = Signal.like(signal, name=f"{signal.name}_line")
-        self.m.d.comb += out.eq(ram.r_data)
-        return pipe.track(out, stage=stage)
+        out = pipe.comb(ram.r_data, name=f"{signal.name}_line", shape=signal.shape(), stage=read)
+        return pipe.track(pipe.at(out, stage), stage=stage)
 
 
 class VectorUnit(wiring.Component):

@@ -7,19 +7,20 @@ holds (the cells' behaviour), so a reader stalled by its consumer keeps its word
 ECP5) the banks are block-RAM memories of any depth.
 
 Registered (``registered=True``, for clocks the block RAM's read path does not reach): the request (address, chip
-select, write enable, write data) passes a register before the banks; the memory is split into segments of
-:data:`SEGMENT_WORDS` words (one ``DP16KD`` deep on the ECP5), each segment's word read passes a register of its own
-beside its blocks, and the word chosen among them passes one more. So no path runs from a requester's logic into the
-blocks, from a block's output into a multiplexer, or through the multiplexer into its reader's logic. A read then
-takes 4 cycles (:attr:`WeightMemory.read_latency`) and a write lands a cycle later; ``rdata`` still holds between
-reads.
+select, write enable, write data) passes a register before the banks, a copy of it for each bank
+(:func:`~mmfree.hw.primitives.replica`: on the ECP5, one register would drive every block's address across the die);
+the memory is split into segments of :data:`SEGMENT_WORDS` words (one ``DP16KD`` deep on the ECP5), each segment's
+word read passes a register of its own beside its blocks, and the word chosen among them passes one more. So no path
+runs from a requester's logic into the blocks, from a block's output into a multiplexer, or through the multiplexer
+into its reader's logic. A read then takes 4 cycles (:attr:`WeightMemory.read_latency`) and a write lands a cycle
+later; ``rdata`` still holds between reads.
 """
 
 from amaranth import *
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .primitives import SinglePortRam
+from .primitives import SinglePortRam, replica
 
 __all__ = ["BANK_WIDTH", "SEGMENT_WORDS", "WeightMemory", "read_latency"]
 
@@ -89,35 +90,37 @@ class WeightMemory(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        request = (self.addr, self.cs, self.we, self.wbanks, self.wdata)
-        if self.registered:
-            held = tuple(Signal.like(port, name=f"{port.name}_q") for port in request)
-            m.d.sync += [reg.eq(port) for reg, port in zip(held, request)]
-            request = held
-        addr, cs, we, wbanks, wdata = request
-        segment = addr[(SEGMENT_WORDS - 1).bit_length():] if self.registered else C(0)
-        words = []
-        for s, cells in enumerate(self._segments):
-            word = Signal.like(self.rdata, name=f"word{s}")
-            for b, bank in enumerate(cells):
+        registered = self.registered
+        segment_bits = (SEGMENT_WORDS - 1).bit_length()
+        words = [Signal.like(self.rdata, name=f"word{s}") for s in range(len(self._segments))]
+        for b in range(self.banks):
+            bits = slice(BANK_WIDTH * b, BANK_WIDTH * (b + 1))
+            request = {"addr": self.addr, "cs": self.cs, "we": self.we, "wbank": self.wbanks[b],
+                       "wdata": self.wdata[bits]}
+            if registered:   # each bank's own copy of the request, beside its cells
+                request = {name: replica(m, port, name=f"{name}_b{b}", impl=self._impl, platform=platform)
+                           for name, port in request.items()}
+            segment = request["addr"][segment_bits:] if registered else C(0)
+            for s, cells in enumerate(self._segments):
+                bank = cells[b]
                 m.submodules[f"bank{b}" if len(self._segments) == 1 else f"segment{s}_bank{b}"] = bank
                 m.d.comb += [
-                    bank.addr.eq(addr),
-                    bank.cs.eq(cs & (segment == s)),
-                    bank.we.eq(we),
-                    bank.wmask.eq(wbanks[b].replicate(4)),
-                    bank.wdata.eq(wdata[BANK_WIDTH * b:BANK_WIDTH * (b + 1)]),
-                    word[BANK_WIDTH * b:BANK_WIDTH * (b + 1)].eq(bank.rdata),
+                    bank.addr.eq(request["addr"]),
+                    bank.cs.eq(request["cs"] & (segment == s)),
+                    bank.we.eq(request["we"]),
+                    bank.wmask.eq(request["wbank"].replicate(4)),
+                    bank.wdata.eq(request["wdata"]),
+                    words[s][bits].eq(bank.rdata),
                 ]
-            words.append(word)
-        if not self.registered:
+        if not registered:
             m.d.comb += self.rdata.eq(words[0])
             return m
 
         # the access cycle's read and segment, a cycle later (the cells' words) and two (the segments' registers)
-        read = [cs & ~we, Signal(name="read2"), Signal(name="read3")]
-        chosen = [segment, Signal.like(segment, name="segment2"), Signal.like(segment, name="segment3")]
-        m.d.sync += [read[1].eq(read[0]), read[2].eq(read[1]), chosen[1].eq(chosen[0]), chosen[2].eq(chosen[1])]
+        read = [Signal(name=f"read{k}") for k in range(1, 4)]
+        chosen = [Signal(range(len(words)), name=f"segment{k}") for k in range(1, 4)]
+        m.d.sync += [read[0].eq(self.cs & ~self.we), chosen[0].eq(self.addr[segment_bits:])]
+        m.d.sync += [reg.eq(prev) for regs in (read, chosen) for reg, prev in zip(regs[1:], regs)]
         held = [Signal.like(word, name=f"held{s}") for s, word in enumerate(words)]
         m.d.sync += [reg.eq(word) for reg, word in zip(held, words)]
         with m.If(read[2]):

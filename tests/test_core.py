@@ -14,9 +14,6 @@ from mmfree.host.synthetic import write_hf_checkpoint
 from mmfree.sim.diverge import run_program
 
 
-
-
-
 def test_demo_model(tmp_path):
     program = compile_model(resolve_model("demo"))
     cycles = run_program(program, [ord(c) - 32 for c in "RO"], tmp_path)
@@ -53,9 +50,20 @@ def test_ulx3s_core_samples_like_the_golden_sampler(tmp_path):
 
 
 def test_two_pass_lanes_on_odd_lengths(tmp_path):
-    """The ULX3S core's passes of two elements per beat on vectors whose last beat is not a plain pair: I = 83 (odd:
-    the last beat's second lane is padding) and H = 46 (the last beat completes a q-buffer word of five and carries
-    its second byte into the next)."""
+    """Passes of two elements per beat on vectors whose last beat is not a plain pair: I = 83 (odd: the last beat's
+    second lane is padding) and H = 46 (the last beat completes a q-buffer word of five and carries its second byte
+    into the next)."""
     model = random_model(ModelConfig(vocab_size=37, hidden_size=46, num_layers=1, intermediate_size=83), seed=11)
-    program = compile_model(model, replace(CORES["ulx3s-85f"], name="test"))
+    program = compile_model(model, replace(CORES["ulx3s-85f"], name="test2", pass_lanes=2))
+    run_program(program, [3, 36, 0], tmp_path)
+
+
+@pytest.mark.parametrize("hidden, intermediate", [(48, 89), (47, 90)])
+def test_four_pass_lanes_on_ragged_lengths(hidden, intermediate, tmp_path):
+    """Passes of four elements per beat (the ULX3S core's) on vectors whose last beat has 0 … 3 lanes of padding: H = 48 (a full last
+    beat that completes a q-buffer word of five and carries three bytes into the next), I = 89 (three lanes of
+    padding); H = 47 (one, and two bytes carried), I = 90 (two)."""
+    model = random_model(ModelConfig(vocab_size=37, hidden_size=hidden, num_layers=1,
+                                     intermediate_size=intermediate), seed=13)
+    program = compile_model(model, replace(CORES["ulx3s-85f"], name="test4", pass_lanes=4))
     run_program(program, [3, 36, 0], tmp_path)

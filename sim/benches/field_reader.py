@@ -2,26 +2,29 @@
 
 """Bench of :class:`mmfree.hw.field_reader.FieldReader` against :func:`mmfree.host.compiler.pack_words`.
 
-The memory image holds random vectors, each packed with ``pack_words`` from a word boundary (extremes included), with
-random words between them. :class:`Memory` models the read port: the word at ``mem_addr`` of a cycle with ``mem_en``
-comes back on ``mem_data`` with ``mem_valid`` ``latency`` cycles later; ``mem_ready`` drops at random, and while none
-of the reader's reads is on its way, ``mem_valid`` pulses at random with junk (another reader's words). Starts come
-with random gaps, the beats are taken with random back-pressure (mixed, long stalls or none, chosen per vector), and
-every beat is checked: each field (every width of ``widths``, signed and unsigned, odd and even counts from 1, with
-and without ``pair``) against the packed value, lane 1 zero where it carries no field, ``last`` on the final beat
-only. A vector's reads must be its consecutive words from its first, all back before the next start; with
-``exact_reads`` exactly its ``⌈count · width / 64⌉`` words, else at most ``2 · lanes`` words beyond.
+The memory image holds random vectors, each packed with ``pack_words`` from a word boundary (extremes included), the
+bits after its last field random, with random words between them. :class:`Memory` models the read port: the word at
+``mem_addr`` of a cycle with ``mem_en`` comes back on ``mem_data`` with ``mem_valid`` ``latency`` cycles later;
+``mem_ready`` drops at random, and while none of the reader's reads is on its way, ``mem_valid`` pulses at random
+with junk (another reader's words). Starts come with random gaps, the beats are taken with random back-pressure
+(mixed, long stalls or none, chosen per vector), and every beat is checked: each field (every width of ``widths``,
+signed and unsigned, with and without ``wide`` where the width allows it, the counts of :func:`fixed_counts` and
+random ones) against the packed value, the lanes beyond a beat's fields zero, ``last`` on the final beat only. A
+vector's reads must be its consecutive words from its first, all back before the next start; with ``exact_reads``
+exactly its ``⌈count · width / 64⌉`` words, else at most ``2 · lanes`` words beyond.
 
-With ``lanes = 2``, a vector of 64 16-bit fields in pairs, from a memory that answers 6 cycles after ``mem_en`` and
-never drops ``mem_ready``, into an ``o`` that is always ready, takes exactly 32 + :data:`START_UP` cycles (40, with
-``buffered`` 42), its start's handshake and its last beat included.
+With ``lanes`` of 2 or 4, a vector of 64 16-bit fields with ``wide``, from a memory that answers 6 cycles after
+``mem_en`` and never drops ``mem_ready``, into an ``o`` that is always ready, takes exactly ``64 / lanes`` +
+:data:`START_UP` cycles (40 with ``lanes = 2``, 24 with ``lanes = 4``; 2 more with ``buffered``), its start's
+handshake and its last beat included: a beat per cycle.
 
-Parameters (:func:`mmfree.sim.benches.params`): the reader's constructor arguments (``widths`` as a list,
-``lanes``, ``exact_reads``, ``buffered``; ``addr_bits``, ``count_bits`` optional), ``latency`` (cycles from a read
-to its word, default 6) and ``vectors`` (random vectors beyond the fixed ones, default 200).
+Parameters (:func:`mmfree.sim.benches.params`): the reader's constructor arguments (``widths`` as a list, ``lanes``,
+``exact_reads``, ``buffered``; ``addr_bits``, ``count_bits`` optional), ``latency`` (cycles from a read to its word,
+default 6) and ``vectors`` (random vectors beyond the fixed ones, default 200).
 """
 
 import collections
+import math
 import random
 
 import cocotb
@@ -94,8 +97,13 @@ class Memory:
             cycle += 1
 
 
-def random_vector(rng, *, count=None, width=None, is_signed=None, pair=None):
-    """A vector's start fields ``{addr: None, count, width, signed[, pair]}`` and its field values; random where not
+def wides(bits):
+    """The ``wide`` flags a vector of ``bits``-bit fields may have (wide: at most ``64 / lanes`` bits)."""
+    return (False, True) if UNIT.lanes > 1 and bits <= WORD_BITS // UNIT.lanes else (False,)
+
+
+def random_vector(rng, *, count=None, width=None, is_signed=None, wide=None):
+    """A vector's start fields ``{addr: None, count, width, signed[, wide]}`` and its field values; random where not
     given."""
     count = count or rng.choice([1, 2, 3, rng.randint(1, 12), rng.randint(1, 80)])
     width = rng.randrange(len(UNIT.widths)) if width is None else width
@@ -104,15 +112,22 @@ def random_vector(rng, *, count=None, width=None, is_signed=None, pair=None):
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if is_signed else (0, (1 << bits) - 1)
     values = [rng.choice([lo, hi, 0]) if rng.random() < 0.2 else rng.randint(lo, hi) for _ in range(count)]
     fields = {"addr": None, "count": count, "width": width, "signed": int(is_signed)}
-    if UNIT.lanes == 2:
-        fields["pair"] = int(rng.random() < 0.5 if pair is None else pair)
+    if UNIT.lanes > 1:
+        fields["wide"] = int(rng.choice(wides(bits)) if wide is None else wide)
     return fields, values
 
 
-def overhanging(bits):
-    """The least odd count of ``bits``-bit fields (if any) whose final beat with ``pair``, were it two fields, would
-    end beyond the vector's last word; as a list."""
-    return [count for count in range(1, 2 * WORD_BITS, 2) if count * bits % WORD_BITS > WORD_BITS - bits][:1]
+def fixed_counts(bits):
+    """The counts of ``bits``-bit fields every bench run tries: 1 … ``2 · lanes + 1``, 64, the least whose fields end
+    at a word's end, and for each ``count mod lanes`` from 1 on the least (if any) whose final beat with ``wide``,
+    were it ``lanes`` fields, would end beyond the vector's last word (a count of fields ending at a word's end is a
+    multiple of ``lanes``, since ``bits ≤ 64 / lanes``); sorted."""
+    overhanging = {}
+    for count in range(WORD_BITS, 0, -1):
+        rest = count % UNIT.lanes
+        if rest and count * bits % WORD_BITS + (UNIT.lanes - rest) * bits > WORD_BITS:
+            overhanging[rest] = count
+    return sorted({*range(1, 2 * UNIT.lanes + 2), 64, WORD_BITS // math.gcd(bits, WORD_BITS), *overhanging.values()})
 
 
 def words_of(fields, values):
@@ -123,7 +138,8 @@ def words_of(fields, values):
 
 
 def place(rng, vectors):
-    """The memory image: the vectors' words from consecutive addresses, random words before and between them.
+    """The memory image: the vectors' words from consecutive addresses (the bits after a vector's last field random),
+    random words before and between them.
 
     Sets each vector's ``addr``; returns the image and each vector's word count.
     """
@@ -133,6 +149,9 @@ def place(rng, vectors):
             image[addr], addr = rng.getrandbits(WORD_BITS), addr + 1
         fields["addr"] = addr
         words = words_of(fields, values)
+        used = len(values) * UNIT.widths[fields["width"]] % WORD_BITS     # the last word's bits in use, if not all
+        if used:
+            words[-1] |= rng.getrandbits(WORD_BITS - used) << used
         image.update(zip(range(addr, addr + len(words)), words))
         addr += len(words)
         counts.append(len(words))
@@ -142,7 +161,7 @@ def place(rng, vectors):
 
 def expected_beats(fields, values):
     """The beats the reader must give: a list of ``(lanes' values, last)``."""
-    step = 2 if fields.get("pair") else 1
+    step = UNIT.lanes if fields.get("wide") else 1
     groups = [values[j:j + step] for j in range(0, len(values), step)]
     return [((group + [0] * UNIT.lanes)[:UNIT.lanes], int(j == len(groups) - 1)) for j, group in enumerate(groups)]
 
@@ -171,10 +190,10 @@ async def vectors_are_exact(dut):
     rng = random.Random(random.getrandbits(32))
     dut.mem_valid.value = 0
     await reset(dut, sources=("start",), sinks=("o",))
-    # every width, signed and unsigned, with and without pair, odd and even counts; then random vectors
-    vectors = [random_vector(rng, count=count, width=width, is_signed=is_signed, pair=pair)
-               for width, bits in enumerate(UNIT.widths) for count in (1, 2, 3, 64, *overhanging(bits))
-               for is_signed in (False, True) for pair in range(UNIT.lanes)]
+    # every width, signed and unsigned, with and without wide, the fixed counts; then random vectors
+    vectors = [random_vector(rng, count=count, width=width, is_signed=is_signed, wide=wide)
+               for width, bits in enumerate(UNIT.widths) for count in fixed_counts(bits)
+               for is_signed in (False, True) for wide in wides(bits)]
     vectors += [random_vector(rng) for _ in range(VECTORS)]
     rng.shuffle(vectors)
     image, word_counts = place(rng, vectors)
@@ -195,9 +214,10 @@ async def vectors_are_exact(dut):
         check_reads(index, fields, words, reads)
 
 
-@cocotb.test(**TIMEOUT, skip=UNIT.lanes != 2 or 16 not in UNIT.widths)
-async def a_pair_per_cycle(dut):
-    """64 16-bit fields in pairs take 32 + :data:`START_UP` cycles from the start's handshake to the last beat's.
+@cocotb.test(**TIMEOUT, skip=UNIT.lanes == 1 or 16 not in UNIT.widths)
+async def a_beat_per_cycle(dut):
+    """64 16-bit fields with ``wide`` take ``64 / lanes`` + :data:`START_UP` cycles from the start's handshake to the
+    last beat's.
 
     Memory latency :data:`THROUGHPUT_LATENCY`, ``mem_ready`` and ``o.ready`` always high. The start is offered in
     the sink's cycle 0 and taken at once (the reader is idle), so the sink's count is the number of cycles up to and
@@ -206,8 +226,9 @@ async def a_pair_per_cycle(dut):
     rng = random.Random(random.getrandbits(32))
     dut.mem_valid.value = 0
     await reset(dut, sources=("start",), sinks=("o",))
-    vectors = [random_vector(rng, count=64, width=UNIT.widths.index(16), is_signed=is_signed, pair=True)
+    vectors = [random_vector(rng, count=64, width=UNIT.widths.index(16), is_signed=is_signed, wide=True)
                for is_signed in (False, True)]
+    beats = 64 // UNIT.lanes
     image, _ = place(rng, vectors)
     cocotb.start_soon(Memory(dut, image, latency=THROUGHPUT_LATENCY).run())
     source, sink = Source(dut, "start", dut.clk), Sink(dut, "o", dut.clk)
@@ -215,7 +236,8 @@ async def a_pair_per_cycle(dut):
         for _ in range(2 * THROUGHPUT_LATENCY):   # the reads beyond the vector before come back
             await RisingEdge(dut.clk)
         send = cocotb.start_soon(source.send([START.const(fields).as_bits()]))
-        raws = await sink.receive(32, max_cycles=200)
+        raws = await sink.receive(beats, max_cycles=200)
         await send
         check_beats(index, fields, values, raws)
-        assert sink.cycles == 32 + START_UP, f"{sink.cycles} cycles for 32 beats, expected {32 + START_UP}"
+        assert sink.cycles == beats + START_UP, \
+            f"{sink.cycles} cycles for {beats} beats, expected {beats + START_UP}"
