@@ -238,8 +238,10 @@ class Core(wiring.Component):
                              f"weight_stream, not {params.rows}")
         self.params, self.formats, self._impl = params, formats, impl
         f = formats
+        # a pipelined core reads the σ table from LUTs into a register: no logic after a block RAM's output
         self.vu = VectorUnit.from_formats(f, acc_bits=params.acc_bits, shift_bits=7,
-                                          cycles_per_element=params.cycles_per_element, impl=impl)
+                                          cycles_per_element=params.cycles_per_element, impl=impl,
+                                          sigmoid_table="logic" if params.pipelined else "block")
         self.acc_bits = acc_width(params.max_vector)
         self.widths = {_Src.X: f.residual_bits, _Src.V: self.vu.out_bits, _Src.G: self.acc_bits,
                        _Src.F: f.gate_frac + 2}

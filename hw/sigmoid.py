@@ -200,7 +200,7 @@ class SigmoidCore:
         self.d_bits = max(max(drops).bit_length(), 1)
         self.words = [e | d << self.e_bits for e, d in zip(self.entries, drops)]
 
-    def build(self, m, pipe, z, frac, *, name="sigmoid", multiply=None):
+    def build(self, m, pipe, z, frac, *, name="sigmoid", multiply=None, table="block"):
         """Add the σ stages to ``pipe``.
 
         ``z`` (signed, Q.frac, tracked at the current stage) selects the ROM word at the current stage; the next
@@ -211,7 +211,13 @@ class SigmoidCore:
         ``multiply(a, b, name=...)``, if given, makes ``D·r`` and returns it tracked at the stage at which it is
         ready; ``a`` (``D``) is valid at the ROM word's stage, ``b`` (``r``) is tracked. By default it is a ``*`` at
         the ROM word's stage.
+
+        ``table`` is where the ROM lives: ``"block"``, a synchronous read (a block RAM); ``"logic"``, read
+        combinationally into a pipeline register, so that no logic follows a block RAM's output (its
+        clock-to-output is most of an ECP5 cycle at 65 MHz). The stages are the same.
         """
+        if table not in ("block", "logic"):
+            raise ValueError(f"table must be 'block' or 'logic', not {table!r}")
         g, sub = self.gate_frac, frac - self.segment_bits
         if sub < 0:
             raise ValueError(f"the input's frac ({frac}) must be at least segment_bits ({self.segment_bits})")
@@ -228,18 +234,24 @@ class SigmoidCore:
 
         m.submodules[f"{name}_rom"] = rom = memory.Memory(
             shape=unsigned(self.e_bits + self.d_bits), depth=depth, init=self.words)
-        port = rom.read_port()
-        m.d.comb += [port.addr.eq(index), port.en.eq(pipe.en)]
-
-        pipe.next()  # the ROM word; the multiply; 2^g − E
-        pipe.track(port.data, name=f"{name}_word")
-        lo = pipe.comb(port.data[:self.e_bits], name=f"{name}_lo")
+        if table == "block":
+            port = rom.read_port()
+            m.d.comb += [port.addr.eq(index), port.en.eq(pipe.en)]
+            pipe.next()  # the ROM word; the multiply; 2^g − E
+            word = pipe.track(port.data, name=f"{name}_word")
+        else:
+            port = rom.read_port(domain="comb")
+            m.d.comb += port.addr.eq(index)
+            read = pipe.comb(port.data, name=f"{name}_read")
+            pipe.next()
+            word = pipe(read)
+        lo = pipe.comb(word[:self.e_bits], name=f"{name}_lo")
         lo_flip = pipe.comb((1 << g) - lo, name=f"{name}_lo_flip", shape=unsigned(g + 1))
         if sub:
             if multiply is None:
-                drop = pipe.comb(port.data[self.e_bits:] * pipe(rem), name=f"{name}_drop")
+                drop = pipe.comb(word[self.e_bits:] * pipe(rem), name=f"{name}_drop")
             else:
-                drop = multiply(port.data[self.e_bits:], rem, name=f"{name}_drop")
+                drop = multiply(word[self.e_bits:], rem, name=f"{name}_drop")
 
         pipe.next()  # e = E − rs(D·r, sub) and 2^g − e, each one carry chain:
         if sub:

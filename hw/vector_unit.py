@@ -200,6 +200,9 @@ class VectorUnit(wiring.Component):
         partial products of an element (see the module docstring).
     impl : {"model", "ice40", "ecp5"} or None
         Implementation of the multipliers (:class:`~mmfree.hw.primitives.Mac16`); ``None`` chooses by the platform.
+    sigmoid_table : {"block", "logic"}
+        Where the σ table lives (:meth:`~mmfree.hw.sigmoid.SigmoidCore.build`'s ``table``): a block RAM, or LUTs
+        read into a register (no block RAM's clock-to-output in front of logic). The stages are the same.
 
     Attributes
     ----------
@@ -224,7 +227,7 @@ class VectorUnit(wiring.Component):
                  act_frac=_F.act_frac, gate_frac=_F.gate_frac, state_bits=_F.state_bits, state_frac=_F.state_frac,
                  residual_bits=_F.residual_bits, gated_shift=_F.gated_shift, glu_shift=_F.glu_shift,
                  sigmoid_segment_bits=_F.sigmoid_segment_bits, sigmoid_range=_F.sigmoid_range,
-                 cycles_per_element=1, impl=None):
+                 cycles_per_element=1, impl=None, sigmoid_table="block"):
         for name, value, minimum in [("acc_bits", acc_bits, 2), ("scalar_bits", scalar_bits, 1),
                                      ("shift_bits", shift_bits, 2), ("act_bits", act_bits, 2),
                                      ("act_frac", act_frac, 0), ("gate_frac", gate_frac, 1),
@@ -234,7 +237,9 @@ class VectorUnit(wiring.Component):
             check_int(name, value, minimum)
         if impl is not None and impl not in IMPLS:
             raise ValueError(f"impl must be None or one of {list(IMPLS)}, got {impl!r}")
-        self.cycles_per_element, self._impl = cycles_per_element, impl
+        if sigmoid_table not in ("block", "logic"):
+            raise ValueError(f"sigmoid_table must be 'block' or 'logic', not {sigmoid_table!r}")
+        self.cycles_per_element, self._impl, self.sigmoid_table = cycles_per_element, impl, sigmoid_table
         self._latency = self._multipliers = None
         self.sigmoid = SigmoidCore(gate_frac, sigmoid_segment_bits, sigmoid_range)
         for name, frac in [("act_frac", act_frac), ("state_frac", state_frac)]:
@@ -275,11 +280,12 @@ class VectorUnit(wiring.Component):
         })
 
     @classmethod
-    def from_formats(cls, formats, *, acc_bits=24, shift_bits=7, cycles_per_element=1, impl=None):
+    def from_formats(cls, formats, *, acc_bits=24, shift_bits=7, cycles_per_element=1, impl=None,
+                     sigmoid_table="block"):
         """The unit for a ``golden.Formats`` (and the parameters that it does not hold)."""
         unit = cls.__new__(cls, src_loc_at=1)  # an unused unit is reported where from_formats was called
         unit.__init__(acc_bits=acc_bits, shift_bits=shift_bits, cycles_per_element=cycles_per_element, impl=impl,
-                      **{name: getattr(formats, name) for name in cls.FORMAT_FIELDS})
+                      sigmoid_table=sigmoid_table, **{name: getattr(formats, name) for name in cls.FORMAT_FIELDS})
         return unit
 
     def _elaborated(self):
@@ -381,7 +387,8 @@ class VectorUnit(wiring.Component):
         factor = pipe.comb(Mux(is_op(VectorOp.FORGET), pipe(a)[:g + 1], Mux(is_op(VectorOp.GATE), pipe(b), pipe(z))),
                            name="factor", shape=signed(max(self.state_bits, self.act_bits, g + 2)))
         # σ(z_in) and σ(−z_in)
-        sigma, complement = self.sigmoid.build(m, pipe, z_in, ifrac, multiply=pool.product)
+        sigma, complement = self.sigmoid.build(m, pipe, z_in, ifrac, multiply=pool.product,
+                                                table=self.sigmoid_table)
         # σ lies in [E_last, 2^g − E_last]: g bits unless the table ends at 0
         gate_bits = g + (self.sigmoid.entries[-1] == 0)
         gate = pipe.comb(Mux(is_op(VectorOp.FORGET), pipe(complement), pipe(sigma))[:gate_bits], name="gate")

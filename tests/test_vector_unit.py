@@ -26,17 +26,20 @@ FIT = {"acc_bits": 16, "scalar_bits": 16, "shift_bits": 6, "act_bits": 16, "act_
 #: the iCE40UP5K core's: golden.Formats with 16-bit accumulators (1 − f = 2^g takes the halved path)
 UP5K = {"acc_bits": 16}
 
-#: (formats, cycles_per_element, elements per operation): every cycles_per_element on the UP5K formats, the others
-#: at one or two each
-BENCHES = [("up5k", UP5K, 1, 150), ("up5k", UP5K, 2, 250), ("up5k", UP5K, 3, 150), ("default", {}, 2, 150),
-           ("narrow", NARROW, 1, 150), ("narrow", NARROW, 3, 100), ("fit", FIT, 2, 150)]
+#: (formats, cycles_per_element, elements per operation, σ table): every cycles_per_element on the UP5K formats, the
+#: others at one or two each; the table in block RAM but for the ULX3S core's (default formats, one cycle, LUTs)
+BENCHES = [("up5k", UP5K, 1, 150, "block"), ("up5k", UP5K, 2, 250, "block"), ("up5k", UP5K, 3, 150, "block"),
+           ("default", {}, 2, 150, "block"), ("default", {}, 1, 150, "logic"), ("narrow", NARROW, 1, 150, "block"),
+           ("narrow", NARROW, 3, 100, "block"), ("fit", FIT, 2, 150, "block")]
 
 
-@pytest.mark.parametrize("formats, cycles, per_op", [b[1:] for b in BENCHES], ids=[f"{b[0]}-c{b[2]}" for b in BENCHES])
-def test_bench(formats, cycles, per_op, tmp_path):
-    run_bench(VectorUnit(**formats, cycles_per_element=cycles), name="vector_unit",
+@pytest.mark.parametrize("formats, cycles, per_op, table", [b[1:] for b in BENCHES],
+                         ids=[f"{b[0]}-c{b[2]}-{b[4]}" for b in BENCHES])
+def test_bench(formats, cycles, per_op, table, tmp_path):
+    run_bench(VectorUnit(**formats, cycles_per_element=cycles, sigmoid_table=table), name="vector_unit",
               test_module="mmfree.sim.benches.vector_unit",
-              params={"formats": formats, "cycles_per_element": cycles, "per_op": per_op}, run_dir=tmp_path)
+              params={"formats": formats, "cycles_per_element": cycles, "per_op": per_op, "sigmoid_table": table},
+              run_dir=tmp_path)
 
 
 def test_latency_and_multipliers():
@@ -92,6 +95,8 @@ def test_rejects_bad_parameters():
         VectorUnit(cycles_per_element=2.0)
     with pytest.raises(ValueError, match="impl must be None or one of"):
         VectorUnit(impl="gowin")
+    with pytest.raises(ValueError, match="sigmoid_table must be 'block' or 'logic', not 'spram'"):
+        VectorUnit(sigmoid_table="spram")
     with pytest.raises(TypeError, match="acc_bits must be an int"):
         VectorUnit(acc_bits=24.0)
     with pytest.raises(TypeError, match="gated_shift must be an int"):

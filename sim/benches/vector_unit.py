@@ -39,7 +39,8 @@ from . import params
 from .streams import Sink, Source, reset
 
 P = params()
-UNIT = VectorUnit(**P.get("formats", {}), cycles_per_element=P.get("cycles_per_element", 1))
+UNIT = VectorUnit(**P.get("formats", {}), cycles_per_element=P.get("cycles_per_element", 1),
+                  sigmoid_table=P.get("sigmoid_table", "block"))
 FORMATS = Formats(**{name: getattr(UNIT, name) for name in VectorUnit.FORMAT_FIELDS})
 F = FORMATS
 TABLE = SigmoidTable(F.gate_frac, F.sigmoid_segment_bits, F.sigmoid_range)
