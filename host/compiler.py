@@ -128,7 +128,7 @@ CORES = {
     # program, a vector unit of one element per cycle, passes of two and the fast scalar unit on its plentiful
     # multipliers and LUTs
     "ulx3s-85f": CoreParams("ulx3s-85f", rows=32, weight_words=40960, state_words=2048, program_instructions=64,
-                            pipelined=True, decoder_table="logic", cycles_per_element=1, pass_lanes=2,
+                            pipelined=True, decoder_table="logic", cycles_per_element=1, pass_lanes=4,
                             fast_scalar=True),
     # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the
     # weights streamed over the link); no board has its memories
