@@ -1,5 +1,6 @@
-"""``stream_fifo``: every beat through in order under random gaps and back-pressure, a beat per cycle when neither
-side waits, the output held while stalled, and the producer's ``ready`` independent of the consumer's."""
+"""``stream_fifo`` and ``stream_register``: every beat through in order under random gaps and back-pressure, the
+output held while stalled, and the producer's ``ready`` independent of the consumer's; a beat per cycle through the
+FIFO when neither side waits, one per two cycles through the register, which holds at most one."""
 
 import random
 
@@ -7,7 +8,9 @@ from amaranth import Module
 from amaranth.lib import data, stream
 from amaranth.sim import Simulator
 
-from mmfree.hw.stream_fifo import stream_fifo
+import pytest
+
+from mmfree.hw.stream_fifo import stream_fifo, stream_register
 
 LAYOUT = data.StructLayout({"value": 12, "last": 1})
 
@@ -19,10 +22,10 @@ def _simulate(m, testbench):
     sim.run()
 
 
-def _bench(testbench):
+def _bench(testbench, through):
     m = Module()
     source = stream.Signature(LAYOUT).create(path=("source",))
-    out = stream_fifo(m, source, name="queue")
+    out = through(m, source, name="queue")
 
     async def run(ctx):
         await testbench(ctx, source, out)
@@ -30,7 +33,7 @@ def _bench(testbench):
     _simulate(m, run)
 
 
-def _transfer(beats, p_gap, p_stall, *, check_ready_independent=False):
+def _transfer(beats, p_gap, p_stall, *, through=stream_fifo, check_ready_independent=False):
     received, cycles = [], []
 
     async def testbench(ctx, source, out):
@@ -49,6 +52,8 @@ def _transfer(beats, p_gap, p_stall, *, check_ready_independent=False):
             valid, payload = ctx.get(out.valid), ctx.get(out.payload)
             if held is not None:
                 assert valid and payload == held, f"cycle {cycle}: the output changed while stalled"
+            if through is stream_register:
+                assert ctx.get(source.ready) == (not valid), "the register takes a beat only when empty"
             if offer and ctx.get(source.ready):
                 sent += 1
             if valid and ready:
@@ -58,7 +63,7 @@ def _transfer(beats, p_gap, p_stall, *, check_ready_independent=False):
             await ctx.tick()
             cycle += 1
 
-    _bench(testbench)
+    _bench(testbench, through)
     return received, cycles
 
 
@@ -66,11 +71,12 @@ def _beats(count):
     return [{"value": random.randrange(4096), "last": random.random() < 0.2} for _ in range(count)]
 
 
-def test_every_beat_in_order_under_gaps_and_back_pressure():
+@pytest.mark.parametrize("through", [stream_fifo, stream_register])
+def test_every_beat_in_order_under_gaps_and_back_pressure(through):
     random.seed(1)
     for p_gap, p_stall in [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5), (0.1, 0.9), (0.9, 0.1)]:
         beats = _beats(300)
-        received, _ = _transfer(beats, p_gap, p_stall, check_ready_independent=True)
+        received, _ = _transfer(beats, p_gap, p_stall, through=through, check_ready_independent=True)
         assert [(b.value, b.last) for b in received] == [(b["value"], int(b["last"])) for b in beats]
 
 
@@ -79,6 +85,13 @@ def test_a_beat_per_cycle_after_two_cycles_of_latency():
     beats = _beats(100)
     received, cycles = _transfer(beats, 0.0, 0.0)
     assert len(received) == 100 and cycles == list(range(2, 102))
+
+
+def test_a_beat_per_two_cycles_through_the_register():
+    random.seed(4)
+    beats = _beats(50)
+    received, cycles = _transfer(beats, 0.0, 0.0, through=stream_register)
+    assert len(received) == 50 and cycles == list(range(1, 101, 2))
 
 
 def test_fed_through_fifo_puts_the_fifo_in_front_of_a_sink_only_when_buffered():
