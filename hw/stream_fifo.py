@@ -1,16 +1,15 @@
-"""A stream through a small FIFO or a register: the consumer's ``ready`` stops there.
+"""A stream through a small FIFO: the consumer's ``ready`` stops at the FIFO.
 
 Where a producer's state advances on ``ready``, a consumer whose ``ready`` is a long decision makes one long path of
 both. Between them, a :class:`~amaranth.lib.fifo.SyncFIFOBuffered` of 3 cuts it: its output comes from registers,
 its ``w_rdy`` from its fill level alone, and it passes a beat per cycle. Cost: two cycles of latency; on ECP5, a
-register and two distributed-RAM words per payload bit. Where a beat every other cycle is enough (commands), one
-register does it (:func:`stream_register`): a cycle of latency, a flip-flop per payload bit.
+register and two distributed-RAM words per payload bit.
 """
 
 from amaranth import *
 from amaranth.lib import fifo, stream, wiring
 
-__all__ = ["stream_fifo", "stream_register", "fed_through_fifo"]
+__all__ = ["stream_fifo", "fed_through_fifo"]
 
 
 def stream_fifo(m, source, *, name, depth=3):
@@ -37,33 +36,6 @@ def stream_fifo(m, source, *, name, depth=3):
         queue.w_en.eq(source.valid), queue.w_data.eq(source.payload), source.ready.eq(queue.w_rdy),
         out.valid.eq(queue.r_rdy), out.payload.eq(queue.r_data), queue.r_en.eq(out.ready),
     ]
-    return out
-
-
-def stream_register(m, source, *, name):
-    """Hold the stream ``source``'s beats in one register: it takes a beat when empty and offers it the next cycle.
-
-    Parameters
-    ----------
-    m : Module
-    source : stream interface
-        The producer's side (its ``valid`` and ``payload`` driven elsewhere); its ``ready`` is driven here: the
-        register is empty.
-    name : str
-        Prefix of the register's signals.
-
-    Returns
-    -------
-    stream interface
-        The register's output, of ``source``'s payload shape; its ``valid`` is the register's "full" flag, so a
-        beat is always in exactly one of producer, register or consumer.
-    """
-    out = stream.Signature(source.payload.shape()).create(path=(name,))
-    m.d.comb += source.ready.eq(~out.valid)
-    with m.If(source.valid & source.ready):
-        m.d.sync += [out.valid.eq(1), out.payload.eq(source.payload)]
-    with m.Elif(out.ready):
-        m.d.sync += out.valid.eq(0)
     return out
 
 

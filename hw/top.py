@@ -2,8 +2,7 @@
 
 :class:`AcceleratorTop` wires :class:`~mmfree.hw.link.LinkDevice` → :class:`~mmfree.hw.command_processor.CommandProcessor`
 → :class:`~mmfree.hw.core.Core` (the requests and the responses through FIFOs of 3,
-:func:`~mmfree.hw.stream_fifo.stream_fifo`; the core's commands and results through a register each,
-:func:`~mmfree.hw.stream_fifo.stream_register`), with the link's byte streams either on ports (``link="fast"``: the
+:func:`~mmfree.hw.stream_fifo.stream_fifo`), with the link's byte streams either on ports (``link="fast"``: the
 virtual board injects bytes behind the PHY) or behind the :class:`~mmfree.hw.uart.UART` on two pins
 (``link="uart"``). Both forms are what :class:`mmfree.sim.virtual_board.VirtualBoard` runs; board shells (clock,
 reset, pins) wrap the UART form.
@@ -18,7 +17,7 @@ from .checks import check_int
 from .command_processor import CommandProcessor
 from .core import Core
 from .link import LinkDevice
-from .stream_fifo import stream_fifo, stream_register
+from .stream_fifo import stream_fifo
 from .uart import UART, uart_divisor
 
 __all__ = ["AcceleratorTop", "LINKS"]
@@ -101,17 +100,12 @@ class AcceleratorTop(wiring.Component):
         requests = stream_fifo(m, link.request, name="requests")
         wiring.connect(m, requests, commands.request)
         wiring.connect(m, stream_fifo(m, commands.response, name="responses"), link.response)
-        # commands and results pass a register each, so that neither side's decision to take one runs into the
-        # other's state; a command held there counts as the core's being busy
-        held = stream_register(m, commands.cmd, name="held_cmd")
-        wiring.connect(m, held, core.cmd)
-        result = stream_register(m, core.res, name="held_res")
+        wiring.connect(m, commands.cmd, core.cmd)
         m.d.comb += [
-            commands.res.valid.eq(result.valid), result.ready.eq(commands.res.ready),
-            commands.res.payload.eq(result.payload),
+            commands.res.valid.eq(core.res.valid), core.res.ready.eq(commands.res.ready),
+            commands.res.payload.eq(core.res.payload),
             self.error.eq(commands.error), self.trace_valid.eq(core.trace_valid), self.trace_pc.eq(core.trace_pc),
-            commands.busy.eq(core.busy | held.valid), commands.cycles.eq(core.cycles),
-            commands.d_data.eq(core.d_data),
+            commands.busy.eq(core.busy), commands.cycles.eq(core.cycles), commands.d_data.eq(core.d_data),
             commands.logit_mant.eq(core.logit_mant), commands.logit_exp.eq(core.logit_exp),
             commands.v_mant.eq(core.v_mant), commands.v_exp.eq(core.v_exp),
             commands.g_mant.eq(core.g_mant), commands.g_exp.eq(core.g_exp),

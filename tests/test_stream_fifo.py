@@ -1,6 +1,5 @@
-"""``stream_fifo`` and ``stream_register``: every beat through in order under random gaps and back-pressure, the
-output held while stalled, and the producer's ``ready`` independent of the consumer's; a beat per cycle through the
-FIFO when neither side waits, one per two cycles through the register, which holds at most one."""
+"""``stream_fifo``: every beat through in order under random gaps and back-pressure, a beat per cycle when neither
+side waits, the output held while stalled, and the producer's ``ready`` independent of the consumer's."""
 
 import random
 
@@ -8,9 +7,7 @@ from amaranth import Module
 from amaranth.lib import data, stream
 from amaranth.sim import Simulator
 
-import pytest
-
-from mmfree.hw.stream_fifo import stream_fifo, stream_register
+from mmfree.hw.stream_fifo import stream_fifo
 
 LAYOUT = data.StructLayout({"value": 12, "last": 1})
 
@@ -22,10 +19,10 @@ def _simulate(m, testbench):
     sim.run()
 
 
-def _bench(testbench, through):
+def _bench(testbench):
     m = Module()
     source = stream.Signature(LAYOUT).create(path=("source",))
-    out = through(m, source, name="queue")
+    out = stream_fifo(m, source, name="queue")
 
     async def run(ctx):
         await testbench(ctx, source, out)
@@ -33,7 +30,7 @@ def _bench(testbench, through):
     _simulate(m, run)
 
 
-def _transfer(beats, p_gap, p_stall, *, through=stream_fifo, check_ready_independent=False):
+def _transfer(beats, p_gap, p_stall, *, check_ready_independent=False):
     received, cycles = [], []
 
     async def testbench(ctx, source, out):
@@ -52,8 +49,6 @@ def _transfer(beats, p_gap, p_stall, *, through=stream_fifo, check_ready_indepen
             valid, payload = ctx.get(out.valid), ctx.get(out.payload)
             if held is not None:
                 assert valid and payload == held, f"cycle {cycle}: the output changed while stalled"
-            if through is stream_register:
-                assert ctx.get(source.ready) == (not valid), "the register takes a beat only when empty"
             if offer and ctx.get(source.ready):
                 sent += 1
             if valid and ready:
@@ -63,7 +58,7 @@ def _transfer(beats, p_gap, p_stall, *, through=stream_fifo, check_ready_indepen
             await ctx.tick()
             cycle += 1
 
-    _bench(testbench, through)
+    _bench(testbench)
     return received, cycles
 
 
@@ -71,12 +66,11 @@ def _beats(count):
     return [{"value": random.randrange(4096), "last": random.random() < 0.2} for _ in range(count)]
 
 
-@pytest.mark.parametrize("through", [stream_fifo, stream_register])
-def test_every_beat_in_order_under_gaps_and_back_pressure(through):
+def test_every_beat_in_order_under_gaps_and_back_pressure():
     random.seed(1)
     for p_gap, p_stall in [(0.5, 0.0), (0.0, 0.5), (0.5, 0.5), (0.1, 0.9), (0.9, 0.1)]:
         beats = _beats(300)
-        received, _ = _transfer(beats, p_gap, p_stall, through=through, check_ready_independent=True)
+        received, _ = _transfer(beats, p_gap, p_stall, check_ready_independent=True)
         assert [(b.value, b.last) for b in received] == [(b["value"], int(b["last"])) for b in beats]
 
 
@@ -85,13 +79,6 @@ def test_a_beat_per_cycle_after_two_cycles_of_latency():
     beats = _beats(100)
     received, cycles = _transfer(beats, 0.0, 0.0)
     assert len(received) == 100 and cycles == list(range(2, 102))
-
-
-def test_a_beat_per_two_cycles_through_the_register():
-    random.seed(4)
-    beats = _beats(50)
-    received, cycles = _transfer(beats, 0.0, 0.0, through=stream_register)
-    assert len(received) == 50 and cycles == list(range(1, 101, 2))
 
 
 def test_fed_through_fifo_puts_the_fifo_in_front_of_a_sink_only_when_buffered():
