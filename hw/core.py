@@ -238,7 +238,7 @@ class Core(wiring.Component):
                              f"weight_stream, not {params.rows}")
         self.params, self.formats, self._impl = params, formats, impl
         f = formats
-        # a pipelined core reads the σ table from LUTs into a register: no logic after a block RAM's output
+        # a pipelined core has the σ table in LUTs and the read port's register: no logic after a block RAM's output
         self.vu = VectorUnit.from_formats(f, acc_bits=params.acc_bits, shift_bits=7,
                                           cycles_per_element=params.cycles_per_element, impl=impl,
                                           sigmoid_table="logic" if params.pipelined else "block")

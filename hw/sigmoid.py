@@ -212,9 +212,9 @@ class SigmoidCore:
         ready; ``a`` (``D``) is valid at the ROM word's stage, ``b`` (``r``) is tracked. By default it is a ``*`` at
         the ROM word's stage.
 
-        ``table`` is where the ROM lives: ``"block"``, a synchronous read (a block RAM); ``"logic"``, read
-        combinationally into a pipeline register, so that no logic follows a block RAM's output (its
-        clock-to-output is most of an ECP5 cycle at 65 MHz). The stages are the same.
+        ``table`` is where the ROM lives (Yosys's ``rom_style``): ``"block"``, a block RAM; ``"logic"``, LUTs and
+        the read port's register, so that no logic follows a block RAM's output (its clock-to-output is most of an
+        ECP5 cycle at 65 MHz). The stages are the same.
         """
         if table not in ("block", "logic"):
             raise ValueError(f"table must be 'block' or 'logic', not {table!r}")
@@ -233,25 +233,19 @@ class SigmoidCore:
         rem = pipe.comb(mag[:sub], name=f"{name}_rem") if sub else None
 
         m.submodules[f"{name}_rom"] = rom = memory.Memory(
-            shape=unsigned(self.e_bits + self.d_bits), depth=depth, init=self.words)
-        if table == "block":
-            port = rom.read_port()
-            m.d.comb += [port.addr.eq(index), port.en.eq(pipe.en)]
-            pipe.next()  # the ROM word; the multiply; 2^g − E
-            word = pipe.track(port.data, name=f"{name}_word")
-        else:
-            port = rom.read_port(domain="comb")
-            m.d.comb += port.addr.eq(index)
-            read = pipe.comb(port.data, name=f"{name}_read")
-            pipe.next()
-            word = pipe(read)
-        lo = pipe.comb(word[:self.e_bits], name=f"{name}_lo")
+            shape=unsigned(self.e_bits + self.d_bits), depth=depth, init=self.words, attrs={"rom_style": table})
+        port = rom.read_port()
+        m.d.comb += [port.addr.eq(index), port.en.eq(pipe.en)]
+
+        pipe.next()  # the ROM word; the multiply; 2^g − E
+        pipe.track(port.data, name=f"{name}_word")
+        lo = pipe.comb(port.data[:self.e_bits], name=f"{name}_lo")
         lo_flip = pipe.comb((1 << g) - lo, name=f"{name}_lo_flip", shape=unsigned(g + 1))
         if sub:
             if multiply is None:
-                drop = pipe.comb(word[self.e_bits:] * pipe(rem), name=f"{name}_drop")
+                drop = pipe.comb(port.data[self.e_bits:] * pipe(rem), name=f"{name}_drop")
             else:
-                drop = multiply(word[self.e_bits:], rem, name=f"{name}_drop")
+                drop = multiply(port.data[self.e_bits:], rem, name=f"{name}_drop")
 
         pipe.next()  # e = E − rs(D·r, sub) and 2^g − e, each one carry chain:
         if sub:

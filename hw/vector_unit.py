@@ -202,7 +202,7 @@ class VectorUnit(wiring.Component):
         Implementation of the multipliers (:class:`~mmfree.hw.primitives.Mac16`); ``None`` chooses by the platform.
     sigmoid_table : {"block", "logic"}
         Where the σ table lives (:meth:`~mmfree.hw.sigmoid.SigmoidCore.build`'s ``table``): a block RAM, or LUTs
-        read into a register (no block RAM's clock-to-output in front of logic). The stages are the same.
+        and the read port's register (no block RAM's clock-to-output in front of logic). The stages are the same.
 
     Attributes
     ----------
