@@ -9,7 +9,7 @@ import re
 import subprocess
 
 import pytest
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import C, Module, Mux, Signal, signed, unsigned
 from amaranth.back import rtlil
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 from mmfree.host import toolchain
 from mmfree.hw.primitives import (ICE40_YOSYS_GUARD, BlockRam, Mac16, SinglePortRam, ebr_blocks, replica,
                                   resolve_impl)
+from mmfree.hw.sigmoid import Pipeline, SigmoidCore
 from mmfree.hw.trit_decoder import TritDecoder
 from mmfree.sim.benches.primitives import bram_init
 from mmfree.sim.runner import run_bench
@@ -190,10 +191,31 @@ def test_ecp5_instances_synthesize(tmp_path):
     assert _synth(SinglePortRam(40960, impl="ecp5"), "ecp5", tmp_path)["DP16KD"] == 40   # the ULX3S core's banks
     assert _synth(TritDecoder("base3"), "ecp5", tmp_path)["DP16KD"] == 1   # the base-3 table in a block RAM …
     assert "DP16KD" not in _synth(TritDecoder("base3", table="logic"), "ecp5", tmp_path)   # … or in LUTs
+    assert _synth(_SigmoidTable("block"), "ecp5", tmp_path)["DP16KD"] == 1   # the σ table likewise
+    assert "DP16KD" not in _synth(_SigmoidTable("logic"), "ecp5", tmp_path)
     for width, depth in [(16, 1024), (36, 512), (8, 4096)]:
         cells = _synth(BlockRam(width=width, depth=depth, impl="ecp5"), "ecp5", tmp_path)
         blocks = cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0)
         assert blocks == ebr_blocks(width, depth, "ecp5") and set(cells) <= {"DP16KD", "PDPW16KD"}, cells
+
+
+class _SigmoidTable(wiring.Component):
+    """σ(−|z|) of a Q.12 input through :class:`~mmfree.hw.sigmoid.SigmoidCore`'s stages, its table in ``table``."""
+
+    z: In(signed(24))
+    sigma: Out(16)
+
+    def __init__(self, table):
+        self._table = table
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        pipe = Pipeline(m, C(1))
+        sigma, _ = SigmoidCore().build(m, pipe, pipe.comb(self.z, name="z"), 12, table=self._table)
+        m.d.comb += self.sigma.eq(pipe(sigma))
+        pipe.finish()
+        return m
 
 
 class _Replicas(wiring.Component):
