@@ -125,7 +125,7 @@ CORES = {
     "icebreaker": CoreParams("icebreaker"),
     # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits) read four at once (32 rows: 160 ternary MACs per
     # cycle; the 32 decoders' tables in LUTs, as the DP16KD left are too few; 64 rows did not route), deeper state and
-    # program, a vector unit of one element per cycle, passes of two and the fast scalar unit on its plentiful
+    # program, a vector unit of one element per cycle, passes of four and the fast scalar unit on its plentiful
     # multipliers and LUTs
     "ulx3s-85f": CoreParams("ulx3s-85f", rows=32, weight_words=40960, state_words=2048, program_instructions=64,
                             pipelined=True, decoder_table="logic", cycles_per_element=1, pass_lanes=4,
