@@ -123,11 +123,10 @@ PROGRAM_VERSION = 2
 #: the configurations of the boards' cores
 CORES = {
     "icebreaker": CoreParams("icebreaker"),
-    # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits) read four at once (32 rows: 160 ternary MACs per
-    # cycle; the 32 decoders' tables in LUTs, as the DP16KD left are too few; 64 rows did not route), deeper state and
-    # program, a vector unit of one element per cycle, passes of four and the fast scalar unit on its plentiful
-    # multipliers and LUTs
-    "ulx3s-85f": CoreParams("ulx3s-85f", rows=32, weight_words=40960, state_words=2048, program_instructions=64,
+    # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits) read eight at once (64 rows: 320 ternary MACs per
+    # cycle; the 64 decoders' tables in LUTs, as the DP16KD left are too few), deeper state and program, a vector unit
+    # of one element per cycle, passes of four and the fast scalar unit on its plentiful multipliers and LUTs
+    "ulx3s-85f": CoreParams("ulx3s-85f", rows=64, weight_words=40960, state_words=2048, program_instructions=64,
                             pipelined=True, decoder_table="logic", cycles_per_element=1, pass_lanes=4,
                             fast_scalar=True),
     # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the

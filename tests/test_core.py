@@ -35,8 +35,8 @@ def test_imported_hf_model(temperature, tmp_path):
 
 
 def test_ulx3s_core_on_a_model_that_fills_its_weight_memory(tmp_path):
-    """The ULX3S-85F core's 40 K-word weight memory (block RAM, 16-bit addresses), nearly full: 39,968 words with the
-    matrices aligned to its 32 rows' four words, the matrices above word 16,384 as well."""
+    """The ULX3S-85F core's 40 K-word weight memory (block RAM, 16-bit addresses), nearly full: 40,816 words with the
+    matrices aligned to its 64 rows' eight words, the matrices above word 16,384 as well."""
     model = random_model(ModelConfig(vocab_size=65, hidden_size=256, num_layers=3, intermediate_size=208), seed=5)
     program = compile_model(model, CORES["ulx3s-85f"])
     assert CORES["icebreaker"].weight_words < len(program.image) <= CORES["ulx3s-85f"].weight_words
