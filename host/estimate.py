@@ -110,6 +110,8 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             words = -(-rows // core.rows) * (-(-n // core.cols) + 1)
             before = (beats if first_pass else 0) + beats + (beats if two and not reused else 0)   # passes F, B, D
             quant = max(0, t["quant"] - (beats if two and not reused else 0))                   # what D does not hide
+            # with two norms over v the chain's first norm part runs after pass B and QUANT, beside pass D
+            early_v = two and not reused and not first_other and beside is None
             aux = rows if epilogue == Epilogue.FORGET else 0
             chain = t["chain_reused"] if reused else t["chain_two_norms"] if two else t["chain_one_norm"]
             fills = t["pass_fill"] * (1 + first_pass + (two and not reused) + 1)
@@ -126,6 +128,8 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             chain_start = max(quantized, back_end)
             if early:
                 chain_start = max(b_start + t["chain_first_norm"], quantized) - t["chain_first_norm"]
+            elif early_v:
+                chain_start = max(b_start + beats + t["quant"] + t["chain_first_norm"], quantized) - t["chain_first_norm"]
             issue = max(quantized + beats, back_end)
             # the drain after the chain, at the vector unit's rate, and at least as long as the matvec
             c = core.cycles_per_element

@@ -618,11 +618,14 @@ class Core(wiring.Component):
             m.d.comb += [value.mant.eq(bk[f"{name}_mant"]), value.exp.eq(bk[f"{name}_exp"])]
             return value
 
-        def start_back(step):
+        def start_back(step, sum_a=None):
             """The back end takes the sequencer's BITLINEAR: the instruction and the sums its scale chain takes are
-            copied (Σ u² and max|p| again at ``BL_QCMD`` when the chain starts early), the chain starts at ``step``."""
+            copied (Σ u² and max|p| again at ``BL_QCMD`` when the chain starts early), the chain starts at ``step``;
+            ``sum_a``: the first norm's sum, where it is not yet in its register."""
+            if sum_a is None:
+                sum_a = Mux(first_other, sum_f, sum_v)
             m.d.sync += [ir_back.eq(ir), back_ready.eq(1), back_bank.eq(q_bank), drain_base.eq(state_base),
-                         c_sum_a.eq(Mux(first_other, sum_f, sum_v)), c_sum_u.eq(sum_u), c_max_p.eq(max_p),
+                         c_sum_a.eq(sum_a), c_sum_u.eq(sum_u), c_max_p.eq(max_p),
                          c_k_v.eq(k_v), c_k_f.eq(k_f), chain.eq(step), chain_busy.eq(1)]
             with m.If(~two_norms | first_other):
                 m.d.sync += sums_ok.eq(0)   # this chain's rsqrt (register a) is not of the kept sums
@@ -631,10 +634,12 @@ class Core(wiring.Component):
             start_back(Mux(reused, _PEAK, 0))
             m.d.sync += chain_due.eq(0)
 
-        # a chain started early (the first norm over another slot, whose sum is known before the passes) holds
-        # before its first use of Σ u² until BL_QCMD has copied it and max|p|; QUANT may use the scalar unit then
+        # a chain started early (the first norm over another slot, whose sum is known before the passes; or over v,
+        # once pass B has summed it) holds before its first use of Σ u² until BL_QCMD has copied it and max|p|;
+        # QUANT may use the scalar unit then
         chain_hold = Signal()
-        chain_active = chain_busy & ~(chain_hold & (chain == _TWO_NORMS + 1))
+        chain_after_quant = Signal()   # a chain started early on v's first norm (after pass B) lets QUANT go first
+        chain_active = chain_busy & ~(chain_hold & (chain == _TWO_NORMS + 1)) & ~(chain_after_quant & quant_busy)
         with m.If(chain_active):  # the scale chain of the back end's BITLINEAR
             operands = {**regs, "eps": eps, "unit_src": unit_of(bk.src),
                         "unit_first": Mux(bk_first_other, unit_of(bk.first), unit_of(bk.src)),
@@ -898,6 +903,9 @@ class Core(wiring.Component):
                     m.d.sync += [max_p.eq(sums_max), sum_v.eq(sums_sq), quant_busy.eq(1),
                                  reused.eq(two_norms & reuse_u)]
                     with m.If(two_norms & ~reuse_u):
+                        with m.If(~first_other & back_idle & ~chain_busy):   # the chain's first norm beside pass D
+                            start_back(0, sum_a=sums_sq)
+                            m.d.sync += [chain_hold.eq(1), chain_after_quant.eq(1)]
                         m.next = "BL_D"
                     with m.Else():
                         m.next = "BL_QCMD"
@@ -907,7 +915,7 @@ class Core(wiring.Component):
                              quant.cmd.payload.recip.eq(quant_cmd_recip)]
                 with m.If(~quant_busy & quant.cmd.ready):
                     with m.If(chain_hold):
-                        m.d.sync += [c_sum_u.eq(sum_u), c_max_p.eq(max_p), chain_hold.eq(0)]
+                        m.d.sync += [c_sum_u.eq(sum_u), c_max_p.eq(max_p), chain_hold.eq(0), chain_after_quant.eq(0)]
                     with m.Else():
                         m.d.sync += chain_due.eq(1)
                     m.next = "BL_C"
