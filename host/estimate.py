@@ -38,7 +38,8 @@ TIMING = {"instruction": 20, "pass_fill": 15, "quant": 85, "chain_two_norms": 40
 #: the pipelined core's constants (``CoreParams.pipelined``: the ULX3S core's register stages and FIFOs lengthen every
 #: pass's fill, the fetch and the drain's tail); ``pass_fill`` fitted to the demo model's measurement on that core with
 #: four pass lanes and 32 rows (9,126 cycles per token: −0.0 %) and checked on its weight-filling random model (15,036:
-#: −0.8 %); at 64 rows −2.3 % on that model (12,241) and +0.6 % on the demo (8,828)
+#: −0.8 %); on the shipped core (64 rows, the chain's first norm beside pass D) −2.6 % on that model (12,150) and
+#: +1.7 % on the demo (8,534)
 PIPELINED_TIMING = dict(TIMING, pass_fill=21, instruction=44, tail=40)
 
 #: with the fast scalar unit (``CoreParams.fast_scalar``), ``QUANT`` and the scale chain's parts: :data:`TIMING`'s

@@ -351,7 +351,7 @@ def test_tiny_build_through_the_flow(tmp_path):
 @pytest.mark.skipif(not _tools_present("ecp5"), reason="needs the YoWASP tools")
 def test_the_shipped_board_builds_fits_and_meets_its_clock(tmp_path):
     """The ULX3S-85F design, rebuilt from the PyPI tools as shipped (its clock and seed): it places, meets its clock
-    with the 10 % margin, and is the shipped bitstream's gateware. A whole board build: ~22 minutes on 2 cores."""
+    with the 10 % margin, and is the shipped bitstream's gateware. A whole board build: ~15–25 minutes on 2 cores."""
     shipped = json.loads((BITSTREAMS / "ulx3s-85f" / "manifest.json").read_text())
     result = build("ulx3s-85f", tmp_path, clk_hz=shipped["clk_hz"], seed=shipped["seed"])
     report = result.report
