@@ -35,9 +35,9 @@ Transmit path. One sender frames the waiting link-generated frame or the collect
 bit-serially in the ``tx`` register, shifting the bits in most significant first through its CRC-16 register, in the
 8 cycles after the previous byte was taken (a byte from the TX buffer is loaded when the previous one is taken and
 rotated through), then offers it: the UART, which takes a byte when it starts sending it, keeps the line busy back to
-back. Link-generated frames go
-first. One waits in a slot until it has been sent (an ERROR's ``expected`` byte is read then); one produced while
-the slot is full is dropped: the UART cannot be stalled, so the link cannot hold back the line, and the host's
+back. Link-generated frames go first. One waits in a slot until it has been sent (an ERROR's ``expected`` byte is
+taken as its frame starts, so that a request accepted while that byte is composed cannot tear it); one produced
+while the slot is full is dropped: the UART cannot be stalled, so the link cannot hold back the line, and the host's
 timeout recovers.
 
 Credits. The HELLO reply grants ``depth − CREDIT_RESERVE`` bytes: the host keeps at most that many bytes of
@@ -46,9 +46,9 @@ until the layer above has read it (fewer than its ``len + 9`` bytes on the wire)
 after that, so a host within its credit never overflows the buffer.
 
 Cost on the iCE40UP5K (``benchmarks/cost_table.py`` harness, ``synth_ice40``, nextpnr at 30 MHz, seed 1), default
-parameters: 522 logic cells, 2 EBR (the two buffers, :class:`~mmfree.hw.primitives.BlockRam`), Fmax 36.6 MHz. About
-200 of the cells are flip-flops (two CRC registers, three buffer pointers, four 9-bit counters, the 20-bit timeout
-counter, six byte registers and the sequence state).
+parameters: 527 logic cells, 2 EBR (the two buffers, :class:`~mmfree.hw.primitives.BlockRam`), Fmax 34.3 MHz. About
+210 of the cells are flip-flops (two CRC registers, three buffer pointers, four 9-bit counters, the 20-bit timeout
+counter, seven byte registers and the sequence state).
 """
 
 from functools import reduce
@@ -385,6 +385,7 @@ class LinkDevice(wiring.Component):
         event_kind = Signal(_Event, reset_less=True)
         event_code = Signal(3, reset_less=True)
         event_seq = Signal(8, reset_less=True)  # rotated through while it is sent
+        event_expected = Signal(8, reset_less=True)  # ``expected`` as the event's frame starts (an ERROR's byte)
         event_done = Signal()
         with m.If(post & ~event_valid):
             m.d.sync += [event_valid.eq(1), event_kind.eq(post_kind), event_code.eq(post_code),
@@ -445,7 +446,7 @@ class LinkDevice(wiring.Component):
                         with m.Case(1):
                             m.d.comb += out_bit.eq(msb_first(event_code))
                         with m.Case(2):
-                            m.d.comb += out_bit.eq(msb_first(expected))
+                            m.d.comb += out_bit.eq(msb_first(event_expected))
                         with m.Case(3):
                             m.d.comb += out_bit.eq(event_seq[7])
             with m.Default():   # the checks leave the register they were computed in
@@ -483,7 +484,7 @@ class LinkDevice(wiring.Component):
         with m.If(tpos == T_IDLE):
             m.d.sync += index.eq(0)
             with m.If(event_valid):
-                m.d.sync += [tpos.eq(T_SYNC), of_event.eq(1)]
+                m.d.sync += [tpos.eq(T_SYNC), of_event.eq(1), event_expected.eq(expected)]
             with m.Elif((collector == C_FULL) & answer_due):
                 m.d.sync += [tpos.eq(T_SYNC), of_event.eq(0)]
         with m.If(frame_end):

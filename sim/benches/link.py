@@ -12,7 +12,7 @@ expire when the step ends inside a frame, waits until every frame the model says
 little longer, and compares. Required: every response to an accepted request (exactly, in order) and the first
 link-generated frame of the step (ERROR, HELLO reply or resent response). The device may drop later link-generated
 frames of a step (one waits while another is sent, see :mod:`mmfree.hw.link`), so those must only appear in the
-model's order. An ERROR's ``expected`` byte is read when the ERROR is sent, so it may be that of a request accepted
+model's order. An ERROR's ``expected`` byte is taken as its frame starts, so it may be that of a request accepted
 after the error (at most the model's value at the end of the step). Every byte the device sends must decode as an intact frame.
 
 Steps: good requests (payloads of 0 to 256 bytes, every request type), bursts of requests within the credit,
