@@ -72,6 +72,15 @@ def test_bench_bytes(depth, steps, tmp_path):
               params={"mode": "bytes", "depth": depth, "timeout": timeout, "steps": steps})
 
 
+def test_bench_error_byte_while_a_request_is_accepted(tmp_path):
+    """The seed that found a torn ERROR: a garbage step's BAD_HEADER was sent while the good request after it was
+    accepted, and its ``expected`` byte, read bit by bit as it was composed, went out as 0x0e between 0x0f and 0x10.
+    The link now takes that byte as the frame starts."""
+    timeout = 64
+    run_bench(LinkEcho(512, timeout), name="link_echo", test_module=BENCH, run_dir=tmp_path, seed=1205225240,
+              params={"mode": "bytes", "depth": 512, "timeout": timeout, "steps": 1000})
+
+
 def test_bench_uart(tmp_path):
     """3 Mbaud at 30 MHz: 10 cycles per bit (the clock's absolute rate does not matter to the bench)."""
     timeout = 400
