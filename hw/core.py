@@ -638,7 +638,7 @@ class Core(wiring.Component):
         # once pass B has summed it) holds before its first use of Σ u² until BL_QCMD has copied it and max|p|;
         # QUANT may use the scalar unit then
         chain_hold = Signal()
-        chain_after_quant = Signal()   # a chain started early on v's first norm (after pass B) lets QUANT go first
+        chain_after_quant = chain_hold & ~bk_first_other   # started on v's first norm (after pass B): QUANT goes first
         chain_active = chain_busy & ~(chain_hold & (chain == _TWO_NORMS + 1)) & ~(chain_after_quant & quant_busy)
         with m.If(chain_active):  # the scale chain of the back end's BITLINEAR
             operands = {**regs, "eps": eps, "unit_src": unit_of(bk.src),
@@ -905,7 +905,7 @@ class Core(wiring.Component):
                     with m.If(two_norms & ~reuse_u):
                         with m.If(~first_other & back_idle & ~chain_busy):   # the chain's first norm beside pass D
                             start_back(0, sum_a=sums_sq)
-                            m.d.sync += [chain_hold.eq(1), chain_after_quant.eq(1)]
+                            m.d.sync += chain_hold.eq(1)
                         m.next = "BL_D"
                     with m.Else():
                         m.next = "BL_QCMD"
@@ -915,7 +915,7 @@ class Core(wiring.Component):
                              quant.cmd.payload.recip.eq(quant_cmd_recip)]
                 with m.If(~quant_busy & quant.cmd.ready):
                     with m.If(chain_hold):
-                        m.d.sync += [c_sum_u.eq(sum_u), c_max_p.eq(max_p), chain_hold.eq(0), chain_after_quant.eq(0)]
+                        m.d.sync += [c_sum_u.eq(sum_u), c_max_p.eq(max_p), chain_hold.eq(0)]
                     with m.Else():
                         m.d.sync += chain_due.eq(1)
                     m.next = "BL_C"

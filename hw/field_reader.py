@@ -18,8 +18,8 @@ vector's ``⌈count · width / 64⌉`` words (a weight stream, whose words must 
 to ``2 · lanes`` words beyond the vector's last. A vector starts once every word read for the one before has come
 back.
 
-Timing: the window's next state (whether its first word is used up, where an arriving word goes) and ``o.valid``
-follow from registers and the handshake alone; the beat's end bit, and whether it lies in the first word, are
+Timing: ``start.ready`` is a register (set from the reader's next state); the window's next state (whether its
+first word is used up, where an arriving word goes) and ``o.valid`` follow from registers and the handshake alone; the beat's end bit, and whether it lies in the first word, are
 computed a beat ahead, from the fields left (the final beat's bits exact: ``width`` times the fields it carries).
 """
 
@@ -143,6 +143,7 @@ class FieldReader(wiring.Component):
         wide = Signal()
         addr = Signal.like(self.mem_addr)
         running = Signal()
+        idle = Signal(init=1)        # not running and no read on its way: registered, from the next state below
         payload = self.start.payload
         begin = self.start.valid & self.start.ready
 
@@ -165,7 +166,7 @@ class FieldReader(wiring.Component):
         m.d.comb += [
             out.valid.eq(running & (full[1] | full[0] & fits)),
             out.payload.last.eq(only[0] | wide & only[1:].any()),
-            self.start.ready.eq(~running & (asked == full)),
+            self.start.ready.eq(idle),
             self.busy.eq(running),
         ]
 
@@ -183,7 +184,8 @@ class FieldReader(wiring.Component):
             if slot + 1 < depth:
                 with m.Elif(drop):
                     m.d.sync += window[slot].eq(window[slot + 1])
-        m.d.sync += full.eq(Mux(pending, Cat(C(1, 1), kept), kept))
+        full_next, asked_next, running_next = Signal(depth), Signal(depth), Signal()
+        m.d.comb += full_next.eq(Mux(pending, Cat(C(1, 1), kept), kept))
 
         # a read is issued while a slot of the window is neither full nor asked for, or one is freed now, and (with
         # exact_reads) words of the vector remain unread
@@ -200,7 +202,7 @@ class FieldReader(wiring.Component):
         m.d.comb += [self.mem_en.eq(want & self.mem_ready), self.mem_stalled.eq(want & ~self.mem_ready),
                      self.mem_addr.eq(addr)]
         asked_kept = Mux(drop, asked[1:], asked)
-        m.d.sync += asked.eq(Mux(self.mem_en, Cat(C(1, 1), asked_kept), asked_kept))
+        m.d.comb += asked_next.eq(Mux(self.mem_en, Cat(C(1, 1), asked_kept), asked_kept))
         with m.If(self.mem_en):
             m.d.sync += addr.eq(addr + 1)
 
@@ -212,8 +214,7 @@ class FieldReader(wiring.Component):
         with m.If(take):
             m.d.sync += [ptr.eq(end[:PTR_BITS]), end.eq(upcoming), left.eq(left - Mux(wide, self.lanes, 1)),
                          fits.eq(~upcoming[PTR_BITS] | (upcoming == WORD_BITS))]
-            with m.If(out.payload.last):
-                m.d.sync += running.eq(0)
+        m.d.comb += running_next.eq(running & ~(take & out.payload.last))
 
         start_wide = payload.wide if self.lanes > 1 else C(0)
         first_bits = self._beat_bits(m, payload.width, start_wide, payload.count[log_lanes:] != 0,
@@ -221,6 +222,8 @@ class FieldReader(wiring.Component):
         with m.If(begin):
             m.d.sync += [addr.eq(payload.addr), left.eq(payload.count), width_sel.eq(payload.width),
                          is_signed.eq(payload.signed), wide.eq(start_wide),
-                         running.eq(payload.count != 0), full.eq(0), asked.eq(0), ptr.eq(0), end.eq(first_bits),
-                         fits.eq(1)]
+                         ptr.eq(0), end.eq(first_bits), fits.eq(1)]
+            m.d.comb += [running_next.eq(payload.count != 0), full_next.eq(0), asked_next.eq(0)]
+        m.d.sync += [full.eq(full_next), asked.eq(asked_next), running.eq(running_next),
+                     idle.eq(~running_next & (asked_next == full_next))]
         return m
