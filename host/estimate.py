@@ -5,8 +5,8 @@ BITLINEAR fetches and decodes, runs its passes (the first norm's sum over anothe
 squares, the second norm's sum unless it reuses the last one's, the quantization: ``CoreParams.pass_lanes`` elements
 per cycle; FORGET's copy: one), ``QUANT`` on the scalar unit where no pass hides it, then its matvec (one column
 group's ``rows/8`` weight words per cycle plus one hand-off per row group) beside the scale chain, whose end the
-drain waits for (``CoreParams.cycles_per_element`` cycles per element through the vector unit, and no shorter than
-the matvec).
+drain waits for (``CoreParams.cycles_per_element`` cycles per element through the vector unit, an element being a
+row or the GLU's pair of rows, and no shorter than the matvec).
 Its constants (:data:`TIMING`) are calibrated on the demo model's per-instruction trace and checked on another shape
 (docs/core.md); :data:`SPREAD` is the range given around the sum. The core's benches measure the real
 figure; this one says early whether a model and a core can meet a target.
@@ -133,9 +133,10 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
                 chain_start = max(b_start + beats + t["quant"] + t["chain_first_norm"], quantized) - t["chain_first_norm"]
             issue = max(quantized + beats, back_end)
             # the drain after the chain, at the vector unit's rate, and at least as long as the matvec
-            c = core.cycles_per_element
-            drained = 0 if epilogue == Epilogue.LOGITS else c * rows
-            back_paths = (issue + max(words + (drained and c * min(rows, core.rows)), drained),
+            # (an element is a row; the GLU's a gate row and its up row)
+            c, pairs = core.cycles_per_element, 2 if epilogue == Epilogue.GLU else 1
+            drained = 0 if epilogue == Epilogue.LOGITS else c * rows // pairs
+            back_paths = (issue + max(words + (drained and c * min(rows, core.rows) // pairs), drained),
                           chain_start + chain + drained)
             back_end = max(back_paths) + t["tail"]
             now = issue

@@ -29,9 +29,9 @@ take the weight memory from the matvec a cycle at a time.
   in the golden model's order of rounding (``Arithmetic.bitlinear``), started when ``QUANT`` has ended (every sum
   is known by then) and the back end is idle, and run beside the quantization and the matvec; where the first norm
   is over another slot (whose sum is known before the passes) the chain starts on that norm beside pass B.
-- the *drain*: each row group's accumulators leave the matvec engine one per cycle into a FIFO
+- the *drain*: each row group's accumulators leave the matvec engine two per cycle into a FIFO
   (:data:`DRAIN_DEPTH`); once the scale chain has ended, they go on into the vector unit with their operands read
-  from vector memory (or, for the head, at once into the reduction unit's argmax and the logits memory); the
+  from vector memory, one per element, or for the GLU a gate row and its up row per element (or, for the head, at once into the reduction unit's argmax and the logits memory); the
   vector unit's results are written back in order.
 
 EMBED streams the token's embedding row through the pass datapath (times ``2^e`` or rounded right by ``−e``,
@@ -553,15 +553,15 @@ class Core(wiring.Component):
         m.d.comb += epilogue.eq(bk.epilogue)
         beat = Signal(data.ArrayLayout(signed(self.acc_bits), p.rows))
         beat_valid = Signal()
-        lane = Signal(range(p.rows))
+        pair = Signal(range(p.rows // 2))   # the beat's pair of rows that goes into the drain's FIFO next
         ser_row = Signal(16)   # rows that left the beat register
         row = Signal(16)       # rows issued to the vector unit (or the argmax)
         out_count = Signal(16)
         el_valid = Signal()
         el_acc = Signal(signed(self.acc_bits))
+        el_acc_u = Signal(signed(self.acc_bits))   # the GLU's: the up row's accumulator (el_acc the gate row's)
         el_row = Signal.like(row)
         el_last = Signal()
-        el_glu_g = Signal()
         vu_shift = Signal(signed(7))
 
         scale_exp = regs["s"].exp
@@ -581,7 +581,7 @@ class Core(wiring.Component):
             with m.Case(Epilogue.RESIDUAL):
                 m.d.comb += vop.eq(VectorOp.RESIDUAL)
             with m.Case(Epilogue.GLU):
-                m.d.comb += vop.eq(Mux(el_glu_g, VectorOp.GLU_G, VectorOp.GLU_U))
+                m.d.comb += vop.eq(VectorOp.GLU)
         a_operand = Mux(epilogue == Epilogue.RESIDUAL, mems[Memory.X].r_data.as_signed(),
                         mems[Memory.F].r_data.as_signed())
         # in a pipelined core the operands (read from vector memory a cycle earlier) reach the vector unit through a
@@ -594,7 +594,7 @@ class Core(wiring.Component):
             vu_in.payload.mant.eq(regs["s"].mant),
             vu_in.payload.shift.eq(vu_shift),
             vu_in.payload.a.eq(a_operand),
-            vu_in.payload.b.eq(mems[Memory.STATE].r_data.as_signed()),
+            vu_in.payload.b.eq(Mux(epilogue == Epilogue.GLU, el_acc_u, mems[Memory.STATE].r_data.as_signed())),
             vu.o.ready.eq(1),
         ]
         is_logits = epilogue == Epilogue.LOGITS
@@ -959,7 +959,7 @@ class Core(wiring.Component):
                              engine.cmd.payload.col_groups.eq(bk.col_groups),
                              engine.cmd.payload.stream.eq(bk.stream), engine.cmd.payload.q_bank.eq(back_bank)]
                 with m.If(back_ready & engine.cmd.ready):
-                    m.d.sync += [row.eq(0), ser_row.eq(0), lane.eq(0), out_count.eq(0), beat_valid.eq(0),
+                    m.d.sync += [row.eq(0), ser_row.eq(0), pair.eq(0), out_count.eq(0), beat_valid.eq(0),
                                  el_valid.eq(0), back_ready.eq(0), back_running.eq(1)]
                     with m.If(bl.epilogue == Epilogue.LOGITS):
                         m.next = "BL_ARGMAX"
@@ -1091,8 +1091,8 @@ class Core(wiring.Component):
 
         # -- the back end's drain, beside the sequencer ------------------------------------------------------
         with m.If(back_running):
-            self._drain(m, engine, vu, vu_in, red_in, mems, bk, epilogue, beat, beat_valid, lane, ser_row, row,
-                        out_count, el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, drain_base,
+            self._drain(m, engine, vu, vu_in, red_in, mems, bk, epilogue, beat, beat_valid, pair, ser_row, row,
+                        out_count, el_valid, el_acc, el_acc_u, el_row, el_last, el_taken, is_logits, drain_base,
                         red_data, red_last, track, ~chain_busy, sum_g)
             done = (row == bk.rows) & ~el_valid & (out_count == expected) & ~chain_busy & (~sum_g | red.o.valid)
             with m.If(sum_g):
@@ -1158,30 +1158,37 @@ class Core(wiring.Component):
                             following = Mux(two_norms, _TWO_NORMS, _RSQRT)
                         m.d.sync += chain.eq(following)
 
-    def _drain(self, m, engine, vu, vu_in, red_in, mems, bl, epilogue, beat, beat_valid, lane, ser_row, row,
-               out_count, el_valid, el_acc, el_row, el_last, el_glu_g, el_taken, is_logits, state_base, red_data,
+    def _drain(self, m, engine, vu, vu_in, red_in, mems, bl, epilogue, beat, beat_valid, pair, ser_row, row,
+               out_count, el_valid, el_acc, el_acc_u, el_row, el_last, el_taken, is_logits, state_base, red_data,
                red_last, track, scaled, sum_g):
-        """The drain of a BITLINEAR: row groups from the matvec engine, one accumulator per cycle into a FIFO of
-        :data:`DRAIN_DEPTH`, from there elements into the vector unit once the output scale is known (``scaled``;
+        """The drain of a BITLINEAR: row groups from the matvec engine, two accumulators (rows ``2j``, ``2j + 1``) per
+        cycle into a FIFO of :data:`DRAIN_DEPTH` accumulators, from there elements (one accumulator, or for the GLU the
+        pair: gate and up row) into the vector unit once the output scale is known (``scaled``;
         for the head, into the reduction unit and the logits memory at once), results into vector memory; with
         ``sum_g`` the elements go into the reduction unit as well, for their sum of squares. ``vu_in`` is the stream
         into the vector unit (``vu.i``, or the FIFO in front of it)."""
         rows = self.params.rows
         m.d.comb += engine.o.ready.eq(~beat_valid)
         with m.If(engine.o.valid & ~beat_valid):
-            m.d.sync += [beat.eq(engine.o.payload.acc), beat_valid.eq(1), lane.eq(0)]
+            m.d.sync += [beat.eq(engine.o.payload.acc), beat_valid.eq(1), pair.eq(0)]
 
-        m.submodules.drain_fifo = held = fifo.SyncFIFOBuffered(width=self.acc_bits, depth=DRAIN_DEPTH)
+        acc_bits = self.acc_bits
+        m.submodules.drain_fifo = held = fifo.SyncFIFOBuffered(width=2 * acc_bits, depth=DRAIN_DEPTH // 2)
+        pairs = data.View(data.ArrayLayout(2 * acc_bits, rows // 2), beat.as_value())
         push = beat_valid & held.w_rdy
-        m.d.comb += [held.w_data.eq(beat[lane]), held.w_en.eq(push)]
-        with m.If(push):
-            m.d.sync += [lane.eq(lane + 1), ser_row.eq(ser_row + 1)]
-            with m.If((lane == rows - 1) | (ser_row == bl.rows - 1)):
+        m.d.comb += [held.w_data.eq(pairs[pair]), held.w_en.eq(push)]
+        with m.If(push):   # (with an odd number of rows, the last pair's second is junk that nobody takes)
+            m.d.sync += [pair.eq(pair + 1), ser_row.eq(ser_row + 2)]
+            with m.If((pair == rows // 2 - 1) | (ser_row + 2 >= bl.rows)):
                 m.d.sync += beat_valid.eq(0)
 
-        acc = held.r_data.as_signed()
+        # an element: the GLU's pair at once, else the pair's accumulators one after the other (row's parity)
+        glu = epilogue == Epilogue.GLU
+        next_row = Signal.like(row)
+        m.d.comb += next_row.eq(row + 1 + glu)
+        acc = Mux(row[0], held.r_data[acc_bits:], held.r_data[:acc_bits]).as_signed()
         issue = held.r_rdy & (scaled | is_logits) & (~el_valid | el_taken)
-        m.d.comb += held.r_en.eq(issue)
+        m.d.comb += held.r_en.eq(issue & (glu | row[0] | (next_row == bl.rows)))
         # the operands: slot X (RESIDUAL) or F (the others) and the state; the sequencer's passes may read the others
         with m.If(epilogue == Epilogue.RESIDUAL):
             m.d.comb += [mems[Memory.X].r_addr.eq(row), mems[Memory.X].r_en.eq(issue)]
@@ -1189,8 +1196,8 @@ class Core(wiring.Component):
             m.d.comb += [mems[Memory.F].r_addr.eq(row), mems[Memory.F].r_en.eq(issue)]
         m.d.comb += [mems[Memory.STATE].r_addr.eq(state_base + row), mems[Memory.STATE].r_en.eq(issue)]
         with m.If(issue):
-            m.d.sync += [el_valid.eq(1), el_acc.eq(acc), el_last.eq(row == bl.rows - 1), el_glu_g.eq(~row[0]),
-                         el_row.eq(row), row.eq(row + 1)]
+            m.d.sync += [el_valid.eq(1), el_acc.eq(acc), el_acc_u.eq(held.r_data[acc_bits:]),
+                         el_last.eq(next_row == bl.rows), el_row.eq(row), row.eq(next_row)]
         with m.Elif(el_taken):
             m.d.sync += el_valid.eq(0)
         # GATE's accumulators into slot G and the head's into the logits memory a cycle after they leave the FIFO, from
@@ -1209,7 +1216,7 @@ class Core(wiring.Component):
             m.d.comb += [red_in.valid.eq(el_valid & (is_logits | sum_g & vu_in.ready)),
                          red_data.eq(el_acc), red_last.eq(el_last), red_in.payload.shift.eq(0)]
 
-        data = vu.o.payload.data
+        result = vu.o.payload.data
         with m.If(vu.o.valid):
             m.d.sync += out_count.eq(out_count + 1)
             with m.Switch(epilogue):
@@ -1217,8 +1224,8 @@ class Core(wiring.Component):
                                            (Epilogue.GATE, Memory.V, 0), (Epilogue.RESIDUAL, Memory.X, 0),
                                            (Epilogue.GLU, Memory.V, 0)):
                     with m.Case(kind):
-                        m.d.comb += [mems[memory].w_addr.eq(base + out_count), mems[memory].w_data.eq(data),
+                        m.d.comb += [mems[memory].w_addr.eq(base + out_count), mems[memory].w_data.eq(result),
                                      mems[memory].w_en.eq(1)]
                         if memory in (Memory.X, Memory.V):
                             slot = _Src.X if memory is Memory.X else _Src.V
-                            track(slot, data[:self.widths[slot]].as_signed(), out_count == 0)
+                            track(slot, result[:self.widths[slot]].as_signed(), out_count == 0)

@@ -1,8 +1,6 @@
 """The vector unit: the element-wise epilogue on the matvec's drain, bit-exact to the golden model.
 
-One element every ``cycles_per_element`` cycles in, one result per element out (the GLU takes two elements per
-result). Each element carries
-its operation, its accumulator, the per-vector output scale and up to two operands read from vector memory; the
+One element every ``cycles_per_element`` cycles in, one result per element out. Each element carries its operation, its accumulator, the per-vector output scale and up to two operands read from vector memory; the
 result goes back to vector memory. The operations (``g`` = ``gate_frac``, ``af`` = ``act_frac``, ``sf`` =
 ``state_frac``; ``rs(x, s)`` = round to nearest, ties up, of ``x·2^-s``; ``sat_n`` = clamp to signed ``n`` bits;
 ``to_fixed(acc) = rs(acc · mant, shift)``, the golden ``GoldenModel.to_fixed`` with
@@ -17,8 +15,7 @@ FORGET   2     acc_f, mant, shift, a = 1 − lb          ``1 − f = rs((1 − l
 INPUT    3     acc_i, mant, shift, a = 1 − f           ``i = rs(SiLU(z_i)·(1 − f), g + af − sf)``
 STATE    4     acc_i, mant, shift, a = 1 − f, b = h    ``h' = sat_state(rs(f·h, g) + i)``, ``f = 2^g − (1 − f)``
 GATE     5     acc_g, b = h                            ``rs(acc_g · SiLU(h), gated_shift)`` (SiLU in Q.sf)
-GLU_G    6     acc_g, mant, shift                      none: keeps ``SiLU(z_g)`` for the next element
-GLU_U    7     acc_u                                   ``rs(SiLU(z_g) · acc_u, glu_shift)``, z_g from the GLU_G before
+GLU      6     acc_g, mant, shift, b = acc_u           ``rs(SiLU(z_g) · acc_u, glu_shift)``, z_g = SCALE of acc_g
 ======== ===== ======================================= ======================================================
 
 These are the lines of ``GoldenModel.mlgru``, ``glu`` and ``residual_add``. The recurrence is fused with the
@@ -27,9 +24,8 @@ gives ``i`` alone. ``a`` holds ``1 − lb`` and ``1 − f`` as non-negative Q0.g
 (Q.sf). Operands an operation does not name are ignored. Results of operands outside their documented ranges are
 unspecified. ``RESIDUAL`` with ``a = 0`` is ``to_fixed`` saturated to the residual width.
 
-GLU framing: the drain interleaves the gate projection's rows, ``g_0, u_0, g_1, u_1, …`` (each GLU_U directly after
-its GLU_G, as elements; gaps and stalls between them are fine). A GLU_G element produces no output, so a GLU pass
-of ``2n`` elements gives ``n`` results. ``last`` travels with each element to its result (a GLU_G's is dropped).
+The GLU takes a row pair of the gate projection in one element: ``acc_g`` as ``acc`` and ``acc_u`` as ``b`` (within
+the accumulators' range), as INPUT takes ``1 − f`` in ``a``. ``last`` travels with each element to its result.
 
 The scale: ``mant`` is the per-vector Scalar's mantissa (``scalar_bits``, unsigned) and ``shift`` the signed
 right shift ``−(exp + frac)`` (left when negative), both constant over a vector (the sequencer holds them; they
@@ -42,8 +38,8 @@ cycles. A phase counter ``0 … c − 1`` advances on every cycle the pipeline a
 0)`` with ``en = ~o.valid | o.ready``, so ``i.ready`` is combinational from ``o.ready`` (as at ``c = 1``, where it
 is ``en``), and a stream that offers an element every cycle has one taken every ``c`` cycles (one that arrives in
 another phase waits up to ``c − 1`` cycles). The pipeline stalls as a whole (:class:`~mmfree.hw.sigmoid.Pipeline`
-with period ``c``): ``o`` comes from registers gated by the phase and holds while stalled; bubbles (and GLU_G
-elements) do not collapse. :attr:`VectorUnit.latency` is the number of cycles from taking an element to offering
+with period ``c``): ``o`` comes from registers gated by the phase and holds while stalled; bubbles do not
+collapse. :attr:`VectorUnit.latency` is the number of cycles from taking an element to offering
 its result without stalls: 15, 18 and 18 cycles at ``c`` = 1, 2, 3 for the UP5K formats (golden.Formats,
 ``acc_bits = 16``), 15, 17, 20 at the defaults.
 
@@ -63,7 +59,7 @@ iff ``acc·mant = 0``, the only product that does not overflow). A separate left
 
 The result's rounding. Every result is ``(p + late·2^s + 2^(s−1)) >> s`` (no rounding constant where ``s ≤ 0``,
 ``p`` shifted left by ``−s`` where ``s < 0``) with the operation's ``s`` (``input_shift`` for INPUT, STATE, SCALE
-and RESIDUAL, ``gated_shift`` for GATE, ``glu_shift`` for GLU_U), saturated to the state for STATE: ``p`` is the
+and RESIDUAL, ``gated_shift`` for GATE, ``glu_shift`` for GLU), saturated to the state for STATE: ``p`` is the
 last product and ``late`` is STATE's ``rs(f·h, g)``, SCALE's ``z`` or RESIDUAL's sum (0 for the others, whose
 ``late`` is written as 0); SCALE and RESIDUAL multiply by 0, FORGET passes ``1 − f`` through the multiplier as
 ``(1 − f)·2^s`` (``s = input_shift`` where ``2^s`` fits the operand, else 0). One carry chain and a window
@@ -130,8 +126,7 @@ class VectorOp(enum.Enum, shape=3):
     INPUT = 3
     STATE = 4
     GATE = 5
-    GLU_G = 6
-    GLU_U = 7
+    GLU = 6
 
 
 class _DelayLines:
@@ -209,7 +204,7 @@ class VectorUnit(wiring.Component):
     i : In(stream.Signature(StructLayout))
         ``op`` (:class:`VectorOp`), ``last`` (1), ``acc`` (signed(acc_bits)), ``mant`` (unsigned(scalar_bits)),
         ``shift`` (signed(shift_bits)), ``a`` (signed(max(residual_bits, gate_frac + 2))), ``b``
-        (signed(state_bits)), in that order from bit 0.
+        (signed(max(state_bits, acc_bits))), in that order from bit 0.
         ``ready = (~o.valid | o.ready) & (phase == 0)``.
     o : Out(stream.Signature(StructLayout))
         ``data`` (signed(:attr:`out_bits`)), ``last`` (1).
@@ -271,7 +266,7 @@ class VectorUnit(wiring.Component):
                 "mant": unsigned(scalar_bits),
                 "shift": signed(shift_bits),
                 "a": signed(self.a_bits),
-                "b": signed(state_bits),
+                "b": signed(max(state_bits, acc_bits)),
             }))),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": signed(self.out_bits),
@@ -321,15 +316,15 @@ class VectorUnit(wiring.Component):
         valid = pipe.comb(self.i.valid, name="valid", reset=True)
         op = pipe.comb(payload.op.as_value(), name="op")
         last = pipe.comb(payload.last, name="last")
-        emit = pipe.comb(payload.op != VectorOp.GLU_G, name="emit")
         a = pipe.comb(payload.a, name="a")
         b = pipe.comb(payload.b, name="b")
 
         def is_op(*ops):
             return Cat(pipe(op) == o.value for o in ops).any()
 
-        # the late products' narrow operand, raw bits: 1 − lb or 1 − f (unsigned Q0.g), else the accumulator
-        y = pipe.comb(Mux(is_op(VectorOp.FORGET, VectorOp.INPUT, VectorOp.STATE), payload.a[:g + 1], payload.acc),
+        # the late products' narrow operand, raw bits: 1 − lb or 1 − f (unsigned Q0.g), acc_u, else the accumulator
+        y = pipe.comb(Mux(is_op(VectorOp.FORGET, VectorOp.INPUT, VectorOp.STATE), payload.a[:g + 1],
+                          Mux(is_op(VectorOp.GLU), payload.b[:self.acc_bits], payload.acc)),
                       name="y", shape=unsigned(max(self.acc_bits, g + 1)))
         wide = max(self.act_bits, self.residual_bits)
         # the right shifter's amount: the shift, or for a left shift l = −shift the overflow probe wide − l (≥ 0):
@@ -406,7 +401,7 @@ class VectorUnit(wiring.Component):
         # the rounding constant and the operation's selects are made here, ahead of their carry chain
         s_i = self.input_shift
         forget_shift = s_i if 0 <= s_i < self._other_bits - 1 else 0
-        shifts = {VectorOp.GATE: self.gated_shift, VectorOp.GLU_U: self.glu_shift, VectorOp.FORGET: forget_shift}
+        shifts = {VectorOp.GATE: self.gated_shift, VectorOp.GLU: self.glu_shift, VectorOp.FORGET: forget_shift}
         for o in (VectorOp.SCALE, VectorOp.RESIDUAL, VectorOp.INPUT, VectorOp.STATE):
             shifts[o] = s_i
         groups = {}
@@ -420,11 +415,7 @@ class VectorUnit(wiring.Component):
         selects = {s: pipe.comb(is_op(*ops), name=f"rounding_{s if s >= 0 else f'm{-s}'}")
                    for s, ops in groups.items()}
         saturating = pipe.comb(is_op(VectorOp.STATE), name="saturating")
-        kept = Signal(signed(self.act_bits))
-        with m.If(en & pipe.present() & pipe(valid) & is_op(VectorOp.GLU_G)):
-            m.d.sync += kept.eq(silu)
-        # SiLU(z_i)·(1 − f), SiLU(h)·acc_g, SiLU(z_g)·acc_u with SiLU(z_g) kept from the GLU_G before, or
-        # (1 − f)·2^s; 0 for SCALE and RESIDUAL
+        # SiLU(z_i)·(1 − f), SiLU(h)·acc_g, SiLU(z_g)·acc_u, or (1 − f)·2^s; 0 for SCALE and RESIDUAL
         gating = is_op(VectorOp.INPUT, VectorOp.STATE)
         if self._halve:  # 1 − f = 2^g does not fit the operand: 2·SiLU(z_i) times 2^(g−1) instead
             one = y_line[g]
@@ -432,8 +423,8 @@ class VectorUnit(wiring.Component):
             one_minus_f = y_line[:g] | (one << (g - 1))
         else:
             silu_i, one_minus_f = silu, y_line[:g + 1]
-        first = pipe.comb(Mux(is_op(VectorOp.GLU_U), kept, silu_i), name="first", shape=signed(self._first_bits))
-        acc_factor = Mux(is_op(VectorOp.GATE, VectorOp.GLU_U), y_line[:self.acc_bits].as_signed(), 0)
+        first = pipe.comb(silu_i, name="first", shape=signed(self._first_bits))
+        acc_factor = Mux(is_op(VectorOp.GATE, VectorOp.GLU), y_line[:self.acc_bits].as_signed(), 0)
         other = pipe.comb(Mux(gating, one_minus_f, Mux(is_op(VectorOp.FORGET), 1 << forget_shift, acc_factor)),
                           name="other", shape=signed(self._other_bits))
         product = pool.product(first, other, name="product")
@@ -461,7 +452,7 @@ class VectorUnit(wiring.Component):
         pool.finish()
         self._multipliers = len(pool.multipliers)
         m.d.comb += [
-            self.o.valid.eq(pipe(valid) & pipe(emit) & pipe.present()),
+            self.o.valid.eq(pipe(valid) & pipe.present()),
             self.o.payload.data.eq(pipe(result)),
             self.o.payload.last.eq(pipe(last)),
             en.eq(~self.o.valid | self.o.ready),

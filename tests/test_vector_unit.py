@@ -76,8 +76,7 @@ def test_ports():
 
 def test_op_codes():
     assert [(op.name, op.value) for op in VectorOp] == [
-        ("SCALE", 0), ("RESIDUAL", 1), ("FORGET", 2), ("INPUT", 3), ("STATE", 4), ("GATE", 5), ("GLU_G", 6),
-        ("GLU_U", 7)]
+        ("SCALE", 0), ("RESIDUAL", 1), ("FORGET", 2), ("INPUT", 3), ("STATE", 4), ("GATE", 5), ("GLU", 6)]
 
 
 def test_result_width_holds_every_op():

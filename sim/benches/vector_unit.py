@@ -14,8 +14,8 @@ Two kinds of checks:
   → 0 (``lb → 1``), ``1 − f`` = 0 and 1;
 - whole passes as the core will run them, against ``GoldenModel.mlgru``, ``glu`` and ``residual_add`` themselves
   (their projections stubbed to return chosen accumulators and scales): FORGET, then STATE fed with the unit's own
-  ``1 − f`` and state, then GATE with the unit's ``h``, token after token; the GLU with g/u rows interleaved; the
-  residual add.
+  ``1 − f`` and state, then GATE with the unit's ``h``, token after token; the GLU with a g and a u row per
+  element; the residual add.
 
 Every stream has random gaps (junk on the payload while not valid) and random back-pressure; the stream rules are
 checked every cycle.
@@ -115,12 +115,10 @@ def reference(elements):
     sel = where(VectorOp.GATE)
     # gated = round_shift(acc_g · silu(h, state_frac), gated_shift)
     data[sel] = round_shift(acc[sel] * TABLE.silu(b[sel], sf), F.gated_shift)
-    # glu: round_shift(silu(z_g) · up, glu_shift), the GLU_G element right before each GLU_U
-    for index in np.flatnonzero(where(VectorOp.GLU_U)):
-        gate = index - 1
-        assert gate >= 0 and elements[gate]["op"] is VectorOp.GLU_G, "GLU_U without its GLU_G"
-        data[index] = round_shift(TABLE.silu(z[gate:gate + 1], af) * acc[index], F.glu_shift)[0]
-    return [(int(data[i]), elements[i]["last"]) for i in range(n) if elements[i]["op"] is not VectorOp.GLU_G]
+    sel = where(VectorOp.GLU)
+    # glu: round_shift(silu(z_g) · up, glu_shift), up in b
+    data[sel] = round_shift(TABLE.silu(z[sel], af) * b[sel], F.glu_shift)
+    return [(int(data[i]), elements[i]["last"]) for i in range(n)]
 
 
 # -- the elements -----------------------------------------------------------------------------------------------
@@ -225,7 +223,7 @@ class Elements:
                          lambda: self.log_uniform(F.state_bits), lambda: self.log_uniform(F.state_bits))
 
     def element(self, op):
-        """One element (two for the GLU) of operation ``op``, as a list."""
+        """One element of operation ``op``."""
         e = {"op": op, "last": int(self.rng.integers(2)), "acc": self.acc(), "mant": self.mant(),
              "shift": int(self.rng.integers(SHIFT_MIN, SHIFT_MAX, endpoint=True)),
              "a": int(self.rng.integers(*limits(UNIT.a_bits))), "b": int(self.rng.integers(*limits(F.state_bits)))}
@@ -239,24 +237,22 @@ class Elements:
                 low, high = limits(F.residual_bits)
                 e["a"] = self.pick(low, high, 0, -1, lambda: self.rng.integers(low, high),
                                    lambda: self.log_uniform(F.residual_bits))
-        if op in (VectorOp.FORGET, VectorOp.INPUT, VectorOp.STATE, VectorOp.GLU_G, VectorOp.GLU_U):
+        if op in (VectorOp.FORGET, VectorOp.INPUT, VectorOp.STATE, VectorOp.GLU):
             e["acc"], e["mant"], e["shift"] = self.z_operands()
         if op in (VectorOp.FORGET, VectorOp.INPUT, VectorOp.STATE):
             e["a"] = self.one_minus()
         if op in (VectorOp.STATE, VectorOp.GATE):
             e["b"] = self.state()
-        if op is VectorOp.GLU_G:
-            return [e, self.element(VectorOp.GLU_U)[0]]
-        if op is VectorOp.GLU_U:
-            e["acc"] = self.acc()
-        return [e]
+        if op is VectorOp.GLU:
+            e["b"] = self.acc()
+        return e
 
 
 # -- driving the unit -------------------------------------------------------------------------------------------
 
 async def run(dut, elements, *, p_gap, p_stall):
     """Stream ``elements`` through the unit; returns its results [(data, last)] and the cycles the sink took."""
-    count = sum(e["op"] is not VectorOp.GLU_G for e in elements)
+    count = len(elements)
     source = Source(dut, "i", dut.clk, p_gap=p_gap, junk_bits=IN_BITS)
     sink = Sink(dut, "o", dut.clk, p_stall=p_stall)
     sending = cocotb.start_soon(source.send([pack(e) for e in elements]))
@@ -279,9 +275,8 @@ def describe(e):
 async def check(dut, elements, *, p_gap, p_stall):
     received, cycles = await run(dut, elements, p_gap=p_gap, p_stall=p_stall)
     expected = reference(elements)
-    emitted = [e for e in elements if e["op"] is not VectorOp.GLU_G]
-    for index, (e, got, want) in enumerate(zip(emitted, received, expected)):
-        assert got == want, f"result {index} of {len(emitted)} ({describe(e)}): got (data, last) {got}, " \
+    for index, (e, got, want) in enumerate(zip(elements, received, expected)):
+        assert got == want, f"result {index} of {len(elements)} ({describe(e)}): got (data, last) {got}, " \
                             f"expected {want}"
     return cycles
 
@@ -296,10 +291,7 @@ async def each_operation(dut):
     await reset(dut)
     make = Elements(rng())
     for op in OPS:
-        if op is VectorOp.GLU_U:
-            continue  # with GLU_G
-        count = P.get("per_op", 250) // (2 if op is VectorOp.GLU_G else 1)
-        elements = [e for _ in range(count) for e in make.element(op)]
+        elements = [make.element(op) for _ in range(P.get("per_op", 250))]
         await check(dut, elements, p_gap=0.3, p_stall=0.3)
 
 
@@ -309,8 +301,8 @@ async def mixed_operations(dut):
     await reset(dut)
     make = Elements(rng())
     for p_gap, p_stall in [(0.0, 0.5), (0.5, 0.0), (0.5, 0.5), (0.1, 0.9), (0.9, 0.1)]:
-        ops = [random.choice([o for o in OPS if o is not VectorOp.GLU_U]) for _ in range(150)]
-        await check(dut, [e for op in ops for e in make.element(op)], p_gap=p_gap, p_stall=p_stall)
+        ops = [random.choice(OPS) for _ in range(150)]
+        await check(dut, [make.element(op) for op in ops], p_gap=p_gap, p_stall=p_stall)
 
 
 @cocotb.test(**TIMEOUT)
@@ -318,7 +310,7 @@ async def full_throughput(dut):
     """Without gaps or stalls: one element every cycles_per_element cycles, results after the latency."""
     await reset(dut)
     make = Elements(rng())
-    elements = [e for op in [VectorOp.STATE, VectorOp.RESIDUAL, VectorOp.GATE] * 60 for e in make.element(op)]
+    elements = [make.element(op) for op in [VectorOp.STATE, VectorOp.RESIDUAL, VectorOp.GLU, VectorOp.GATE] * 45]
     cycles = await check(dut, elements, p_gap=0, p_stall=0)
     # one element every cycles_per_element cycles: the first may wait for phase 0, none is taken sooner
     period = UNIT.cycles_per_element
@@ -414,7 +406,7 @@ async def golden_mlgru(dut):
 
 @cocotb.test(**TIMEOUT)
 async def golden_glu(dut):
-    """The GLU pass, g and u rows interleaved, against ``GoldenModel.glu`` (the input of down_proj)."""
+    """The GLU pass, a g and a u row per element, against ``GoldenModel.glu`` (the input of down_proj)."""
     await reset(dut)
     r = rng()
     inner, tokens = 96, 3
@@ -425,11 +417,8 @@ async def golden_glu(dut):
     expected = stub.model.glu(0, np.zeros((tokens, 1)))[0]
     for t in range(tokens):
         s = scales[t]
-        elements = []
-        for j in range(inner):
-            base = {"last": int(j == inner - 1), "mant": s.mant, "shift": shift_of(s, F.act_frac), "a": 0, "b": 0}
-            elements += [dict(base, op=VectorOp.GLU_G, acc=int(acc[t, j])),
-                         dict(base, op=VectorOp.GLU_U, acc=int(acc[t, inner + j]))]
+        elements = [{"op": VectorOp.GLU, "last": int(j == inner - 1), "acc": int(acc[t, j]), "mant": s.mant,
+                     "shift": shift_of(s, F.act_frac), "a": 0, "b": int(acc[t, inner + j])} for j in range(inner)]
         received, _ = await run(dut, elements, p_gap=0.3, p_stall=0.3)
         assert [d for d, _ in received] == expected[t].tolist(), f"token {t}: down_proj input differs"
         assert [last for _, last in received] == [0] * (inner - 1) + [1]
