@@ -394,7 +394,11 @@ class Core(wiring.Component):
         c_max_p = Signal.like(max_p, name="chain_max_p")
         c_k_v, c_k_f = Signal.like(k_v, name="chain_k_v"), Signal.like(k_f, name="chain_k_f")
         bk_first_other = bk.has_pre & (bk.first != bk.src)
-        reuse_u = sums_ok & (sums_src == bl.src) & (sums_pre == bl.pre) & (sums_cols == bl.cols) & ~first_other
+        # registered: read at BL_B_DONE, long after its inputs settle (the instruction's fields at DECODE, the sums
+        # at the BITLINEAR before)
+        reuse_u = Signal()
+        m.d.sync += reuse_u.eq(sums_ok & (sums_src == bl.src) & (sums_pre == bl.pre) & (sums_cols == bl.cols)
+                               & ~first_other)
         reused = Signal()   # this BITLINEAR took the last one's sums (decided before its own pass D could set them)
         quant_cmd_shift = Signal.like(quant.cmd.payload.shift)
         quant_cmd_recip = Signal.like(quant.cmd.payload.recip)
@@ -675,8 +679,8 @@ class Core(wiring.Component):
                          ret.eq(PASS_RETURNS.index(back))]
             m.next = "PASS"
 
-        def start_fields(addr, count, width=0, is_signed=1, streamed=0, wide=False):
-            """Start the field reader on a vector of ``count`` fields of ``widths[width]`` bits at word ``addr``; a
+        def offer_fields(addr, count, width=0, is_signed=1, streamed=0, wide=False):
+            """Offer the field reader a vector of ``count`` fields of ``widths[width]`` bits at word ``addr``; a
             ``wide`` one ``lanes`` fields per beat."""
             m.d.comb += [fields.start.valid.eq(1), fields.start.payload.addr.eq(addr),
                          fields.start.payload.count.eq(count), fields.start.payload.width.eq(width),
@@ -685,6 +689,32 @@ class Core(wiring.Component):
                 m.d.comb += fields.start.payload.wide.eq(wide)
             with m.If(fields.start.ready):
                 m.d.sync += fields_stream.eq(streamed)
+
+        # a BITLINEAR's passes over its constants (B, D, C) start the field reader on the next one's vector while
+        # they wait (for the back end, for a pass's sums, for QUANT), so its words are on their way when it starts
+        # (a core with a weight stream keeps the plain order)
+        fields_ahead = Signal()   # the reader was started on the next pass's constants
+        ahead = not p.weight_stream
+
+        def constants_ahead(addr, when=C(1)):
+            """Start the reader, while ``when``, on the next pass's constants at ``addr`` (``bl.cols``, wide)."""
+            if ahead:
+                with m.If(~fields_ahead & when):
+                    offer_fields(addr, bl.cols, wide=True)
+                    with m.If(fields.start.ready):
+                        m.d.sync += fields_ahead.eq(1)
+
+        def start_constants(addr):
+            """Start the reader on the pass's constants at ``addr`` unless started ahead; the condition that it is."""
+            if not ahead:
+                offer_fields(addr, bl.cols, wide=True)
+                return fields.start.ready
+            with m.If(~fields_ahead):
+                offer_fields(addr, bl.cols, wide=True)
+            started = fields_ahead | fields.start.ready
+            with m.If(started):
+                m.d.sync += fields_ahead.eq(0)
+            return started
 
         PASS_RETURNS = ["EMBED_DONE", "BL_B_DONE", "BL_C_DONE", "BL_D_DONE", "BL_F_DONE", "BL_AUX_DONE",
                         "SAMPLE_DONE"]
@@ -833,7 +863,7 @@ class Core(wiring.Component):
                     shift_add_step(row_addr)
 
             with m.State("EMBED_EXP"):
-                start_fields(emb.exps + (token >> 2), token[:2] + 1, streamed=emb.stream)
+                offer_fields(emb.exps + (token >> 2), token[:2] + 1, streamed=emb.stream)
                 with m.If(fields.start.ready):
                     m.next = "EMBED_EXP_WAIT"
 
@@ -846,7 +876,7 @@ class Core(wiring.Component):
                     m.next = "EMBED_START"
 
             with m.State("EMBED_START"):
-                start_fields(row_addr, emb.length, width=1, streamed=emb.stream)
+                offer_fields(row_addr, emb.length, width=1, streamed=emb.stream)
                 with m.If(fields.start.ready):
                     start_pass(_Src.FIELD, emb.length, limbs=limbs_for(f.embed_bits), factor_=_Factor.POW2,
                                pow_=ps_pow, post=ps_post, round_=1, write=1, back="EMBED_DONE")
@@ -863,7 +893,7 @@ class Core(wiring.Component):
 
             with m.State("BL_AUX"):    # FORGET: the layer's 1 − lb into slot F
                 with m.If(bl.epilogue == Epilogue.FORGET):
-                    start_fields(bl.aux, bl.rows, is_signed=0)
+                    offer_fields(bl.aux, bl.rows, is_signed=0)
                     with m.If(fields.start.ready):
                         start_pass(_Src.FIELD, bl.rows, limbs=1, write=2, back="BL_AUX_DONE")
                 with m.Else():
@@ -873,15 +903,18 @@ class Core(wiring.Component):
                 m.next = "BL_HOLD"
 
             with m.State("BL_HOLD"):   # the passes over the input wait for a drain that writes it
+                constants_ahead(bl.consts, when=~engine.busy)   # (not while a matvec runs: it lends it the reads)
                 with m.If(back_idle | beside):
                     m.d.sync += scan.eq(peak_of(bl.src))
                     m.next = "BL_K"
 
             with m.State("BL_K"):      # the shifts k of v's sum of squares, then of the first slot's
+                constants_ahead(bl.consts)
                 m.d.sync += [k_v.eq(scan_k), scan.eq(peak_of(bl.first))]
                 m.next = "BL_K_FIRST"
 
             with m.State("BL_K_FIRST"):
+                constants_ahead(bl.consts)
                 m.d.sync += k_f.eq(scan_k)
                 with m.If(first_other & ~(sum_g_ok & (bl.first == Slot.G))):
                     m.next = "BL_F"
@@ -889,8 +922,7 @@ class Core(wiring.Component):
                     m.next = "BL_B"
 
             with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut, and Σ (v ≫ k)²
-                start_fields(bl.consts, bl.cols, wide=True)
-                with m.If(fields.start.ready):
+                with m.If(start_constants(bl.consts)):
                     with m.If(first_other & back_idle & ~chain_busy):   # the chain's first norm beside the passes
                         start_back(0)
                         m.d.sync += chain_hold.eq(1)
@@ -898,6 +930,7 @@ class Core(wiring.Component):
                                red_sel=2, own_square=1, wide=True, back="BL_B_DONE")
 
             with m.State("BL_B_DONE"):
+                constants_ahead(Mux(two_norms & ~reuse_u, bl.pre, bl.consts))   # D's, or C's
                 take_sums()
                 with m.If(sums_valid):
                     m.d.sync += [max_p.eq(sums_max), sum_v.eq(sums_sq), quant_busy.eq(1),
@@ -911,6 +944,7 @@ class Core(wiring.Component):
                         m.next = "BL_QCMD"
 
             with m.State("BL_QCMD"):   # once QUANT is done: the quantizer's command; the back end is due
+                constants_ahead(bl.consts)
                 m.d.comb += [quant.cmd.valid.eq(~quant_busy), quant.cmd.payload.shift.eq(quant_cmd_shift),
                              quant.cmd.payload.recip.eq(quant_cmd_recip)]
                 with m.If(~quant_busy & quant.cmd.ready):
@@ -921,8 +955,7 @@ class Core(wiring.Component):
                     m.next = "BL_C"
 
             with m.State("BL_C"):      # q into the q buffer
-                start_fields(bl.consts, bl.cols, wide=True)
-                with m.If(fields.start.ready):
+                with m.If(start_constants(bl.consts)):
                     start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
                                quant_=1, wide=True, back="BL_C_DONE")
 
@@ -931,12 +964,12 @@ class Core(wiring.Component):
                     m.next = "BL_MATVEC"
 
             with m.State("BL_D"):      # Σ u², u = ((v ≫ k) · pre) ≫ pre_shift
-                start_fields(bl.pre, bl.cols, wide=True)
-                with m.If(fields.start.ready):
+                with m.If(start_constants(bl.pre)):
                     start_pass(slot_src(bl.src), bl.cols, limbs=limbs_for(f.reduce_bits), factor_=_Factor.FIELD,
                                pre=k_v, post=bl.pre_shift, red_sel=2, wide=True, back="BL_D_DONE")
 
             with m.State("BL_D_DONE"):
+                constants_ahead(bl.consts)
                 take_sums()
                 with m.If(sums_valid):
                     m.d.sync += [sum_u.eq(sums_sq), sums_ok.eq(~first_other), sums_src.eq(bl.src),
@@ -948,6 +981,7 @@ class Core(wiring.Component):
                            wide=True, back="BL_F_DONE")
 
             with m.State("BL_F_DONE"):
+                constants_ahead(bl.consts)
                 take_sums()
                 with m.If(sums_valid):
                     m.d.sync += [sum_f.eq(sums_sq), sum_g_ok.eq(0)]
