@@ -622,26 +622,27 @@ class Core(wiring.Component):
             m.d.comb += [value.mant.eq(bk[f"{name}_mant"]), value.exp.eq(bk[f"{name}_exp"])]
             return value
 
-        def start_back(step, sum_a=None):
+        def start_back(step):
             """The back end takes the sequencer's BITLINEAR: the instruction and the sums its scale chain takes are
-            copied (Σ u² and max|p| again at ``BL_QCMD`` when the chain starts early), the chain starts at ``step``;
-            ``sum_a``: the first norm's sum, where it is not yet in its register."""
-            if sum_a is None:
-                sum_a = Mux(first_other, sum_f, sum_v)
+            copied (Σ u² and max|p| again at ``BL_QCMD`` when the chain starts early), the chain starts at ``step``."""
             m.d.sync += [ir_back.eq(ir), back_ready.eq(1), back_bank.eq(q_bank), drain_base.eq(state_base),
-                         c_sum_a.eq(sum_a), c_sum_u.eq(sum_u), c_max_p.eq(max_p),
+                         c_sum_a.eq(Mux(first_other, sum_f, sum_v)), c_sum_u.eq(sum_u), c_max_p.eq(max_p),
                          c_k_v.eq(k_v), c_k_f.eq(k_f), chain.eq(step), chain_busy.eq(1)]
             with m.If(~two_norms | first_other):
                 m.d.sync += sums_ok.eq(0)   # this chain's rsqrt (register a) is not of the kept sums
 
-        with m.If(chain_due & back_idle & ~chain_busy):
-            start_back(Mux(reused, _PEAK, 0))
-            m.d.sync += chain_due.eq(0)
-
         # a chain started early (the first norm over another slot, whose sum is known before the passes; or over v,
         # once pass B has summed it) holds before its first use of Σ u² until BL_QCMD has copied it and max|p|;
-        # QUANT may use the scalar unit then
+        # QUANT may use the scalar unit then. It starts the cycle after the sequencer decides so (chain_early): the
+        # decision, on a pass's handshake or sums, reaches no register of the back end's copy
+        chain_early = Signal()
         chain_hold = Signal()
+        with m.If(chain_early):
+            start_back(0)
+            m.d.sync += [chain_hold.eq(1), chain_early.eq(0)]
+        with m.Elif(chain_due & back_idle & ~chain_busy):
+            start_back(Mux(reused, _PEAK, 0))
+            m.d.sync += chain_due.eq(0)
         chain_after_quant = chain_hold & ~bk_first_other   # started on v's first norm (after pass B): QUANT goes first
         chain_active = chain_busy & ~(chain_hold & (chain == _TWO_NORMS + 1)) & ~(chain_after_quant & quant_busy)
         with m.If(chain_active):  # the scale chain of the back end's BITLINEAR
@@ -924,8 +925,7 @@ class Core(wiring.Component):
             with m.State("BL_B"):      # max|w ⊙ c|, w = v's rounded cut, and Σ (v ≫ k)²
                 with m.If(start_constants(bl.consts)):
                     with m.If(first_other & back_idle & ~chain_busy):   # the chain's first norm beside the passes
-                        start_back(0)
-                        m.d.sync += chain_hold.eq(1)
+                        m.d.sync += chain_early.eq(1)
                     start_pass(slot_src(bl.src), bl.cols, limbs=1, factor_=_Factor.FIELD, pre=k_v, pre_round=1,
                                red_sel=2, own_square=1, wide=True, back="BL_B_DONE")
 
@@ -937,8 +937,7 @@ class Core(wiring.Component):
                                  reused.eq(two_norms & reuse_u)]
                     with m.If(two_norms & ~reuse_u):
                         with m.If(~first_other & back_idle & ~chain_busy):   # the chain's first norm beside pass D
-                            start_back(0, sum_a=sums_sq)
-                            m.d.sync += chain_hold.eq(1)
+                            m.d.sync += chain_early.eq(1)
                         m.next = "BL_D"
                     with m.Else():
                         m.next = "BL_QCMD"
