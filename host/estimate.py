@@ -129,7 +129,8 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             if early:
                 chain_start = max(b_start + t["chain_first_norm"], quantized) - t["chain_first_norm"]
             elif early_v:
-                chain_start = max(b_start + beats + t["quant"] + t["chain_first_norm"], quantized) - t["chain_first_norm"]
+                chain_start = (max(b_start + beats + t["quant"] + t["chain_first_norm"], quantized)
+                               - t["chain_first_norm"])
             issue = max(quantized + beats, back_end)
             # the drain after the chain, at the vector unit's rate, and at least as long as the matvec
             # (an element is a row; the GLU's a gate row and its up row)

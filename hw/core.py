@@ -31,8 +31,8 @@ take the weight memory from the matvec a cycle at a time.
   is over another slot (whose sum is known before the passes) the chain starts on that norm beside pass B.
 - the *drain*: each row group's accumulators leave the matvec engine two per cycle into a FIFO
   (:data:`DRAIN_DEPTH`); once the scale chain has ended, they go on into the vector unit with their operands read
-  from vector memory, one per element, or for the GLU a gate row and its up row per element (or, for the head, at once into the reduction unit's argmax and the logits memory); the
-  vector unit's results are written back in order.
+  from vector memory, one per element, or for the GLU a gate row and its up row per element (or, for the head, at
+  once into the reduction unit's argmax and the logits memory); the vector unit's results are written back in order.
 
 EMBED streams the token's embedding row through the pass datapath (times ``2^e`` or rounded right by ``−e``,
 ``e = exp + residual_frac``, saturated) into slot X.
@@ -402,6 +402,10 @@ class Core(wiring.Component):
         reused = Signal()   # this BITLINEAR took the last one's sums (decided before its own pass D could set them)
         quant_cmd_shift = Signal.like(quant.cmd.payload.shift)
         quant_cmd_recip = Signal.like(quant.cmd.payload.recip)
+        # the quantizer holds no command: its cmd.ready a cycle ago, with none offered (it then stays ready), so that
+        # its input's handshake, on which cmd.ready also depends, reaches no register of the sequencer's
+        quant_idle = Signal()
+        m.d.sync += quant_idle.eq(quant.cmd.ready & ~quant.cmd.valid)
 
         m.d.comb += self.cycles.eq(cycles)
         logit_exp = Signal(signed(16))
@@ -624,7 +628,8 @@ class Core(wiring.Component):
 
         def start_back(step):
             """The back end takes the sequencer's BITLINEAR: the instruction and the sums its scale chain takes are
-            copied (Σ u² and max|p| again at ``BL_QCMD`` when the chain starts early), the chain starts at ``step``."""
+            copied (Σ u² and max|p| again at ``BL_QCMD`` when the chain starts early); the chain starts at
+            ``step``."""
             m.d.sync += [ir_back.eq(ir), back_ready.eq(1), back_bank.eq(q_bank), drain_base.eq(state_base),
                          c_sum_a.eq(Mux(first_other, sum_f, sum_v)), c_sum_u.eq(sum_u), c_max_p.eq(max_p),
                          c_k_v.eq(k_v), c_k_f.eq(k_f), chain.eq(step), chain_busy.eq(1)]
@@ -944,9 +949,9 @@ class Core(wiring.Component):
 
             with m.State("BL_QCMD"):   # once QUANT is done: the quantizer's command; the back end is due
                 constants_ahead(bl.consts)
-                m.d.comb += [quant.cmd.valid.eq(~quant_busy), quant.cmd.payload.shift.eq(quant_cmd_shift),
-                             quant.cmd.payload.recip.eq(quant_cmd_recip)]
-                with m.If(~quant_busy & quant.cmd.ready):
+                m.d.comb += [quant.cmd.valid.eq(~quant_busy & quant_idle),
+                             quant.cmd.payload.shift.eq(quant_cmd_shift), quant.cmd.payload.recip.eq(quant_cmd_recip)]
+                with m.If(~quant_busy & quant_idle):
                     with m.If(chain_hold):
                         m.d.sync += [c_sum_u.eq(sum_u), c_max_p.eq(max_p), chain_hold.eq(0)]
                     with m.Else():

@@ -18,9 +18,10 @@ vector's ``⌈count · width / 64⌉`` words (a weight stream, whose words must 
 to ``2 · lanes`` words beyond the vector's last. A vector starts once every word read for the one before has come
 back.
 
-Timing: ``start.ready`` is a register (set from the reader's next state); the window's next state (whether its
-first word is used up, where an arriving word goes) and ``o.valid`` follow from registers and the handshake alone; the beat's end bit, and whether it lies in the first word, are
-computed a beat ahead, from the fields left (the final beat's bits exact: ``width`` times the fields it carries).
+Timing: ``start.ready`` is a register (set from the reader's next state); the window's next state (whether its first
+word is used up, where an arriving word goes) and ``o.valid`` follow from registers and the handshake alone; the
+beat's end bit, and whether it lies in the first word, are computed a beat ahead, from the fields left (the final
+beat's bits exact: ``width`` times the fields it carries).
 """
 
 from amaranth import *

@@ -1,10 +1,10 @@
 """The vector unit: the element-wise epilogue on the matvec's drain, bit-exact to the golden model.
 
-One element every ``cycles_per_element`` cycles in, one result per element out. Each element carries its operation, its accumulator, the per-vector output scale and up to two operands read from vector memory; the
-result goes back to vector memory. The operations (``g`` = ``gate_frac``, ``af`` = ``act_frac``, ``sf`` =
-``state_frac``; ``rs(x, s)`` = round to nearest, ties up, of ``x·2^-s``; ``sat_n`` = clamp to signed ``n`` bits;
-``to_fixed(acc) = rs(acc · mant, shift)``, the golden ``GoldenModel.to_fixed`` with
-``shift = −(scale.exp + frac)``):
+One element every ``cycles_per_element`` cycles in, one result per element out. Each element carries its operation,
+its accumulator, the per-vector output scale and up to two operands read from vector memory; the result goes back to
+vector memory. The operations (``g`` = ``gate_frac``, ``af`` = ``act_frac``, ``sf`` = ``state_frac``; ``rs(x, s)`` =
+round to nearest, ties up, of ``x·2^-s``; ``sat_n`` = clamp to signed ``n`` bits; ``to_fixed(acc) = rs(acc · mant,
+shift)``, the golden ``GoldenModel.to_fixed`` with ``shift = −(scale.exp + frac)``):
 
 ======== ===== ======================================= ======================================================
 op       code  operands                                result ``data``
