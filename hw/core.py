@@ -699,7 +699,7 @@ class Core(wiring.Component):
         # a BITLINEAR's passes over its constants (B, D, C) start the field reader on the next one's vector while
         # they wait (for the back end, for a pass's sums, for QUANT), so its words are on their way when it starts
         # (a core with a weight stream keeps the plain order)
-        fields_ahead = Signal()   # the reader was started on the next pass's constants
+        fields_ahead = Signal()   # the reader was started on the next pass's constants (never, with a weight stream)
         ahead = not p.weight_stream
 
         def constants_ahead(addr, when=C(1)):
@@ -712,9 +712,6 @@ class Core(wiring.Component):
 
         def start_constants(addr):
             """Start the reader on the pass's constants at ``addr`` unless started ahead; the condition that it is."""
-            if not ahead:
-                offer_fields(addr, bl.cols, wide=True)
-                return fields.start.ready
             with m.If(~fields_ahead):
                 offer_fields(addr, bl.cols, wide=True)
             started = fields_ahead | fields.start.ready

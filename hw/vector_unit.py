@@ -89,9 +89,9 @@ segments over [0, 8)) with ``acc_bits = 16``: 8 partial products per element (``
 =====  ========  ======  =====  ===========
 ``c``  SB_MAC16  LC      EBR    Fmax (MHz)
 =====  ========  ======  =====  ===========
-1      8         1909    5      36.5
-2      4         1864    5      37.8
-3      4         1774    5      36.1
+1      8         1905    5      36.5
+2      4         1860    5      35.0
+3      4         1777    5      33.3
 =====  ========  ======  =====  ===========
 
 Two EBR hold the σ table, three the delay lines (``late`` 32 bits, ``y`` 16). Most of the LC are the variable
