@@ -73,6 +73,10 @@ class CoreParams:
         Elements per cycle of the passes over slots (a BITLINEAR's norms and quantization): each lane takes a pass
         datapath lane, a reduction unit and a quantizer lane, and the vector memories hold that many elements to a
         word. Like ``pipelined``, a matter of speed alone.
+    vector_lanes : {1, 2}
+        Vector units side by side in the drain, each taking an element per ``cycles_per_element`` cycles: 2 halves
+        the epilogues' time where multipliers are plenty (the ECP5). Needs ``pass_lanes ≥ vector_lanes`` (the
+        slots' words hold the pair; GATE's sum of squares takes a reduction unit per lane). A matter of speed alone.
     fast_scalar : bool
         The scalar unit normalizes four bits per cycle and divides a quotient bit per cycle
         (:class:`~mmfree.hw.scalar_unit.ScalarUnit` ``fast``): a BITLINEAR's scale chain in ~160 cycles instead of ~400,
@@ -92,6 +96,7 @@ class CoreParams:
     decoder_table: str = field(default="block", compare=False)
     cycles_per_element: int = field(default=2, compare=False)
     pass_lanes: int = field(default=1, compare=False)
+    vector_lanes: int = field(default=1, compare=False)
     fast_scalar: bool = field(default=False, compare=False)
 
     def __post_init__(self):
@@ -101,6 +106,11 @@ class CoreParams:
             raise ValueError(f"cycles_per_element must be an int ≥ 1, not {self.cycles_per_element!r}")
         if self.pass_lanes not in (1, 2, 4):
             raise ValueError(f"pass_lanes must be 1, 2 or 4, not {self.pass_lanes!r}")
+        if self.vector_lanes not in (1, 2):
+            raise ValueError(f"vector_lanes must be 1 or 2, not {self.vector_lanes!r}")
+        if self.pass_lanes < self.vector_lanes:
+            raise ValueError(f"vector_lanes ({self.vector_lanes}) needs pass_lanes ≥ vector_lanes, not "
+                             f"{self.pass_lanes}")
         if self.decoder_table not in ("block", "logic"):
             raise ValueError(f"decoder_table must be 'block' or 'logic', not {self.decoder_table!r}")
         if self.rows <= 0 or self.rows % 8:
@@ -124,11 +134,11 @@ PROGRAM_VERSION = 2
 CORES = {
     "icebreaker": CoreParams("icebreaker"),
     # the ECP5-85F's block RAM: 40 K weight words (1.6 M trits) read eight at once (64 rows: 320 ternary MACs per
-    # cycle; the 64 decoders' tables in LUTs, as the DP16KD left are too few), deeper state and program, a vector unit
-    # of one element per cycle, passes of four and the fast scalar unit on its plentiful multipliers and LUTs
+    # cycle; the 64 decoders' tables in LUTs, as the DP16KD left are too few), deeper state and program, two vector
+    # units of one element per cycle, passes of four and the fast scalar unit on its plentiful multipliers and LUTs
     "ulx3s-85f": CoreParams("ulx3s-85f", rows=64, weight_words=40960, state_words=2048, program_instructions=64,
                             pipelined=True, decoder_table="logic", cycles_per_element=1, pass_lanes=4,
-                            fast_scalar=True),
+                            vector_lanes=2, fast_scalar=True),
     # the virtual board's core for real checkpoint shapes (V = 32000, H = 1024, I = 2816, up to 24 layers, the
     # weights streamed over the link); no board has its memories
     "large": CoreParams("large", max_vector=32768, state_words=32768, acc_bits=20, program_instructions=256,

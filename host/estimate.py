@@ -132,11 +132,11 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
                 chain_start = (max(b_start + beats + t["quant"] + t["chain_first_norm"], quantized)
                                - t["chain_first_norm"])
             issue = max(quantized + beats, back_end)
-            # the drain after the chain, at the vector unit's rate, and at least as long as the matvec
-            # (an element is a row; the GLU's a gate row and its up row)
-            c, pairs = core.cycles_per_element, 2 if epilogue == Epilogue.GLU else 1
-            drained = 0 if epilogue == Epilogue.LOGITS else c * rows // pairs
-            back_paths = (issue + max(words + (drained and c * min(rows, core.rows) // pairs), drained),
+            # the drain after the chain, at the vector units' rate, and at least as long as the matvec
+            # (an element is a row, the GLU's a gate row and its up row; vector_lanes elements at once)
+            c, per_issue = core.cycles_per_element, (2 if epilogue == Epilogue.GLU else 1) * core.vector_lanes
+            drained = 0 if epilogue == Epilogue.LOGITS else c * -(-rows // per_issue)
+            back_paths = (issue + max(words + (drained and c * min(rows, core.rows) // per_issue), drained),
                           chain_start + chain + drained)
             back_end = max(back_paths) + t["tail"]
             now = issue

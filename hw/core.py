@@ -48,6 +48,8 @@ word, the recurrent state (``state_bits`` × ``state_words``, layer ``l`` at ``l
 (accumulators), each a :class:`~mmfree.hw.primitives.BlockRam`.
 """
 
+from types import SimpleNamespace
+
 from amaranth import *
 from amaranth.lib import data, enum, fifo, stream, wiring
 from amaranth.lib.memory import Memory as Rom
@@ -60,12 +62,13 @@ from .field_reader import FieldReader
 from .instruction import instruction_layout
 from .matvec_engine import MatvecEngine
 from .pass_datapath import PassDatapath, limbs_for
+from .pair_memory import PairMemory
 from .primitives import BlockRam, check_impl
 from .quantizer import Quantizer
 from .reduction import ReductionUnit
 from .scalar_unit import ScalarOp, ScalarUnit
 from .sigmoid import saturate
-from .stream_fifo import fed_through_fifo, stream_fifo
+from .stream_fifo import fed_in_lockstep, fed_through_fifo, stream_fifo
 from .ternary_matvec import acc_width
 from .vector_memory import VectorMemory
 from .vector_unit import VectorOp, VectorUnit
@@ -239,9 +242,11 @@ class Core(wiring.Component):
         self.params, self.formats, self._impl = params, formats, impl
         f = formats
         # a pipelined core has the σ table in LUTs and the read port's register: no logic after a block RAM's output
-        self.vu = VectorUnit.from_formats(f, acc_bits=params.acc_bits, shift_bits=7,
-                                          cycles_per_element=params.cycles_per_element, impl=impl,
-                                          sigmoid_table="logic" if params.pipelined else "block")
+        self.vus = [VectorUnit.from_formats(f, acc_bits=params.acc_bits, shift_bits=7,
+                                            cycles_per_element=params.cycles_per_element, impl=impl,
+                                            sigmoid_table="logic" if params.pipelined else "block")
+                    for _ in range(params.vector_lanes)]
+        self.vu = self.vus[0]
         self.acc_bits = acc_width(params.max_vector)
         self.widths = {_Src.X: f.residual_bits, _Src.V: self.vu.out_bits, _Src.G: self.acc_bits,
                        _Src.F: f.gate_frac + 2}
@@ -282,7 +287,9 @@ class Core(wiring.Component):
                                                     port_bits=WORD_BITS,
                                                     stream_depth=STREAM_DEPTH if p.weight_stream else 0, impl=impl)
         cols = engine.cols
-        m.submodules.vu = vu = self.vu
+        vus = self.vus
+        for lane, unit in enumerate(vus):
+            m.submodules[f"vu{lane or ''}"] = unit
         # the reduction unit; with two pass lanes a second one takes lane 1's elements of the passes over slots
         reductions = [ReductionUnit(self.reduce_width, max_len=max(H, 2), reduce_bits=f.reduce_bits, square_input=True,
                                     impl=impl) for _ in range(lanes)]
@@ -313,7 +320,9 @@ class Core(wiring.Component):
         mems = {
             **{_SLOT_MEMORY[slot]: VectorMemory(width=self.widths[slot], depth=H, lanes=lanes, impl=impl)
                for slot in _SLOT_MEMORY},
-            Memory.STATE: BlockRam(width=f.state_bits, depth=p.state_words, impl=impl),
+            # the drain's vector lanes read and write the state in pairs at any layer's base
+            Memory.STATE: (PairMemory(width=f.state_bits, depth=p.state_words, impl=impl) if p.vector_lanes > 1 else
+                           BlockRam(width=f.state_bits, depth=p.state_words, impl=impl)),
             Memory.LOGITS: BlockRam(width=self.acc_bits, depth=H, impl=impl),
         }
         for name, mem in mems.items():
@@ -557,19 +566,32 @@ class Core(wiring.Component):
             m.d.sync += qaddr.eq(qaddr + 1)
 
         # -- the drain (of the back end's BITLINEAR) -------------------------------------------------------------
+        lanes_v = p.vector_lanes
         epilogue = Signal(Epilogue)
         m.d.comb += epilogue.eq(bk.epilogue)
-        beat = Signal(data.ArrayLayout(signed(self.acc_bits), p.rows))
-        beat_valid = Signal()
-        pair = Signal(range(p.rows // 2))   # the beat's pair of rows that goes into the drain's FIFO next
-        ser_row = Signal(16)   # rows that left the beat register
-        row = Signal(16)       # rows issued to the vector unit (or the argmax)
-        out_count = Signal(16)
-        el_valid = Signal()
-        el_acc = Signal(signed(self.acc_bits))
-        el_acc_u = Signal(signed(self.acc_bits))   # the GLU's: the up row's accumulator (el_acc the gate row's)
-        el_row = Signal.like(row)
-        el_last = Signal()
+        glu = epilogue == Epilogue.GLU
+        is_logits = epilogue == Epilogue.LOGITS
+        acc_lanes = data.ArrayLayout(signed(self.acc_bits), lanes_v)
+        dr = SimpleNamespace(
+            beat=Signal(data.ArrayLayout(signed(self.acc_bits), p.rows)), beat_valid=Signal(),
+            entry=Signal(range(p.rows // (2 * lanes_v))),   # the beat's entry (2 · lanes_v rows) for the FIFO next
+            ser_row=Signal(16),       # rows that left the beat register
+            row=Signal(16),           # rows issued to the vector units (or the argmax)
+            step=Signal(range(2 * lanes_v + 1)),   # … per issue
+            at_last=Signal(),         # the next issue is the vector's last
+            issued_all=Signal(),      # … and it was issued
+            odd_tail=Signal(),        # the last issue has an element in lane 0 alone (two lanes, an odd count)
+            out_count=Signal(16),     # elements written back
+            results_done=Signal(),    # the vector's last result was written back
+            el_valid=Signal(), el_taken=Signal(),
+            el_acc=Signal(acc_lanes),     # per lane: its accumulator (the GLU's: the gate row's)
+            el_acc_u=Signal(acc_lanes),   # the GLU's: the up row's
+            el_row=Signal(16), el_last=Signal(),
+            el_pair=Signal(),             # lane 1 holds an element
+        )
+        # an issue takes an element per lane (the GLU's: a row pair), or for the head one row
+        m.d.comb += [dr.step.eq(Mux(glu, 2 * lanes_v, Mux(is_logits, 1, lanes_v))),
+                     dr.odd_tail.eq(Mux(glu, bk.rows[1], bk.rows[0]))]
         vu_shift = Signal(signed(7))
 
         scale_exp = regs["s"].exp
@@ -590,27 +612,30 @@ class Core(wiring.Component):
                 m.d.comb += vop.eq(VectorOp.RESIDUAL)
             with m.Case(Epilogue.GLU):
                 m.d.comb += vop.eq(VectorOp.GLU)
-        a_operand = Mux(epilogue == Epilogue.RESIDUAL, mems[Memory.X].r_data.as_signed(),
-                        mems[Memory.F].r_data.as_signed())
-        # in a pipelined core the operands (read from vector memory a cycle earlier) reach the vector unit through a
-        # FIFO, so no block RAM's output runs through the unit's first stage
-        vu_in = fed_through_fifo(m, vu.i, name="vu", buffered=p.pipelined)
-        m.d.comb += [
-            vu_in.payload.op.eq(vop),
-            vu_in.payload.last.eq(el_last),
-            vu_in.payload.acc.eq(el_acc),
-            vu_in.payload.mant.eq(regs["s"].mant),
-            vu_in.payload.shift.eq(vu_shift),
-            vu_in.payload.a.eq(a_operand),
-            vu_in.payload.b.eq(Mux(epilogue == Epilogue.GLU, el_acc_u, mems[Memory.STATE].r_data.as_signed())),
-            vu.o.ready.eq(1),
-        ]
-        is_logits = epilogue == Epilogue.LOGITS
+        # in a pipelined core the operands (read from vector memory a cycle earlier) reach the vector units through a
+        # FIFO, so no block RAM's output runs through the units' first stage
+        vu_in = fed_in_lockstep(m, [unit.i for unit in vus], name="vu", buffered=p.pipelined)
+        operands = {memory: _read_elements(mems[memory], lanes_v) for memory in (Memory.X, Memory.F, Memory.STATE)}
+        for lane in range(lanes_v):
+            load = vu_in.payload[lane]
+            m.d.comb += [
+                load.op.eq(vop),
+                load.last.eq(dr.el_last),
+                load.acc.eq(dr.el_acc[lane]),
+                load.mant.eq(regs["s"].mant),
+                load.shift.eq(vu_shift),
+                load.a.eq(Mux(epilogue == Epilogue.RESIDUAL, operands[Memory.X][lane].as_signed(),
+                              operands[Memory.F][lane].as_signed())),
+                load.b.eq(Mux(glu, dr.el_acc_u[lane], operands[Memory.STATE][lane].as_signed())),
+            ]
+        m.d.comb += [unit.o.ready.eq(1) for unit in vus]
         # where accumulators always fit reduce_bits (|acc| ≤ 127 · max_vector, so k = 0), the GATE drain also sums the
-        # squares of the accumulators it writes to slot G: o_proj's first norm then needs no pass over G
+        # squares of the accumulators it writes to slot G (a reduction unit per lane): o_proj's first norm then needs
+        # no pass over G
         sum_g = epilogue == Epilogue.GATE if 127 * H < 1 << (f.reduce_bits - 1) else C(0)
-        el_taken = el_valid & Mux(is_logits, red_in.ready, vu_in.ready & (~sum_g | red_in.ready))
-        expected = Mux(epilogue == Epilogue.GLU, bk.rows >> 1, Mux(is_logits, 0, bk.rows))
+        g_units = reductions[:lanes_v]
+        g_ready = Cat(port.ready for port in red_ins[:lanes_v]).all()
+        m.d.comb += dr.el_taken.eq(dr.el_valid & Mux(is_logits, red_in.ready, vu_in.ready & (~sum_g | g_ready)))
 
         # -- the sequencer ---------------------------------------------------------------------------------------
         ret = Signal(range(16))   # where a pass returns (an index into PASS_RETURNS)
@@ -736,10 +761,14 @@ class Core(wiring.Component):
         def peak_of(slot):
             return Mux(slot == Slot.X, peaks[_Src.X], Mux(slot == Slot.V, peaks[_Src.V], peaks[_Src.G]))
 
-        def track(src, value, first):
-            """Keep max|value| over the writes of a slot's vector (``first`` marks its first element)."""
-            magnitude = Mux(value < 0, -value, value)
-            m.d.sync += peaks[src].eq(Mux(first | (magnitude > peaks[src]), magnitude, peaks[src]))
+        def track(src, values, first):
+            """Keep max|x| over the writes of a slot's vector (``values``: a write's elements; ``first`` marks its
+            first write)."""
+            largest = None
+            for value in values:
+                magnitude = Mux(value < 0, -value, value)
+                largest = magnitude if largest is None else Mux(magnitude > largest, magnitude, largest)
+            m.d.sync += peaks[src].eq(Mux(first | (largest > peaks[src]), largest, peaks[src]))
 
         def slot_src(slot):
             return Mux(slot == Slot.X, _Src.X, Mux(slot == Slot.V, _Src.V, Mux(slot == Slot.G, _Src.G, _Src.F)))
@@ -994,8 +1023,9 @@ class Core(wiring.Component):
                              engine.cmd.payload.col_groups.eq(bk.col_groups),
                              engine.cmd.payload.stream.eq(bk.stream), engine.cmd.payload.q_bank.eq(back_bank)]
                 with m.If(back_ready & engine.cmd.ready):
-                    m.d.sync += [row.eq(0), ser_row.eq(0), pair.eq(0), out_count.eq(0), beat_valid.eq(0),
-                                 el_valid.eq(0), back_ready.eq(0), back_running.eq(1)]
+                    m.d.sync += [dr.row.eq(0), dr.ser_row.eq(0), dr.entry.eq(0), dr.out_count.eq(0),
+                                 dr.beat_valid.eq(0), dr.el_valid.eq(0), dr.at_last.eq(dr.step >= bk.rows),
+                                 dr.issued_all.eq(0), dr.results_done.eq(0), back_ready.eq(0), back_running.eq(1)]
                     with m.If(bl.epilogue == Epilogue.LOGITS):
                         m.next = "BL_ARGMAX"
                     with m.Else():
@@ -1122,20 +1152,21 @@ class Core(wiring.Component):
             with m.If(pw_slot == slot):
                 m.d.comb += [mems[memory].w_addr.eq(pw_addr), mems[memory].w_en.eq(1), mems[memory].w_data.eq(pw_value)]
         with m.If(pw_slot == 1):
-            track(_Src.X, pw_value, pw_first)
+            track(_Src.X, [pw_value], pw_first)
 
         # -- the back end's drain, beside the sequencer ------------------------------------------------------
         with m.If(back_running):
-            self._drain(m, engine, vu, vu_in, red_in, mems, bk, epilogue, beat, beat_valid, pair, ser_row, row,
-                        out_count, el_valid, el_acc, el_acc_u, el_row, el_last, el_taken, is_logits, drain_base,
-                        red_data, red_last, track, ~chain_busy, sum_g)
-            done = (row == bk.rows) & ~el_valid & (out_count == expected) & ~chain_busy & (~sum_g | red.o.valid)
+            self._drain(m, dr, engine, vus, vu_in, red_ins, mems, bk, epilogue, drain_base, red_data, red_last, track,
+                        ~chain_busy, sum_g)
+            g_summed = Cat(unit.o.valid for unit in g_units).all()
+            done = (dr.issued_all & ~dr.el_valid & (is_logits | dr.results_done) & ~chain_busy &
+                    (~sum_g | g_summed))
             with m.If(sum_g):
-                m.d.comb += red.o.ready.eq(done)
+                m.d.comb += [unit.o.ready.eq(done) for unit in g_units]
             with m.If(done):
                 m.d.sync += back_running.eq(0)
                 with m.If(sum_g):
-                    m.d.sync += [sum_f.eq(red.o.payload.sum_sq), sum_g_ok.eq(1)]
+                    m.d.sync += [sum_f.eq(sum(unit.o.payload.sum_sq for unit in g_units)), sum_g_ok.eq(1)]
                 with m.If((epilogue == Epilogue.RESIDUAL) | (epilogue == Epilogue.GATE) | (epilogue == Epilogue.GLU)):
                     m.d.sync += sums_ok.eq(0)   # slot X or V written
                 with m.Switch(epilogue):
@@ -1193,74 +1224,115 @@ class Core(wiring.Component):
                             following = Mux(two_norms, _TWO_NORMS, _RSQRT)
                         m.d.sync += chain.eq(following)
 
-    def _drain(self, m, engine, vu, vu_in, red_in, mems, bl, epilogue, beat, beat_valid, pair, ser_row, row,
-               out_count, el_valid, el_acc, el_acc_u, el_row, el_last, el_taken, is_logits, state_base, red_data,
-               red_last, track, scaled, sum_g):
-        """The drain of a BITLINEAR: row groups from the matvec engine, two accumulators (rows ``2j``, ``2j + 1``) per
-        cycle into a FIFO of :data:`DRAIN_DEPTH` accumulators, from there elements (one accumulator, or for the GLU the
-        pair: gate and up row) into the vector unit once the output scale is known (``scaled``;
-        for the head, into the reduction unit and the logits memory at once), results into vector memory; with
-        ``sum_g`` the elements go into the reduction unit as well, for their sum of squares. ``vu_in`` is the stream
-        into the vector unit (``vu.i``, or the FIFO in front of it)."""
-        rows = self.params.rows
-        m.d.comb += engine.o.ready.eq(~beat_valid)
-        with m.If(engine.o.valid & ~beat_valid):
-            m.d.sync += [beat.eq(engine.o.payload.acc), beat_valid.eq(1), pair.eq(0)]
-
+    def _drain(self, m, dr, engine, vus, vu_in, red_ins, mems, bl, epilogue, state_base, red_data, red_last, track,
+               scaled, sum_g):
+        """The drain of a BITLINEAR (its registers in ``dr``): row groups from the matvec engine into a FIFO of
+        :data:`DRAIN_DEPTH` accumulators, ``2 · vector_lanes`` rows an entry a cycle; from there, once the output scale
+        is known (``scaled``), an element per lane a cycle into the vector units (the GLU's: a gate row and its up
+        row), with its operands read from vector memory; results back into vector memory in order. The head's
+        accumulators go one a cycle into the reduction unit and the logits memory; with ``sum_g`` each lane's element
+        goes into a reduction unit as well, for their sum of squares. ``vu_in`` is the stream into the vector units
+        (:func:`~mmfree.hw.stream_fifo.fed_in_lockstep`)."""
+        rows, lanes = self.params.rows, self.params.vector_lanes
+        width = 2 * lanes   # rows of a FIFO entry
         acc_bits = self.acc_bits
-        m.submodules.drain_fifo = held = fifo.SyncFIFOBuffered(width=2 * acc_bits, depth=DRAIN_DEPTH // 2)
-        pairs = data.View(data.ArrayLayout(2 * acc_bits, rows // 2), beat.as_value())
-        push = beat_valid & held.w_rdy
-        m.d.comb += [held.w_data.eq(pairs[pair]), held.w_en.eq(push)]
-        with m.If(push):   # (with an odd number of rows, the last pair's second is junk that nobody takes)
-            m.d.sync += [pair.eq(pair + 1), ser_row.eq(ser_row + 2)]
-            with m.If((pair == rows // 2 - 1) | (ser_row + 2 >= bl.rows)):
-                m.d.sync += beat_valid.eq(0)
+        m.d.comb += engine.o.ready.eq(~dr.beat_valid)
+        with m.If(engine.o.valid & ~dr.beat_valid):
+            m.d.sync += [dr.beat.eq(engine.o.payload.acc), dr.beat_valid.eq(1), dr.entry.eq(0)]
 
-        # an element: the GLU's pair at once, else the pair's accumulators one after the other (row's parity)
+        m.submodules.drain_fifo = held = fifo.SyncFIFOBuffered(width=width * acc_bits, depth=DRAIN_DEPTH // width)
+        entries = data.View(data.ArrayLayout(width * acc_bits, rows // width), dr.beat.as_value())
+        push = dr.beat_valid & held.w_rdy
+        m.d.comb += [held.w_data.eq(entries[dr.entry]), held.w_en.eq(push)]
+        with m.If(push):   # (the last entry's rows beyond the vector are junk that nobody takes)
+            m.d.sync += [dr.entry.eq(dr.entry + 1), dr.ser_row.eq(dr.ser_row + width)]
+            with m.If((dr.entry == rows // width - 1) | (dr.ser_row + width >= bl.rows)):
+                m.d.sync += dr.beat_valid.eq(0)
+
+        # an issue takes its rows from the FIFO's head entry (the issue using the entry's last row, or the vector's,
+        # takes the entry): lane j the row at + j, or for the GLU the pair 2j, 2j + 1
         glu = epilogue == Epilogue.GLU
-        next_row = Signal.like(row)
-        m.d.comb += next_row.eq(row + 1 + glu)
-        acc = Mux(row[0], held.r_data[acc_bits:], held.r_data[:acc_bits]).as_signed()
-        issue = held.r_rdy & (scaled | is_logits) & (~el_valid | el_taken)
-        m.d.comb += held.r_en.eq(issue & (glu | row[0] | (next_row == bl.rows)))
+        is_logits = epilogue == Epilogue.LOGITS
+        low = exact_log2(width)
+        accs = data.View(data.ArrayLayout(signed(acc_bits), width), held.r_data)
+        at = dr.row[:low]
+        next_row = Signal.like(dr.row)
+        m.d.comb += next_row.eq(dr.row + dr.step)
+        issue = held.r_rdy & (scaled | is_logits) & (~dr.el_valid | dr.el_taken)
+        m.d.comb += held.r_en.eq(issue & ((next_row[:low] == 0) | dr.at_last))
         # the operands: slot X (RESIDUAL) or F (the others) and the state; the sequencer's passes may read the others
         with m.If(epilogue == Epilogue.RESIDUAL):
-            m.d.comb += [mems[Memory.X].r_addr.eq(row), mems[Memory.X].r_en.eq(issue)]
+            m.d.comb += [mems[Memory.X].r_addr.eq(dr.row), mems[Memory.X].r_en.eq(issue)]
         with m.Else():
-            m.d.comb += [mems[Memory.F].r_addr.eq(row), mems[Memory.F].r_en.eq(issue)]
-        m.d.comb += [mems[Memory.STATE].r_addr.eq(state_base + row), mems[Memory.STATE].r_en.eq(issue)]
+            m.d.comb += [mems[Memory.F].r_addr.eq(dr.row), mems[Memory.F].r_en.eq(issue)]
+        m.d.comb += [mems[Memory.STATE].r_addr.eq(state_base + dr.row), mems[Memory.STATE].r_en.eq(issue)]
         with m.If(issue):
-            m.d.sync += [el_valid.eq(1), el_acc.eq(acc), el_acc_u.eq(held.r_data[acc_bits:]),
-                         el_last.eq(next_row == bl.rows), el_row.eq(row), row.eq(next_row)]
-        with m.Elif(el_taken):
-            m.d.sync += el_valid.eq(0)
+            m.d.sync += [dr.el_valid.eq(1), dr.el_last.eq(dr.at_last), dr.el_row.eq(dr.row), dr.row.eq(next_row),
+                         dr.at_last.eq(next_row + dr.step >= bl.rows), dr.issued_all.eq(dr.at_last),
+                         dr.el_pair.eq(~dr.at_last | ~dr.odd_tail)]
+            for lane in range(lanes):
+                m.d.sync += [dr.el_acc[lane].eq(Mux(glu, accs[2 * lane], accs[(at + lane)[:low]])),
+                             dr.el_acc_u[lane].eq(accs[2 * lane + 1])]
+        with m.Elif(dr.el_taken):
+            m.d.sync += dr.el_valid.eq(0)
+        # lane 1's element, where it holds one (else 0)
+        elements = [dr.el_acc[0]] + [Mux(dr.el_pair, dr.el_acc[lane], 0) for lane in range(1, lanes)]
         # GATE's accumulators into slot G and the head's into the logits memory a cycle after they leave the FIFO, from
-        # the element register: the FIFO's block RAM drives nothing but that register
+        # the element registers: the FIFO's block RAM drives nothing but those
         g_write, logits_write = Signal(), Signal()
         m.d.sync += [g_write.eq(issue & (epilogue == Epilogue.GATE)), logits_write.eq(issue & is_logits)]
-        for write, memory in ((g_write, Memory.G), (logits_write, Memory.LOGITS)):
-            with m.If(write):
-                m.d.comb += [mems[memory].w_addr.eq(el_row), mems[memory].w_data.eq(el_acc), mems[memory].w_en.eq(1)]
         with m.If(g_write):
-            track(_Src.G, el_acc, el_row == 0)
+            _write_elements(m, mems[Memory.G], dr.el_row, list(dr.el_acc), [C(1)] + [dr.el_pair] * (lanes - 1))
+            track(_Src.G, elements, dr.el_row == 0)
+        with m.If(logits_write):
+            m.d.comb += [mems[Memory.LOGITS].w_addr.eq(dr.el_row), mems[Memory.LOGITS].w_data.eq(dr.el_acc[0]),
+                         mems[Memory.LOGITS].w_en.eq(1)]
 
         # with sum_g an element goes into both units in one cycle
-        m.d.comb += vu_in.valid.eq(el_valid & ~is_logits & (~sum_g | red_in.ready))
+        units = red_ins[:lanes]
+        m.d.comb += vu_in.valid.eq(dr.el_valid & ~is_logits & (~sum_g | Cat(port.ready for port in units).all()))
         with m.If(is_logits | sum_g):
-            m.d.comb += [red_in.valid.eq(el_valid & (is_logits | sum_g & vu_in.ready)),
-                         red_data.eq(el_acc), red_last.eq(el_last), red_in.payload.shift.eq(0)]
+            m.d.comb += [red_data.eq(dr.el_acc[0]), red_last.eq(dr.el_last), red_ins[0].payload.shift.eq(0)]
+        for lane, port in enumerate(units):
+            others = [other.ready for other in units if other is not port]
+            with m.If(sum_g | is_logits if lane == 0 else sum_g):
+                m.d.comb += port.valid.eq(dr.el_valid & (is_logits | vu_in.ready & Cat(others, C(1)).all()))
+            if lane:
+                with m.If(sum_g):
+                    m.d.comb += [port.payload.data.eq(elements[lane]), port.payload.last.eq(dr.el_last),
+                                 port.payload.shift.eq(0)]
 
-        result = vu.o.payload.data
-        with m.If(vu.o.valid):
-            m.d.sync += out_count.eq(out_count + 1)
+        # results: lane 1's is an element but for an odd count's last
+        first = vus[0].o
+        results = [unit.o.payload.data for unit in vus]
+        writes = [C(1)] + [~first.payload.last | ~dr.odd_tail] * (lanes - 1)
+        with m.If(first.valid):
+            m.d.sync += dr.out_count.eq(dr.out_count + lanes)
+            with m.If(first.payload.last):
+                m.d.sync += dr.results_done.eq(1)
             with m.Switch(epilogue):
                 for kind, memory, base in ((Epilogue.FORGET, Memory.F, 0), (Epilogue.STATE, Memory.STATE, state_base),
                                            (Epilogue.GATE, Memory.V, 0), (Epilogue.RESIDUAL, Memory.X, 0),
                                            (Epilogue.GLU, Memory.V, 0)):
                     with m.Case(kind):
-                        m.d.comb += [mems[memory].w_addr.eq(base + out_count), mems[memory].w_data.eq(result),
-                                     mems[memory].w_en.eq(1)]
+                        _write_elements(m, mems[memory], base + dr.out_count, results, writes)
                         if memory in (Memory.X, Memory.V):
                             slot = _Src.X if memory is Memory.X else _Src.V
-                            track(slot, result[:self.widths[slot]].as_signed(), out_count == 0)
+                            width_ = self.widths[slot]
+                            track(slot, [Mux(write, result[:width_].as_signed(), 0)
+                                         for result, write in zip(results, writes)], dr.out_count == 0)
+
+
+def _read_elements(memory, lanes):
+    """The ``lanes`` elements at ``memory``'s read address, of its last read (its ``r_data``, or its ``r_pair``)."""
+    return [memory.r_data] if lanes == 1 else list(memory.r_pair)
+
+
+def _write_elements(m, memory, addr, values, enables):
+    """Write ``values`` (one, or a pair) to ``memory`` from element ``addr`` on, each where its ``enables`` is set."""
+    width = len(memory.w_data)
+    if len(values) == 1:
+        m.d.comb += [memory.w_addr.eq(addr), memory.w_data.eq(values[0]), memory.w_en.eq(enables[0])]
+    else:
+        m.d.comb += [memory.w_addr.eq(addr), memory.w_pair.eq(Cat(value[:width] for value in values)),
+                     memory.w_pair_en.eq(Cat(enables))]

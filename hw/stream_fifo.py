@@ -7,9 +7,9 @@ register and two distributed-RAM words per payload bit.
 """
 
 from amaranth import *
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 
-__all__ = ["stream_fifo", "fed_through_fifo"]
+__all__ = ["stream_fifo", "fed_through_fifo", "fed_in_lockstep"]
 
 
 def stream_fifo(m, source, *, name, depth=3):
@@ -49,4 +49,21 @@ def fed_through_fifo(m, sink, *, name, buffered=True):
         return sink
     source = stream.Signature(sink.payload.shape()).create(path=(f"{name}_in",))
     wiring.connect(m, stream_fifo(m, source, name=f"{name}_fifo"), sink)
+    return source
+
+
+def fed_in_lockstep(m, sinks, *, name, buffered=True):
+    """The stream a producer drives to feed the identical units' inputs ``sinks`` side by side.
+
+    A beat carries a payload per sink (``ArrayLayout``) and every sink takes its own in the same cycle. The units
+    must run in lockstep (one design, the same beats, outputs always taken), so that they are ready together: the
+    stream's ``ready`` is the first sink's. With ``buffered``, the beats reach them through :func:`stream_fifo`
+    (submodule ``{name}_fifo``).
+    """
+    shape = data.ArrayLayout(sinks[0].payload.shape(), len(sinks))
+    source = stream.Signature(shape).create(path=(f"{name}_in",))
+    out = stream_fifo(m, source, name=f"{name}_fifo") if buffered else source
+    m.d.comb += out.ready.eq(sinks[0].ready)
+    for lane, sink in enumerate(sinks):
+        m.d.comb += [sink.valid.eq(out.valid), sink.payload.eq(out.payload[lane])]
     return source

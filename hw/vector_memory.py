@@ -1,10 +1,11 @@
-"""A slot of the core's vector memory: elements written one at a time, read one at a time or ``lanes`` at once.
+"""A slot of the core's vector memory: elements written one or two at a time, read one, two or ``lanes`` at once.
 
 The elements live ``lanes`` to a word of a :class:`~mmfree.hw.primitives.BlockRam` (element ``i`` in lane
 ``i mod lanes`` of word ``⌊i / lanes⌋``) with a write enable per lane, so that a write of one element leaves its
 neighbours alone. A read of element ``i`` reads its word and picks the lane by ``i``'s low bits, registered beside
 the block's output; the same read offers the whole word, so that a pass reads ``lanes`` consecutive elements per
-cycle at an address that is a multiple of ``lanes``. With ``lanes = 1`` it is the block RAM itself.
+cycle at an address that is a multiple of ``lanes``, and the pair of lanes holding ``i``, so that the drain's two
+vector lanes read two at an even address. With ``lanes = 1`` it is the block RAM itself.
 """
 
 from amaranth import *
@@ -40,6 +41,11 @@ class VectorMemory(wiring.Component):
         Element ``r_addr`` of the last read.
     r_lanes : Out(ArrayLayout(width, lanes))
         Elements ``r_addr − r_addr mod lanes`` … ``+ lanes − 1`` of the last read (beyond ``depth``: undefined).
+    w_pair : In(ArrayLayout(width, 2)); w_pair_en : In(2)
+        With ``lanes ≥ 2``: writes element ``w_addr + j`` (``w_addr`` even) from ``w_pair[j]`` where
+        ``w_pair_en[j]``, instead of the one-element write.
+    r_pair : Out(ArrayLayout(width, 2))
+        With ``lanes ≥ 2``: elements ``r_addr − r_addr mod 2`` and the one after, of the last read.
     """
 
     def __init__(self, *, width, depth, lanes=1, impl=None):
@@ -47,10 +53,13 @@ class VectorMemory(wiring.Component):
         exact_log2(lanes)
         self.lanes = lanes
         self.ram = BlockRam(width=width * lanes, depth=max(2, -(-depth // lanes)), granularity=width, impl=impl)
+        pairs = {"w_pair": In(data.ArrayLayout(width, 2)), "w_pair_en": In(2),
+                 "r_pair": Out(data.ArrayLayout(width, 2))} if lanes > 1 else {}
         super().__init__({
             "w_addr": In(range(depth)), "w_data": In(width), "w_en": In(1),
             "r_addr": In(range(depth)), "r_en": In(1, init=1),
             "r_data": Out(width), "r_lanes": Out(data.ArrayLayout(width, lanes)),
+            **pairs,
         })
 
     def elaborate(self, platform):
@@ -58,14 +67,20 @@ class VectorMemory(wiring.Component):
         m.submodules.ram = ram = self.ram
         low = exact_log2(self.lanes)
         width = len(self.w_data)
-        m.d.comb += [ram.w_addr.eq(self.w_addr >> low), ram.w_data.eq(self.w_data.replicate(self.lanes)),
-                     ram.r_addr.eq(self.r_addr >> low), ram.r_en.eq(self.r_en), self.r_lanes.eq(ram.r_data)]
+        m.d.comb += [ram.w_addr.eq(self.w_addr >> low), ram.r_addr.eq(self.r_addr >> low), ram.r_en.eq(self.r_en),
+                     self.r_lanes.eq(ram.r_data)]
         if self.lanes == 1:
-            m.d.comb += [ram.w_en.eq(self.w_en), self.r_data.eq(ram.r_data)]
+            m.d.comb += [ram.w_en.eq(self.w_en), ram.w_data.eq(self.w_data), self.r_data.eq(ram.r_data)]
             return m
-        m.d.comb += ram.w_en.eq(self.w_en << self.w_addr[:low])
+        pair = self.w_pair_en.any()
+        m.d.comb += [
+            ram.w_en.eq(Mux(pair, self.w_pair_en << Cat(C(0, 1), self.w_addr[1:low]), self.w_en << self.w_addr[:low])),
+            ram.w_data.eq(Mux(pair, self.w_pair.as_value().replicate(self.lanes // 2),
+                              self.w_data.replicate(self.lanes))),
+        ]
         lane = Signal(low, name="r_lane")
         with m.If(self.r_en):
             m.d.sync += lane.eq(self.r_addr[:low])
-        m.d.comb += self.r_data.eq(ram.r_data.word_select(lane, width))
+        m.d.comb += [self.r_data.eq(ram.r_data.word_select(lane, width)),
+                     self.r_pair.eq(ram.r_data.word_select(lane[1:], 2 * width) if low > 1 else ram.r_data)]
         return m
