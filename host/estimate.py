@@ -31,14 +31,15 @@ UART_BITS_PER_BYTE = 10
 #: scale chain with two norms, one norm, or from the rsqrt the last BITLINEAR left (i_proj, g_proj), and its first
 #: norm's part (run beside pass B where that norm is over another slot); the drain's last elements after the matvec;
 #: EMBED per element (two multiplier limbs) and its row address
-TIMING = {"instruction": 20, "pass_fill": 15, "quant": 85, "chain_two_norms": 400, "chain_one_norm": 220,
+TIMING = {"instruction": 20, "pass_fill": 8, "quant": 85, "chain_two_norms": 400, "chain_one_norm": 220,
           "chain_reused": 60, "chain_first_norm": 100, "tail": 25, "embed_per_element": 2, "embed_fixed": 30,
           "config": 7}
 
 #: the pipelined core's constants (``CoreParams.pipelined``: the ULX3S core's register stages and FIFOs lengthen the
-#: fetch and the drain's tail); its pass's fill, 21 cycles from session 14, refitted to :data:`TIMING`'s 15 on the demo
-#: model once the field reader starts ahead on the next pass's constants (session 16, 64 rows: 7,736 cycles per token
-#: against 7,637 measured, +1.3 %) and checked on its weight-filling random model (11,405 against 11,672, −2.3 %)
+#: fetch and the drain's tail). The pass's fill, shared with :data:`TIMING`, refitted from 15 to 8 cycles once the
+#: reduction units offer their sums 3 cycles after a pass instead of after a scan for a shift (session 17): ULX3S
+#: demo 6,386 cycles per token against 6,286 measured (+1.6 %), its weight-filling random model 10,361 against
+#: 10,447 (−0.8 %), iCEBreaker demo 20,612 against 20,809 (−0.9 %)
 PIPELINED_TIMING = dict(TIMING, instruction=44, tail=40)
 
 #: with the fast scalar unit (``CoreParams.fast_scalar``), ``QUANT`` and the scale chain's parts: :data:`TIMING`'s
@@ -46,7 +47,7 @@ PIPELINED_TIMING = dict(TIMING, instruction=44, tail=40)
 FAST_SCALAR_TIMING = {"quant": 27, "chain_two_norms": 160, "chain_one_norm": 95, "chain_reused": 20,
                       "chain_first_norm": 40}
 
-#: the estimate's range around the sum: −/+ this fraction (its checks on two other shapes: −0.8 %, −0.6 %)
+#: the estimate's range around the sum: −/+ this fraction
 SPREAD = 0.03
 
 

@@ -290,9 +290,10 @@ class Core(wiring.Component):
         vus = self.vus
         for lane, unit in enumerate(vus):
             m.submodules[f"vu{lane or ''}"] = unit
-        # the reduction unit; with two pass lanes a second one takes lane 1's elements of the passes over slots
+        # a reduction unit per pass lane (lane j's elements of the passes over slots); each vector's shift is known
+        # beforehand (from the peaks), so the units find none and offer their results 3 cycles after the last element
         reductions = [ReductionUnit(self.reduce_width, max_len=max(H, 2), reduce_bits=f.reduce_bits, square_input=True,
-                                    impl=impl) for _ in range(lanes)]
+                                    find_shift=False, impl=impl) for _ in range(lanes)]
         red = reductions[0]
         for lane, unit in enumerate(reductions):
             m.submodules[f"reduce{lane or ''}"] = unit

@@ -40,7 +40,9 @@ seeds 1–3 (``benchmarks/cost_table.py``).
 Protocol. ``i`` carries one element per transfer: ``data`` (the value), ``shift`` (``k``, held constant over a
 vector; the unit keeps the one of the last element) and ``last`` (set on the vector's final element; a vector has
 at least one element). ``o`` carries one result per vector. The unit takes an element per cycle. ``o.valid`` rises
-``3 + shift_max − sq_shift`` cycles after the last element's transfer (3 to 36 at width 48 and the defaults).
+``3 + shift_max − sq_shift`` cycles after the last element's transfer (3 to 36 at width 48 and the defaults); without
+``find_shift`` (a consumer that knows each vector's shift beforehand, as the core does from the peaks it keeps) the
+unit makes no ``sq_shift`` and ``shift_ok`` and offers the result 3 cycles after it.
 Meanwhile, and until ``o`` is taken, the first element of the next vector waits (``i.ready`` low) and the
 result's fields hold. ``i.ready`` depends on registers only (no path from ``o.ready``); ``o.valid`` and
 ``o.payload`` come from registers (``max`` and ``max_abs`` through inverters, which a consumer's first LUT absorbs).
@@ -76,16 +78,16 @@ def reduction_output_layout(width, *, index_bits, count_bits, sum_bits, shift_bi
 
     ``max_abs`` (``unsigned(width)``), ``argmax`` (``unsigned(index_bits)``), ``max`` (``signed(width)``),
     ``count`` (``unsigned(count_bits)``, elements in the vector), ``sum_sq`` (``unsigned(sum_bits)``), ``sq_shift``
-    (``unsigned(shift_bits)``), ``shift_ok`` (1), ``overlong`` (1).
+    (``unsigned(shift_bits)``) and ``shift_ok`` (1) unless ``shift_bits`` is 0, ``overlong`` (1).
     """
+    shift = {"sq_shift": unsigned(shift_bits), "shift_ok": 1} if shift_bits else {}
     return data.StructLayout({
         "max_abs": unsigned(width),
         "argmax": unsigned(index_bits),
         "max": signed(width),
         "count": unsigned(count_bits),
         "sum_sq": unsigned(sum_bits),
-        "sq_shift": unsigned(shift_bits),
-        "shift_ok": 1,
+        **shift,
         "overlong": 1,
     })
 
@@ -124,6 +126,8 @@ class ReductionUnit(wiring.Component):
         Elements carry their own ``square`` operand: with ``own_square`` set, ``sum_sq`` sums ``square²`` in place
         of ``(data >> shift)²`` (``reduce_bits`` signed bits; ``shift``, ``sq_shift`` and ``shift_ok`` still
         describe ``data``), so that one pass gives ``max|p|`` of products and the sum of squares of their inputs.
+    find_shift : bool
+        Make ``sq_shift`` and ``shift_ok`` (default); without, the result comes 3 cycles after the last element.
     impl : {"model", "ice40", "ecp5"} or None
         Implementation of the multiply-accumulate (:class:`~mmfree.hw.primitives.Mac16`); ``None`` chooses by
         the platform.
@@ -138,14 +142,16 @@ class ReductionUnit(wiring.Component):
         ``sq_shift`` 6.
     """
 
-    def __init__(self, width, *, max_len=8192, reduce_bits=16, square_input=False, impl=None):
+    def __init__(self, width, *, max_len=8192, reduce_bits=16, square_input=False, find_shift=True, impl=None):
         self._width = check_int("width", width, 2, 63)
         self._max_len = check_int("max_len", max_len, 1, 1 << 24)
         self._reduce_bits = check_int("reduce_bits", reduce_bits, 2, 16)
         check_impl(impl)
         if not isinstance(square_input, bool):
             raise TypeError(f"square_input must be a bool, got {square_input!r}")
-        self._impl, self._square_input = impl, square_input
+        if not isinstance(find_shift, bool):
+            raise TypeError(f"find_shift must be a bool, got {find_shift!r}")
+        self._impl, self._square_input, self._find_shift = impl, square_input, find_shift
         self._shift_max = max(0, width - (reduce_bits - 1))
         self._shift_bits = max(1, bits_for(self._shift_max))
         self._index_bits = max(1, bits_for(max_len - 1))
@@ -156,7 +162,7 @@ class ReductionUnit(wiring.Component):
                                                             reduce_bits if square_input else 0))),
             "o": Out(stream.Signature(reduction_output_layout(
                 width, index_bits=self._index_bits, count_bits=self._count_bits, sum_bits=self._sum_bits,
-                shift_bits=self._shift_bits))),
+                shift_bits=self._shift_bits if find_shift else 0))),
         })
 
     width = property(lambda self: self._width)
@@ -165,6 +171,7 @@ class ReductionUnit(wiring.Component):
     #: the largest least shift a vector can need, ``max(0, width − reduce_bits + 1)``
     shift_max = property(lambda self: self._shift_max)
     shift_bits = property(lambda self: self._shift_bits)
+    find_shift = property(lambda self: self._find_shift)
     sum_bits = property(lambda self: self._sum_bits)
 
     def elaborate(self, platform):
@@ -281,6 +288,17 @@ class ReductionUnit(wiring.Component):
         # Rounding, the chain's comparison (of V_low + 1 with 2^width) says whether max|x| has its top bit set;
         # scanning cycle n, whether max|x| is below 2^(width − 1 − n). `reached` has the answer a cycle later,
         # when sq_shift = shift_max − n: the result, if max|x| reached the threshold
+        m.d.comb += [
+            o.payload.max_abs.eq(~not_mag[1:]),
+            o.payload.argmax.eq(best_index),
+            o.payload.max.eq(~not_max),
+            o.payload.count.eq(count),
+            o.payload.sum_sq.eq(sum_sq),
+            o.payload.overlong.eq(overlong),
+        ]
+        if not self._find_shift:
+            m.d.comb += found.eq(1)
+            return m
         reached = Signal(reset_less=True)
         sq_shift = Signal(self._shift_bits, reset_less=True)
         m.d.sync += reached.eq(~total[width] | ~not_mag[width])
@@ -289,15 +307,5 @@ class ReductionUnit(wiring.Component):
             m.d.sync += sq_shift.eq(self._shift_max)
         with m.Elif(scanning & ~found):
             m.d.sync += sq_shift.eq(sq_shift - 1)
-
-        m.d.comb += [
-            o.payload.max_abs.eq(~not_mag[1:]),
-            o.payload.argmax.eq(best_index),
-            o.payload.max.eq(~not_max),
-            o.payload.count.eq(count),
-            o.payload.sum_sq.eq(sum_sq),
-            o.payload.sq_shift.eq(sq_shift),
-            o.payload.shift_ok.eq(shift == sq_shift),
-            o.payload.overlong.eq(overlong),
-        ]
+        m.d.comb += [o.payload.sq_shift.eq(sq_shift), o.payload.shift_ok.eq(shift == sq_shift)]
         return m

@@ -15,6 +15,8 @@ CONFIGS = {
     "small": {"width": 10, "max_len": 24, "reduce_bits": 4, "square_input": True},
     # narrow elements (int8 logits): no shift is ever needed; max_len not a power of two
     "narrow": {"width": 8, "max_len": 300},
+    # the core's (ULX3S-85F): the shift known beforehand, the result 3 cycles after the last element
+    "known shift": {"width": 32, "max_len": 256, "square_input": True, "find_shift": False},
 }
 
 
@@ -36,6 +38,9 @@ def test_layouts():
     # the sum of squares grows with max_len
     assert ReductionUnit(48, max_len=1 << 20).sum_bits == 51
     assert ReductionUnit(12).shift_bits == 1
+    # without find_shift, no sq_shift and shift_ok
+    assert list(ReductionUnit(48, find_shift=False).o.payload.shape().members) == [
+        "max_abs", "argmax", "max", "count", "sum_sq", "overlong"]
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -49,6 +54,7 @@ def test_layouts():
     ({"width": 16, "reduce_bits": 17}, ValueError, "reduce_bits must be between 2 and 16"),
     ({"width": 16, "impl": "gowin"}, ValueError, "impl must be None or one of"),
     ({"width": 16, "square_input": 1}, TypeError, "square_input must be a bool"),
+    ({"width": 16, "find_shift": 0}, TypeError, "find_shift must be a bool"),
 ])
 def test_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
