@@ -2,11 +2,12 @@
 
 The timing model is the sequential core's schedule (docs/core.md, ``hw/core.py``), instruction by instruction: a
 BITLINEAR fetches and decodes, runs its passes (the first norm's sum over another slot, ``max|p|`` with the sum of
-squares, the second norm's sum unless it reuses the last one's, the quantization: ``CoreParams.pass_lanes`` elements
-per cycle; FORGET's copy: one), ``QUANT`` on the scalar unit where no pass hides it, then its matvec (one column
-group's ``rows/8`` weight words per cycle plus one hand-off per row group) beside the scale chain, whose end the
-drain waits for (``CoreParams.cycles_per_element`` cycles per element through the vector unit, an element being a
-row or the GLU's pair of rows, and no shorter than the matvec).
+squares, the second norm's sum unless it reuses the last one's, the quantization, FORGET's copy:
+``CoreParams.pass_lanes`` elements per cycle), ``QUANT`` on the scalar unit where no pass hides it, then its matvec
+(one column group's ``rows/8`` weight words per cycle plus one hand-off per row group) beside the scale chain, whose
+end the drain waits for (``CoreParams.cycles_per_element`` cycles per element through each of
+``CoreParams.vector_lanes`` vector units, an element being a row or the GLU's pair of rows, and no shorter than the
+matvec).
 Its constants (:data:`TIMING`) are calibrated on the demo model's per-instruction trace and checked on another shape
 (docs/core.md); :data:`SPREAD` is the range given around the sum. The core's benches measure the real
 figure; this one says early whether a model and a core can meet a target.
@@ -75,7 +76,7 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
     -------
     dict
         ``matvec`` (weight words plus one hand-off per row group), ``passes`` (one cycle per beat of every pass:
-        ``pass_lanes`` elements of a pass over slots, one of FORGET's copy), ``embed``, ``scale`` (the rest: fetch
+        ``pass_lanes`` elements of a pass over slots or of FORGET's copy), ``embed``, ``scale`` (the rest: fetch
         and decode, the passes' fill, ``QUANT`` and the scale chain where they are not hidden, the drain's tail, the
         matvec's cycles lent to field reads beside it),
         ``instructions`` (``[pc, cycles]`` per instruction, from its start to the next one's), ``total`` (low, high:
@@ -113,7 +114,8 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             quant = max(0, t["quant"] - (beats if two and not reused else 0))                   # what D does not hide
             # with two norms over v the chain's first norm part runs after pass B and QUANT, beside pass D
             early_v = two and not reused and not first_other and beside is None
-            aux = rows if epilogue == Epilogue.FORGET else 0
+            copied = rows if epilogue == Epilogue.FORGET else 0   # FORGET's copy, pass_lanes elements a beat
+            aux = -(-copied // core.pass_lanes)
             chain = t["chain_reused"] if reused else t["chain_two_norms"] if two else t["chain_one_norm"]
             fills = t["pass_fill"] * (1 + first_pass + (two and not reused) + 1)
             aux_end = now + (t["pass_fill"] + aux if aux else 0)
@@ -124,7 +126,7 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             b_start = held + t["instruction"] + t["pass_fill"] * (1 + first_pass) + (beats if first_pass else 0)
             # passes beside a matvec take its weight memory for their field words (16-bit, four a word)
             if beside:
-                lent = {"passes": (2 + (two and not reused)) * -(-n // 4), "aux": -(-aux // 4)}[beside]
+                lent = {"passes": (2 + (two and not reused)) * -(-n // 4), "aux": -(-copied // 4)}[beside]
                 back_end = max(back_paths[0] + lent, back_paths[1]) + t["tail"]
             chain_start = max(quantized, back_end)
             if early:

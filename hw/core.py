@@ -441,9 +441,12 @@ class Core(wiring.Component):
         ps_pad = Signal(range(lanes))  # … its last beat's lanes beyond the vector (the highest ones, zero)
         ps_t = Signal.like(ps_count)
         t_out = Signal.like(ps_count)     # elements that left the datapath
-        # a pass's element for a slot, held a cycle: EMBED's for slot X (``pw_slot`` 1), a copy for slot F (2)
+        # a pass's result for a slot, held a cycle: EMBED's element for slot X (``pw_slot`` 1), a copy's beat of
+        # ``lanes`` elements for slot F (2; their enables zero the lanes beyond the vector)
         pw_slot, pw_first = Signal(2), Signal()
         pw_value = Signal(signed(max(f.residual_bits, self.widths[_Src.F])))
+        pw_copy = Signal(data.ArrayLayout(self.widths[_Src.F], lanes))
+        pw_copy_en = Signal(lanes)
         pw_addr = Signal.like(t_out)
         m.d.sync += pw_slot.eq(0)
         dp_last = Signal()
@@ -926,9 +929,9 @@ class Core(wiring.Component):
 
             with m.State("BL_AUX"):    # FORGET: the layer's 1 − lb into slot F
                 with m.If(bl.epilogue == Epilogue.FORGET):
-                    offer_fields(bl.aux, bl.rows, is_signed=0)
+                    offer_fields(bl.aux, bl.rows, is_signed=0, wide=True)
                     with m.If(fields.start.ready):
-                        start_pass(_Src.FIELD, bl.rows, limbs=1, write=2, back="BL_AUX_DONE")
+                        start_pass(_Src.FIELD, bl.rows, limbs=1, write=2, wide=True, back="BL_AUX_DONE")
                 with m.Else():
                     m.next = "BL_HOLD"
 
@@ -1083,7 +1086,7 @@ class Core(wiring.Component):
                             m.d.comb += [slot_data[lane].eq(mems[memory].r_lanes[lane].as_signed())
                                          for lane in range(lanes)]
                     with m.Case(_Src.FIELD):
-                        m.d.comb += slot_data[0].eq(field[0])
+                        m.d.comb += [slot_data[lane].eq(field[lane]) for lane in range(lanes)]
                     with m.Case(_Src.REG):
                         m.d.comb += slot_data[0].eq(sample_x)
                 with m.Switch(ps_factor):
@@ -1137,8 +1140,10 @@ class Core(wiring.Component):
                     with m.Switch(ps_write):
                         with m.Case(1):   # saturated
                             m.d.sync += pw_value.eq(saturate(result.product[0], f.residual_bits))
-                        with m.Case(2):   # a copy: the element itself (no product), one cycle per element
-                            m.d.sync += pw_value.eq(result.x[0])
+                        with m.Case(2):   # a copy: the elements themselves (no product)
+                            m.d.sync += [pw_copy[lane].eq(result.x[lane]) for lane in range(lanes)]
+                            m.d.sync += pw_copy_en.eq(Cat(~(result.last & (ps_pad >= lanes - lane))
+                                                          for lane in range(lanes)))
                     with m.If(result.last):
                         m.next = "PASS_RETURN"
 
@@ -1149,9 +1154,16 @@ class Core(wiring.Component):
                             m.next = name
 
         # a pass's elements into slot X or F, a cycle after they leave the pass datapath
-        for slot, memory in ((1, Memory.X), (2, Memory.F)):
-            with m.If(pw_slot == slot):
-                m.d.comb += [mems[memory].w_addr.eq(pw_addr), mems[memory].w_en.eq(1), mems[memory].w_data.eq(pw_value)]
+        with m.If(pw_slot == 1):
+            m.d.comb += [mems[Memory.X].w_addr.eq(pw_addr), mems[Memory.X].w_en.eq(1),
+                         mems[Memory.X].w_data.eq(pw_value)]
+        with m.If(pw_slot == 2):
+            copy = mems[Memory.F]
+            if lanes > 1:
+                m.d.comb += [copy.w_addr.eq(pw_addr << exact_log2(lanes)), copy.w_lanes.eq(pw_copy),
+                             copy.w_lanes_en.eq(pw_copy_en)]
+            else:
+                m.d.comb += [copy.w_addr.eq(pw_addr), copy.w_en.eq(1), copy.w_data.eq(pw_copy[0])]
         with m.If(pw_slot == 1):
             track(_Src.X, [pw_value], pw_first)
 

@@ -1,11 +1,12 @@
-"""A slot of the core's vector memory: elements written one or two at a time, read one, two or ``lanes`` at once.
+"""A slot of the core's vector memory: elements written one, two or ``lanes`` at a time, and read so.
 
 The elements live ``lanes`` to a word of a :class:`~mmfree.hw.primitives.BlockRam` (element ``i`` in lane
 ``i mod lanes`` of word ``⌊i / lanes⌋``) with a write enable per lane, so that a write of one element leaves its
 neighbours alone. A read of element ``i`` reads its word and picks the lane by ``i``'s low bits, registered beside
 the block's output; the same read offers the whole word, so that a pass reads ``lanes`` consecutive elements per
 cycle at an address that is a multiple of ``lanes``, and the pair of lanes holding ``i``, so that the drain's two
-vector lanes read two at an even address. With ``lanes = 1`` it is the block RAM itself.
+vector lanes read two at an even address. Writes take the same shapes: one element, a pair, or a word's lanes. With
+``lanes = 1`` it is the block RAM itself.
 """
 
 from amaranth import *
@@ -46,6 +47,9 @@ class VectorMemory(wiring.Component):
         ``w_pair_en[j]``, instead of the one-element write.
     r_pair : Out(ArrayLayout(width, 2))
         With ``lanes ≥ 2``: elements ``r_addr − r_addr mod 2`` and the one after, of the last read.
+    w_lanes : In(ArrayLayout(width, lanes)); w_lanes_en : In(lanes)
+        With ``lanes ≥ 2``: writes element ``w_addr + j`` (``w_addr`` a multiple of ``lanes``) from ``w_lanes[j]``
+        where ``w_lanes_en[j]``, instead of the other writes.
     """
 
     def __init__(self, *, width, depth, lanes=1, impl=None):
@@ -54,7 +58,8 @@ class VectorMemory(wiring.Component):
         self.lanes = lanes
         self.ram = BlockRam(width=width * lanes, depth=max(2, -(-depth // lanes)), granularity=width, impl=impl)
         pairs = {"w_pair": In(data.ArrayLayout(width, 2)), "w_pair_en": In(2),
-                 "r_pair": Out(data.ArrayLayout(width, 2))} if lanes > 1 else {}
+                 "r_pair": Out(data.ArrayLayout(width, 2)),
+                 "w_lanes": In(data.ArrayLayout(width, lanes)), "w_lanes_en": In(lanes)} if lanes > 1 else {}
         super().__init__({
             "w_addr": In(range(depth)), "w_data": In(width), "w_en": In(1),
             "r_addr": In(range(depth)), "r_en": In(1, init=1),
@@ -72,11 +77,14 @@ class VectorMemory(wiring.Component):
         if self.lanes == 1:
             m.d.comb += [ram.w_en.eq(self.w_en), ram.w_data.eq(self.w_data), self.r_data.eq(ram.r_data)]
             return m
-        pair = self.w_pair_en.any()
+        pair, word = self.w_pair_en.any(), self.w_lanes_en.any()
         m.d.comb += [
-            ram.w_en.eq(Mux(pair, self.w_pair_en << Cat(C(0, 1), self.w_addr[1:low]), self.w_en << self.w_addr[:low])),
-            ram.w_data.eq(Mux(pair, self.w_pair.as_value().replicate(self.lanes // 2),
-                              self.w_data.replicate(self.lanes))),
+            ram.w_en.eq(Mux(word, self.w_lanes_en,
+                            Mux(pair, self.w_pair_en << Cat(C(0, 1), self.w_addr[1:low]),
+                                self.w_en << self.w_addr[:low]))),
+            ram.w_data.eq(Mux(word, self.w_lanes,
+                              Mux(pair, self.w_pair.as_value().replicate(self.lanes // 2),
+                                  self.w_data.replicate(self.lanes)))),
         ]
         lane = Signal(low, name="r_lane")
         with m.If(self.r_en):

@@ -1,5 +1,6 @@
 """``VectorMemory`` and ``PairMemory`` against a list of elements: random one- and two-element writes (pairs with
-either lane disabled), reads of one element, of its word and of its pair, and reads held while ``r_en`` is low;
+either lane disabled) and, for ``VectorMemory``, word writes with random lane enables; reads of one element, of its
+word and of its pair, and reads held while ``r_en`` is low;
 depths that leave a partial last word, pairs that end at the last element, and for ``PairMemory`` pairs at odd
 addresses."""
 
@@ -32,8 +33,9 @@ def _run(dut, depth, lanes, pairs, aligned, cycles=600, seed=0):
             ctx.set(dut.w_en, 0)
             if pairs:
                 ctx.set(dut.w_pair_en, 0)
-            written = set()
-            kind = rng.choice(["none", "one", "pair"] if pairs else ["none", "one"])
+            if lanes > 1:
+                ctx.set(dut.w_lanes_en, 0)
+            kind = rng.choice(["none", "one"] + ["pair"] * pairs + ["word"] * (lanes > 1))
             if kind == "one":
                 addr = rng.choice([0, depth - 1, rng.randrange(depth)])
                 value = rng.randrange(1 << WIDTH)
@@ -54,6 +56,15 @@ def _run(dut, depth, lanes, pairs, aligned, cycles=600, seed=0):
                 ctx.set(dut.w_pair, values)
                 ctx.set(dut.w_pair_en, enables[0] | enables[1] << 1)
                 updates = {addr + j: values[j] for j in range(2) if enables[j]}
+            elif kind == "word":
+                addr = rng.choice([0, depth - 1, rng.randrange(depth)])
+                addr -= addr % lanes
+                enables = [rng.random() < 0.7 and addr + j < depth for j in range(lanes)]
+                values = [rng.randrange(1 << WIDTH) for _ in range(lanes)]
+                ctx.set(dut.w_addr, addr)
+                ctx.set(dut.w_lanes, values)
+                ctx.set(dut.w_lanes_en, sum(int(e) << j for j, e in enumerate(enables)))
+                updates = {addr + j: values[j] for j in range(lanes) if enables[j]}
             else:
                 updates = {}
             written = words(updates)
