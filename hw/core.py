@@ -29,10 +29,12 @@ take the weight memory from the matvec a cycle at a time.
   in the golden model's order of rounding (``Arithmetic.bitlinear``), started when ``QUANT`` has ended (every sum
   is known by then) and the back end is idle, and run beside the quantization and the matvec; where the first norm
   is over another slot (whose sum is known before the passes) the chain starts on that norm beside pass B.
-- the *drain*: each row group's accumulators leave the matvec engine two per cycle into a FIFO
-  (:data:`DRAIN_DEPTH`); once the scale chain has ended, they go on into the vector unit with their operands read
-  from vector memory, one per element, or for the GLU a gate row and its up row per element (or, for the head, at
-  once into the reduction unit's argmax and the logits memory); the vector unit's results are written back in order.
+- the *drain*: each row group's accumulators leave the matvec engine ``2 · vector_lanes`` per cycle into a FIFO
+  (:data:`DRAIN_DEPTH`); once the scale chain has ended, they go on into the ``CoreParams.vector_lanes`` vector units
+  (in lockstep) with their operands read from vector memory, an element per unit and cycle, an element being a row
+  or for the GLU a gate row and its up row (or, for the head, one row a cycle into the reduction unit's argmax and
+  the logits memory); the units' results are written back in order. The recurrent state is a
+  :class:`~mmfree.hw.pair_memory.PairMemory` with two vector units.
 
 EMBED streams the token's embedding row through the pass datapath (times ``2^e`` or rounded right by ``−e``,
 ``e = exp + residual_frac``, saturated) into slot X.
@@ -45,7 +47,7 @@ waits for a word the FIFO does not have.
 Vector memory: slots X (residual, ``residual_bits``), V (the vector unit's result width), G (accumulators), F
 (``1 − lb`` / ``1 − f``), each a :class:`~mmfree.hw.vector_memory.VectorMemory` of ``pass_lanes`` elements to a
 word, the recurrent state (``state_bits`` × ``state_words``, layer ``l`` at ``l · H``) and the logits
-(accumulators), each a :class:`~mmfree.hw.primitives.BlockRam`.
+(accumulators), each a :class:`~mmfree.hw.primitives.BlockRam` (the state a ``PairMemory`` with two vector units).
 """
 
 from types import SimpleNamespace
