@@ -371,8 +371,25 @@ class Core(wiring.Component):
                      self.g_exp.eq(unit_g.exp)]
         residual_frac = Signal(signed(8))
         k_v, k_f = Signal(8), Signal(8)
-        # max|x| of each slot's vector, kept as it is written: the shift k of its sum of squares needs no pass
+        # max|x| of each slot's vector, kept as it is written: the shift k of its sum of squares needs no pass. A
+        # write's magnitudes are registered and taken into the peak a cycle later, so that the compares do not follow
+        # the write's choice of elements; the peak is up to date two cycles after the last write
         peaks = {slot: Signal(self.widths[slot], name=f"peak_{slot.name.lower()}") for slot in (_Src.X, _Src.V, _Src.G)}
+        peak_writes = {
+            slot: SimpleNamespace(magnitudes=[Signal(self.widths[slot], name=f"written_{slot.name.lower()}{j}")
+                                              for j in range(p.vector_lanes)],
+                                  first=Signal(name=f"written_{slot.name.lower()}_first"),
+                                  valid=Signal(name=f"written_{slot.name.lower()}_valid"))
+            for slot in peaks}
+        for slot, write in peak_writes.items():
+            m.d.sync += write.valid.eq(0)
+            with m.If(write.valid):
+                peak = peaks[slot]
+                larger = [Mux(write.first, 0, peak)] + write.magnitudes
+                m.d.sync += peak.eq(larger[0])
+                for candidate in larger[1:]:
+                    with m.If(Cat(candidate >= other for other in larger if other is not candidate).all()):
+                        m.d.sync += peak.eq(candidate)
         scan = Signal(max(self.widths.values()))   # a peak whose shift k is made next
         sum_v, sum_u, sum_f = (Signal(red.sum_bits, name=n) for n in ("sum_v", "sum_u", "sum_f"))
         max_p = Signal(self.reduce_width)
@@ -596,8 +613,7 @@ class Core(wiring.Component):
             el_pair=Signal(),             # lane 1 holds an element
         )
         # an issue takes an element per lane (the GLU's: a row pair), or for the head one row
-        m.d.comb += [dr.step.eq(Mux(glu, 2 * lanes_v, Mux(is_logits, 1, lanes_v))),
-                     dr.odd_tail.eq(Mux(glu, bk.rows[1], bk.rows[0]))]
+        m.d.comb += dr.step.eq(Mux(glu, 2 * lanes_v, Mux(is_logits, 1, lanes_v)))
         vu_shift = Signal(signed(7))
 
         scale_exp = regs["s"].exp
@@ -768,13 +784,13 @@ class Core(wiring.Component):
             return Mux(slot == Slot.X, peaks[_Src.X], Mux(slot == Slot.V, peaks[_Src.V], peaks[_Src.G]))
 
         def track(src, values, first):
-            """Keep max|x| over the writes of a slot's vector (``values``: a write's elements; ``first`` marks its
-            first write)."""
-            largest = None
-            for value in values:
-                magnitude = Mux(value < 0, -value, value)
-                largest = magnitude if largest is None else Mux(magnitude > largest, magnitude, largest)
-            m.d.sync += peaks[src].eq(Mux(first | (largest > peaks[src]), largest, peaks[src]))
+            """Keep max|x| over the writes of a slot's vector (``values``: a write's elements, at most
+            ``vector_lanes``; ``first`` marks its first write)."""
+            write = peak_writes[src]
+            m.d.sync += [write.valid.eq(1), write.first.eq(first)]
+            for j, register in enumerate(write.magnitudes):
+                value = values[j] if j < len(values) else C(0)
+                m.d.sync += register.eq(Mux(value < 0, -value, value))
 
         def slot_src(slot):
             return Mux(slot == Slot.X, _Src.X, Mux(slot == Slot.V, _Src.V, Mux(slot == Slot.G, _Src.G, _Src.F)))
@@ -1031,6 +1047,7 @@ class Core(wiring.Component):
                 with m.If(back_ready & engine.cmd.ready):
                     m.d.sync += [dr.row.eq(0), dr.ser_row.eq(0), dr.entry.eq(0), dr.out_count.eq(0),
                                  dr.beat_valid.eq(0), dr.el_valid.eq(0), dr.at_last.eq(dr.step >= bk.rows),
+                                 dr.odd_tail.eq(Mux(glu, bk.rows[1], bk.rows[0])),
                                  dr.issued_all.eq(0), dr.results_done.eq(0), back_ready.eq(0), back_running.eq(1)]
                     with m.If(bl.epilogue == Epilogue.LOGITS):
                         m.next = "BL_ARGMAX"
