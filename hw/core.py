@@ -1350,8 +1350,8 @@ class Core(wiring.Component):
                         _write_elements(m, mems[memory], base + dr.out_count, results, writes)
                         if memory in (Memory.X, Memory.V):
                             slot = _Src.X if memory is Memory.X else _Src.V
-                            width_ = self.widths[slot]
-                            track(slot, [Mux(write, result[:width_].as_signed(), 0)
+                            bits = self.widths[slot]
+                            track(slot, [Mux(write, result[:bits].as_signed(), 0)
                                          for result, write in zip(results, writes)], dr.out_count == 0)
 
 

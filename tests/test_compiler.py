@@ -176,3 +176,14 @@ def test_cycle_estimate_follows_the_core_as_built():
         estimate_cycles(program, timing={})
 
 
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"vector_lanes": 3}, "vector_lanes must be 1 or 2, not 3"),
+    ({"vector_lanes": 0}, "vector_lanes must be 1 or 2, not 0"),
+    ({"vector_lanes": 2, "pass_lanes": 1}, r"vector_lanes \(2\) needs pass_lanes ≥ vector_lanes, not 1"),
+    ({"pass_lanes": 8}, "pass_lanes must be 1, 2 or 4, not 8"),
+])
+def test_core_params_reject_bad_lanes(changes, match):
+    with pytest.raises(ValueError, match=match):
+        replace(UP5K, **changes)
