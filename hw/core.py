@@ -248,9 +248,8 @@ class Core(wiring.Component):
                                             cycles_per_element=params.cycles_per_element, impl=impl,
                                             sigmoid_table="logic" if params.pipelined else "block")
                     for _ in range(params.vector_lanes)]
-        self.vu = self.vus[0]
         self.acc_bits = acc_width(params.max_vector)
-        self.widths = {_Src.X: f.residual_bits, _Src.V: self.vu.out_bits, _Src.G: self.acc_bits,
+        self.widths = {_Src.X: f.residual_bits, _Src.V: self.vus[0].out_bits, _Src.G: self.acc_bits,
                        _Src.F: f.gate_frac + 2}
         #: the pass datapath's element and product widths
         self.elem_bits = max(*self.widths.values(), f.embed_bits, f.const_bits + 1)
@@ -1176,6 +1175,7 @@ class Core(wiring.Component):
         with m.If(pw_slot == 1):
             m.d.comb += [mems[Memory.X].w_addr.eq(pw_addr), mems[Memory.X].w_en.eq(1),
                          mems[Memory.X].w_data.eq(pw_value)]
+            track(_Src.X, [pw_value], pw_first)
         with m.If(pw_slot == 2):
             copy = mems[Memory.F]
             if lanes > 1:
@@ -1183,8 +1183,6 @@ class Core(wiring.Component):
                              copy.w_lanes_en.eq(pw_copy_en)]
             else:
                 m.d.comb += [copy.w_addr.eq(pw_addr), copy.w_en.eq(1), copy.w_data.eq(pw_copy[0])]
-        with m.If(pw_slot == 1):
-            track(_Src.X, [pw_value], pw_first)
 
         # -- the back end's drain, beside the sequencer ------------------------------------------------------
         with m.If(back_running):
