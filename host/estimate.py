@@ -89,6 +89,7 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
         t = dict(PIPELINED_TIMING if core.pipelined else TIMING, **(FAST_SCALAR_TIMING if core.fast_scalar else {}))
     # accumulators always within reduce_bits: GATE's drain sums slot G's squares, o_proj runs no pass over G
     g_summed = 127 * core.max_vector < 1 << (program.formats.reduce_bits - 1)
+    per_read = max(4, core.rows // 2)   # 16-bit fields a read brings: an engine word of rows bytes, or a 64-bit one
     matvec = passes = embed = trits = 0
     starts = []
     now = 0          # where the sequencer starts the instruction
@@ -125,9 +126,11 @@ def estimate_cycles(program, timing=None, spread=SPREAD):
             # with the first norm over another slot its part of the chain runs beside pass B when the back end is idle
             early = first_other and beside is None
             b_start = held + t["instruction"] + t["pass_fill"] * (1 + first_pass) + (beats if first_pass else 0)
-            # passes beside a matvec take its weight memory for their field words (16-bit, four a word)
+            # passes beside a matvec take its weight memory for their field words, a cycle per engine word read
+            # (16-bit fields; the engine's line answers its other parts)
             if beside:
-                lent = {"passes": (2 + (two and not reused)) * -(-n // 4), "aux": -(-copied // 4)}[beside]
+                lent = {"passes": (2 + (two and not reused)) * -(-n // per_read),
+                        "aux": -(-copied // per_read)}[beside]
                 back_end = max(back_paths[0] + lent, back_paths[1]) + t["tail"]
             chain_start = max(quantized, back_end)
             if early:

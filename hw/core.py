@@ -62,7 +62,7 @@ from ..host.gumbel import FRAC, TABLE_BITS, TAPS, Y_BITS, gumbel_table
 from ..host.isa import INSTRUCTION_BITS, OPCODE_BITS, Epilogue, Opcode, Slot
 from .field_reader import FieldReader
 from .instruction import instruction_layout
-from .matvec_engine import MatvecEngine
+from .matvec_engine import MatvecEngine, read_port_latency
 from .pass_datapath import PassDatapath, limbs_for
 from .pair_memory import PairMemory
 from .primitives import BlockRam, check_impl
@@ -74,7 +74,6 @@ from .stream_fifo import fed_in_lockstep, fed_through_fifo, stream_fifo
 from .ternary_matvec import acc_width
 from .vector_memory import VectorMemory
 from .vector_unit import VectorOp, VectorUnit
-from .weight_memory import read_latency
 
 __all__ = ["CoreCommand", "CoreError", "DRAIN_DEPTH", "Memory", "SCALE_CHAIN", "STREAM_DEPTH", "command_layout",
            "Core", "debug_latency"]
@@ -88,10 +87,11 @@ DRAIN_DEPTH = 128
 
 def debug_latency(params, memory):
     """Cycles from an address on the debug port to its element on ``d_data``: the memory's read latency (the weight
-    image's: the weight memory's, after a register for the request in a pipelined core), in a pipelined core a
-    register for each memory's word, and the port's output register."""
+    image's: the matvec engine's read port's, after a register for the request in a pipelined core), in a pipelined
+    core a register for each memory's word, and the port's output register."""
     image = memory == Memory.IMAGE
-    return (read_latency(params.pipelined) + params.pipelined if image else 1) + params.pipelined + 1
+    parts = 8 * params.rows // WORD_BITS   # of an engine word, read on the engine's read port
+    return (read_port_latency(params.pipelined, parts) + params.pipelined if image else 1) + params.pipelined + 1
 
 
 class CoreCommand(enum.Enum, shape=2):

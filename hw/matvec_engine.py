@@ -14,7 +14,9 @@ While no command runs, the load port writes the weight memory (words, or with ``
 whose image is in 64-bit words and whose words are wider loads and reads them as they are in the image). The q
 buffer's load port (words of ``C`` int8, low column first) writes at any time: with two banks (``q_banks``) a command
 reads the bank it names while the other is loaded. The read port reads the weight memory at any time too, before the
-command's reads: the word comes on ``r_data`` with ``r_valid``, the weight memory's read latency after ``r_en``. The
+command's reads: the word comes on ``r_data`` with ``r_valid``, :func:`read_port_latency` cycles after ``r_en``.
+With ``port_bits``, a copy of the word its last read took from the memory (the line) answers the reads of that word's
+parts without the memory: a run of parts of one word takes the memory, and so a running command, one cycle. The
 sequencer and the link use these ports.
 
 With a weight stream (``stream_depth`` > 0), words pushed on ``ws`` queue in a FIFO, and a command with ``stream``
@@ -30,9 +32,16 @@ from amaranth.lib.wiring import In, Out
 from .primitives import BlockRam
 from .ternary_matvec import TernaryMatVec, acc_width, output_layout
 from .trit_decoder import TRITS_PER_BYTE
-from .weight_memory import BANK_WIDTH, WeightMemory
+from .weight_memory import BANK_WIDTH, WeightMemory, read_latency
 
-__all__ = ["MatvecEngine", "matvec_command_layout"]
+__all__ = ["MatvecEngine", "matvec_command_layout", "read_port_latency"]
+
+
+def read_port_latency(registered, parts):
+    """Cycles from a read on the engine's read port to its word on ``r_data``: the weight memory's
+    (:func:`~mmfree.hw.weight_memory.read_latency`), and one more with ``parts`` > 1 parts of a word (the line's
+    register)."""
+    return read_latency(registered) + (parts > 1)
 
 
 def matvec_command_layout(addr_bits=14, group_bits=16):
@@ -87,8 +96,9 @@ class MatvecEngine(wiring.Component):
         ``busy``.
     r_addr, r_en : In; r_data, r_valid : Out
         Weight-memory read port (ignored in a cycle that writes): the word read in a cycle with ``r_en`` is on
-        ``r_data`` while ``r_valid``, the memory's read latency later; after that ``r_data`` holds until the
-        memory's next read (a command's included). A read is issued only while ``r_ready``.
+        ``r_data`` while ``r_valid``, :attr:`read_port_latency` cycles later; after that ``r_data`` holds until the
+        memory's next read (a command's included; with ``port_bits``, until the port's next read). A read is issued
+        only while ``r_ready``.
     r_ready : Out(1)
         A read may be issued (always, from the weight memory; from the weight stream: a word is there and no command
         runs).
@@ -150,6 +160,11 @@ class MatvecEngine(wiring.Component):
             "q_addr": In(range(q_banks * self.q_bank_words)), "q_data": In(8 * self.cols), "q_we": In(1),
         })
 
+    @property
+    def read_port_latency(self):
+        """Cycles from a read on the read port to its word on ``r_data`` (:func:`read_port_latency`)."""
+        return read_port_latency(self.weights.registered, self.parts)
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.array = array = self.array
@@ -177,20 +192,23 @@ class MatvecEngine(wiring.Component):
         credits = Signal(range(self.beat_depth + 1), init=self.beat_depth)
         take = beats.r_rdy & array.w.ready
 
-        # the read port: a read takes the weight memory in any cycle (a write has it while no command runs)
+        # the read port: a read takes the weight memory in any cycle (a write has it while no command runs), unless
+        # its word is the line's (with parts of words)
         r_stream = Signal()
-        r_memory = self.r_en & ~r_stream & ~(self.w_we & ~running)
+        r_read = self.r_en & ~r_stream & ~(self.w_we & ~running)
+        line_hit = Signal()
+        r_memory = r_read & ~line_hit
         word_ok = Signal(init=1)   # the word of a beat issued now is there (the memory's always is)
         issue = running & (credits != 0) & word_ok & ~r_memory
 
         # what an issued read carries through the weight memory's latency: a beat, or a read of the read port, and
         # the weight stream's word where it comes from there
-        flight = data.StructLayout({"beat": 1, "read": 1, "last": 1, "stream": 1, "word": word_bits,
+        flight = data.StructLayout({"beat": 1, "read": 1, "fresh": 1, "last": 1, "stream": 1, "word": word_bits,
                                     "part": part_bits})
         launch = Signal(flight)
         arrive = self._delay(m, launch, latency, "flight")
-        m.d.comb += [launch.beat.eq(issue), launch.read.eq(r_memory), launch.last.eq(last_col),
-                     launch.part.eq(self.r_addr[:part_bits])]
+        m.d.comb += [launch.beat.eq(issue), launch.read.eq(r_read), launch.fresh.eq(r_memory),
+                     launch.last.eq(last_col), launch.part.eq(self.r_addr[:part_bits])]
         word = Mux(arrive.stream, arrive.word, weights.rdata)
         if self.stream_depth:
             # a streamed beat or read pops its word from the FIFO when it is issued; the word travels with it
@@ -203,7 +221,7 @@ class MatvecEngine(wiring.Component):
                 word_ok.eq(~streaming | ws.r_rdy),
                 self.stream_wait.eq(running & streaming & (credits != 0) & ~ws.r_rdy),
                 self.r_ready.eq(Mux(self.r_stream, ws.r_rdy & ~running, 1)),
-                launch.read.eq(r_memory | r_pop),
+                launch.read.eq(r_read | r_pop),
                 launch.stream.eq(issue & streaming | r_pop),
                 launch.word.eq(ws.r_data),
             ]
@@ -222,7 +240,6 @@ class MatvecEngine(wiring.Component):
             weights.we.eq(~running & self.w_we),
             weights.addr.eq(Mux(r_memory, self.r_addr >> part_bits, Mux(running, addr, self.w_addr >> part_bits))),
             weights.wdata.eq(self.w_data.replicate(self.parts)),
-            self.r_valid.eq(arrive.read),
             q.r_en.eq(q_read_now),
             q.r_addr.eq(q_addr_now),
             q.w_addr.eq(self.q_addr),
@@ -236,17 +253,28 @@ class MatvecEngine(wiring.Component):
         ]
         m.d.sync += credits.eq(credits - issue + take)
         if self.parts == 1:
-            m.d.comb += self.r_data.eq(word)
+            m.d.comb += [self.r_data.eq(word), self.r_valid.eq(arrive.read)]
         else:
-            # a load writes its part's banks; a read's part is chosen from the word, and held with it
+            # a load writes its part's banks
             banks_per_part = self.port_bits // BANK_WIDTH
             m.d.comb += weights.wbanks.eq(Cat((self.w_addr[:part_bits] == b // banks_per_part)
                                               for b in range(weights.banks)))
-            held_part = Signal(part_bits)
-            part = Mux(arrive.read, arrive.part, held_part)
+            # the line: the word of the port's last read of the memory (tag: its address, from the read's issue on;
+            # a load makes it stale). A read of the line's word takes its part from the line, without the memory.
+            # Every read's word and part pass a register, so its answer comes a cycle after the memory's latency.
+            tag, tag_ok = Signal.like(weights.addr), Signal()
+            line, part = Signal(word_bits), Signal(part_bits)
+            m.d.comb += line_hit.eq(tag_ok & ((self.r_addr >> part_bits) == tag))
+            with m.If(r_memory):
+                m.d.sync += [tag.eq(self.r_addr >> part_bits), tag_ok.eq(1)]
+            with m.If(self.w_we & ~running):
+                m.d.sync += tag_ok.eq(0)
+            with m.If(arrive.fresh):
+                m.d.sync += line.eq(word)
             with m.If(arrive.read):
-                m.d.sync += held_part.eq(arrive.part)
-            m.d.comb += self.r_data.eq(word.word_select(part, self.port_bits))
+                m.d.sync += part.eq(arrive.part)
+            m.d.sync += self.r_valid.eq(arrive.read)
+            m.d.comb += self.r_data.eq(line.word_select(part, self.port_bits))
         # the array joins a beat's activations with its weights after its decoders' stages: the activations step
         # through registers of their own beside the decoders, advancing when they do (``array.w.ready``)
         acts, acts_valid = Signal(act_bits + 1), []

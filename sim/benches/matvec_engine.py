@@ -17,7 +17,9 @@ With a weight stream (``stream_depth`` > 0) every other operation takes its matr
 pushed with random gaps while the engine runs, and the read port reads pushed words back in order, honouring
 ``r_ready``. With ``registered_weights`` the weight memory's read latency is 4. With ``port_bits`` narrower than a
 word, the image is loaded, read back and addressed by the commands in parts of words, as a core with 64-bit image
-words and wider weight words does.
+words and wider weight words does; the reads beside the commands then run mostly over consecutive parts, and a test
+times a command with every part of a few words read beside it against the command alone: the line must answer all
+but each word's first part (at most a cycle lost per word), and a load must replace the line's word.
 
 Parameters (:func:`mmfree.sim.benches.params`): ``rows``, ``fmt``, ``max_len``, ``q_depth``, ``q_banks`` (default
 1), ``stream_depth``, ``registered_weights`` (default false), ``port_bits`` (default ``8 · rows``) as built;
@@ -34,7 +36,7 @@ from mmfree.host.compiler import compile_model, matrix_words
 from mmfree.host.machine import matrix_from_words
 from mmfree.host.models import resolve_model
 from mmfree.host.packing import TRITS_PER_BYTE
-from mmfree.hw.matvec_engine import matvec_command_layout
+from mmfree.hw.matvec_engine import matvec_command_layout, read_port_latency
 from mmfree.hw.ternary_matvec import acc_width, output_layout
 from mmfree.hw.trit_decoder import decoder_latency
 from mmfree.hw.weight_memory import read_latency
@@ -54,6 +56,8 @@ LAYOUT = output_layout(ROWS, WIDTH)
 PORT_BITS = P.get("port_bits") or 8 * ROWS
 PARTS = 8 * ROWS // PORT_BITS
 DEPTH = 16384   # the engine's weight memory, in engine words
+#: cycles from a read on the read port to its word
+LATENCY = read_port_latency(P.get("registered_weights", False), PARTS)
 COMMAND = matvec_command_layout((DEPTH * PARTS - 1).bit_length())
 TIMEOUT = {"timeout_time": 200, "timeout_unit": "ms"}
 
@@ -125,13 +129,14 @@ async def load_q(dut, q, bank=0):
 
 
 async def read_beside(dut, image, rng, checked):
-    """Read random weight-memory words through the read port, honouring ``r_ready``, and check each against
-    ``image`` (engine words); count them in ``checked[0]``. Runs until cancelled."""
+    """Read weight-memory words through the read port, honouring ``r_ready``, and check each against ``image``
+    (port words); count them in ``checked[0]``. Runs until cancelled. The addresses are random, or with parts of
+    words mostly runs of consecutive ones (a field reader's), so that the line answers some."""
     issued = []
+    address = int(rng.integers(0, len(image)))
     while True:
         await RisingEdge(dut.clk)
         want = rng.random() < 0.3
-        address = int(rng.integers(0, len(image)))
         dut.r_en.value = int(want)
         dut.r_addr.value = address
         await ReadOnly()
@@ -141,6 +146,8 @@ async def read_beside(dut, image, rng, checked):
             checked[0] += 1
         if want and dut.r_ready.value:
             issued.append(address)
+            sequential = PARTS > 1 and rng.random() < 0.9
+            address = (address + 1) % len(image) if sequential else int(rng.integers(0, len(image)))
 
 
 async def start(dut):
@@ -165,7 +172,7 @@ async def matrices_from_the_weight_image(dut):
     dut.r_en.value, dut.r_addr.value = 1, int(rng.integers(0, DEPTH * PARTS))   # wanted all along: the writes win
     await load_weights(dut, np.concatenate(image))
     dut.r_en.value = 0
-    for _ in range(read_latency(P.get("registered_weights", False))):   # the read issued after the writes comes back
+    for _ in range(LATENCY):   # the read issued after the writes comes back
         await RisingEdge(dut.clk)
     cmd, out = Source(dut, "cmd", dut.clk, p_gap=0.3), Sink(dut, "o", dut.clk, p_stall=0.3)
     ws = Source(dut, "ws", dut.clk, p_gap=0.4) if STREAM else None
@@ -227,6 +234,56 @@ async def one_beat_per_cycle(dut):
     registered = P.get("registered_weights", False)
     latency = 6 + read_latency(registered) + decoder_latency(registered)
     assert out.cycles <= groups * (col_groups + 1) + latency, f"{out.cycles} cycles"
+
+
+async def timed_command(dut, groups, col_groups, reads=()):
+    """Run a command on the matrix at word 0 while reading port words ``reads`` a cycle each from its first cycle on;
+    the cycles the sink took and the words read."""
+    cmd, out = Source(dut, "cmd", dut.clk), Sink(dut, "o", dut.clk)
+    sent = cocotb.start_soon(cmd.send([command(0, groups, col_groups)]))
+    got = []
+
+    async def read():
+        for address in [*reads, *[None] * (LATENCY + 1)]:
+            dut.r_en.value, dut.r_addr.value = int(address is not None), address or 0
+            await ReadOnly()
+            if dut.r_valid.value:
+                got.append(int(dut.r_data.value))
+            await RisingEdge(dut.clk)
+
+    reader = cocotb.start_soon(read())
+    received = await out.receive(groups)
+    await sent
+    await reader
+    return out.cycles, received, got
+
+
+@cocotb.test(**TIMEOUT, skip=PARTS == 1)
+async def reads_of_one_words_parts_take_a_command_one_cycle(dut):
+    """With parts of words, reading every part of ``W`` words, a part a cycle, beside a command delays it by at most
+    ``W`` cycles (the line answers all but a word's first part), and every part comes back right; a load makes the
+    line stale."""
+    rng = np.random.default_rng(random.getrandbits(32))
+    await start(dut)
+    groups, col_groups, words = 6, 9, 4
+    trits = rng.integers(-1, 2, (groups * ROWS, col_groups * COLS)).astype(np.int8)
+    q = rng.integers(-128, 128, col_groups * COLS)
+    image = matrix_words(trits, ROWS, FMT)
+    await load_weights(dut, image)
+    await load_q(dut, q)
+    alone, expected, _ = await timed_command(dut, groups, col_groups)
+    ports = port_words(image)
+    first = int(rng.integers(0, len(ports) // PARTS - words + 1))
+    reads = range(first * PARTS, (first + words) * PARTS)
+    beside, received, got = await timed_command(dut, groups, col_groups, reads)
+    assert received == expected
+    assert got == [ports[a] for a in reads]
+    assert beside - alone <= words, f"{words} words' parts beside a command: {beside} cycles against {alone}"
+    # the line holds the last word read; a load of a new word there is read back
+    replaced = random.getrandbits(PORT_BITS)
+    await load(dut, "w_", [(reads[-1], replaced)])
+    _, _, got = await timed_command(dut, groups, col_groups, [reads[-1]])
+    assert got == [replaced]
 
 
 @cocotb.test(**TIMEOUT, skip=not STREAM)
