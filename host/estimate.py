@@ -39,9 +39,10 @@ TIMING = {"instruction": 20, "pass_fill": 8, "quant": 85, "chain_two_norms": 400
 #: the pipelined core's constants (``CoreParams.pipelined``: the ULX3S core's register stages and FIFOs lengthen the
 #: fetch and the drain's tail). The pass's fill, shared with :data:`TIMING`, refitted from 15 to 8 cycles once the
 #: reduction units offer their sums 3 cycles after a pass instead of after a scan for a shift (session 17). With two
-#: vector units and FORGET's copy at pass_lanes a beat: ULX3S demo 6,290 cycles per token against 6,190 measured
-#: (+1.6 %), its weight-filling random model 10,129 against 10,274 (−1.4 %); iCEBreaker demo 20,612 against 20,809
-#: (−0.9 %), random:V=100,H=192,L=1,I=256,seed=3 12,381 against 12,461 (−0.6 %)
+#: vector units, FORGET's copy at pass_lanes a beat and a field read per engine word beside a matvec (session 18):
+#: ULX3S demo 6,173 cycles per token against 6,117 measured (+0.9 %), its weight-filling random model 9,457 against
+#: 9,435 (+0.2 %); iCEBreaker demo 20,612 against 20,809 (−0.9 %), random:V=100,H=192,L=1,I=256,seed=3 12,381
+#: against 12,461 (−0.6 %)
 PIPELINED_TIMING = dict(TIMING, instruction=44, tail=40)
 
 #: with the fast scalar unit (``CoreParams.fast_scalar``), ``QUANT`` and the scale chain's parts: :data:`TIMING`'s
