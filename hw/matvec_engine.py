@@ -96,7 +96,7 @@ class MatvecEngine(wiring.Component):
         ``busy``.
     r_addr, r_en : In; r_data, r_valid : Out
         Weight-memory read port (ignored in a cycle that writes): the word read in a cycle with ``r_en`` is on
-        ``r_data`` while ``r_valid``, :attr:`read_port_latency` cycles later; after that ``r_data`` holds until the
+        ``r_data`` while ``r_valid``, :func:`read_port_latency` cycles later; after that ``r_data`` holds until the
         memory's next read (a command's included; with ``port_bits``, until the port's next read). A read is issued
         only while ``r_ready``.
     r_ready : Out(1)
@@ -160,11 +160,6 @@ class MatvecEngine(wiring.Component):
             "q_addr": In(range(q_banks * self.q_bank_words)), "q_data": In(8 * self.cols), "q_we": In(1),
         })
 
-    @property
-    def read_port_latency(self):
-        """Cycles from a read on the read port to its word on ``r_data`` (:func:`read_port_latency`)."""
-        return read_port_latency(self.weights.registered, self.parts)
-
     def elaborate(self, platform):
         m = Module()
         m.submodules.array = array = self.array
@@ -196,6 +191,7 @@ class MatvecEngine(wiring.Component):
         # its word is the line's (with parts of words)
         r_stream = Signal()
         r_read = self.r_en & ~r_stream & ~(self.w_we & ~running)
+        r_word = self.r_addr >> part_bits   # the read's word
         line_hit = Signal()
         r_memory = r_read & ~line_hit
         word_ok = Signal(init=1)   # the word of a beat issued now is there (the memory's always is)
@@ -238,7 +234,7 @@ class MatvecEngine(wiring.Component):
             self.cmd.ready.eq(~running),
             weights.cs.eq(issue & ~streaming | self.w_we & ~running | r_memory),
             weights.we.eq(~running & self.w_we),
-            weights.addr.eq(Mux(r_memory, self.r_addr >> part_bits, Mux(running, addr, self.w_addr >> part_bits))),
+            weights.addr.eq(Mux(r_memory, r_word, Mux(running, addr, self.w_addr >> part_bits))),
             weights.wdata.eq(self.w_data.replicate(self.parts)),
             q.r_en.eq(q_read_now),
             q.r_addr.eq(q_addr_now),
@@ -264,9 +260,9 @@ class MatvecEngine(wiring.Component):
             # Every read's word and part pass a register, so its answer comes a cycle after the memory's latency.
             tag, tag_ok = Signal.like(weights.addr), Signal()
             line, part = Signal(word_bits), Signal(part_bits)
-            m.d.comb += line_hit.eq(tag_ok & ((self.r_addr >> part_bits) == tag))
+            m.d.comb += line_hit.eq(tag_ok & (r_word == tag))
             with m.If(r_memory):
-                m.d.sync += [tag.eq(self.r_addr >> part_bits), tag_ok.eq(1)]
+                m.d.sync += [tag.eq(r_word), tag_ok.eq(1)]
             with m.If(self.w_we & ~running):
                 m.d.sync += tag_ok.eq(0)
             with m.If(arrive.fresh):
